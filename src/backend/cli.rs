@@ -1,0 +1,340 @@
+//! One-shot agents without ACP (`claude -p`, `codex exec`, scripts): an argument vector run in
+//! the worktree, the prompt on stdin or as one argument, output captured with caps.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::process::{GroupGuard, Tail};
+use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome};
+use crate::domain::Usage;
+
+/// How the prompt reaches a CLI agent.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptMode {
+    /// Written to the agent's stdin, which is then closed.
+    Stdin,
+    /// Appended as the last argument (one argv element, never shell-split).
+    Arg,
+}
+
+/// A resolved CLI launch spec.
+#[derive(Debug, Clone)]
+pub struct CliSpec {
+    pub command: Vec<String>,
+    pub prompt: PromptMode,
+    /// Appended when a task names a model; `{model}` is replaced by the model id.
+    pub model_args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+/// Most stdout kept for the final message; more is dropped with a note.
+const STDOUT_CAP: usize = 1 << 20;
+/// Stderr bytes kept for error messages.
+const STDERR_TAIL: usize = 64 << 10;
+/// Stderr lines kept in the transcript; a runaway agent cannot flood the store.
+const STDERR_EVENTS_CAP: usize = 2000;
+/// Lines of stderr quoted when the agent fails.
+const STDERR_QUOTE_LINES: usize = 20;
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
+pub struct CliBackend {
+    spec: CliSpec,
+}
+
+impl CliBackend {
+    pub fn new(spec: CliSpec) -> CliBackend {
+        CliBackend { spec }
+    }
+
+    fn argv(&self, turn: &Turn) -> Result<Vec<String>, BackendError> {
+        let mut argv = self.spec.command.clone();
+        if let Some(model) = &turn.model {
+            if self.spec.model_args.is_empty() {
+                return Err(BackendError::Unsupported(
+                    "this CLI provider takes no model argument (configure `model_args`)".into(),
+                ));
+            }
+            argv.extend(
+                self.spec
+                    .model_args
+                    .iter()
+                    .map(|a| a.replace("{model}", model)),
+            );
+        }
+        if turn.mode.is_some() {
+            return Err(BackendError::Unsupported(
+                "CLI providers have no modes".into(),
+            ));
+        }
+        if self.spec.prompt == PromptMode::Arg {
+            argv.push(turn.prompt.clone());
+        }
+        Ok(argv)
+    }
+
+    async fn run_turn(
+        &self,
+        turn: Turn,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> Result<TurnOutcome, BackendError> {
+        let argv = self.argv(&turn)?;
+        let Some((program, args)) = argv.split_first() else {
+            return Err(BackendError::Unsupported("empty command".into()));
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(&turn.cwd)
+            .envs(&self.spec.env)
+            .stdin(if self.spec.prompt == PromptMode::Stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let group = GroupGuard::new(child.id());
+
+        if let Some(mut stdin) = child.stdin.take() {
+            let prompt = turn.prompt.clone();
+            tokio::spawn(async move {
+                // why: an agent that exits without reading its stdin closes the pipe; that is
+                // its business, and its exit status tells the story.
+                let _ = stdin.write_all(prompt.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            });
+        }
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let out_task = tokio::spawn(read_stdout(stdout, events.clone()));
+        let err_task = tokio::spawn(read_stderr(stderr, events));
+
+        let timeout = tokio::time::sleep(self.spec.timeout);
+        let status = tokio::select! {
+            s = child.wait() => s?,
+            _ = cancel.cancelled() => {
+                group.terminate(&mut child, KILL_GRACE).await;
+                return Err(BackendError::Cancelled);
+            }
+            _ = timeout => {
+                group.terminate(&mut child, KILL_GRACE).await;
+                let tail = err_task.await.map(|t| t.last_lines(STDERR_QUOTE_LINES)).unwrap_or_default();
+                return Err(BackendError::Timeout { secs: self.spec.timeout.as_secs(), stderr_tail: tail });
+            }
+        };
+        // The agent is gone; anything it left in its group goes too, which also closes the
+        // pipes a lingering grandchild might hold open.
+        group.signal(nix::sys::signal::Signal::SIGKILL);
+        let stdout = out_task.await.unwrap_or_default();
+        let tail = err_task.await.unwrap_or_default();
+        if !status.success() {
+            return Err(BackendError::Exited {
+                status: describe(status),
+                stderr_tail: tail.last_lines(STDERR_QUOTE_LINES),
+            });
+        }
+        Ok(TurnOutcome {
+            final_message: stdout.trim().to_string(),
+            usage: Usage::default(),
+        })
+    }
+}
+
+impl Backend for CliBackend {
+    fn run<'a>(
+        &'a self,
+        turn: Turn,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
+        Box::pin(self.run_turn(turn, events, cancel))
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => "an unknown status".into(),
+    }
+}
+
+/// Streams stdout lines as transcript text and returns the captured output (capped).
+async fn read_stdout(stream: Option<impl AsyncRead + Unpin>, events: EventSink) -> String {
+    let Some(stream) = stream else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut truncated = false;
+    let mut lines = BufReader::new(stream).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                if out.len() + line.len() < STDOUT_CAP {
+                    out.push_str(&line);
+                    out.push('\n');
+                    if events
+                        .send(TurnEvent::Text(format!("{line}\n")))
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!("event sink closed; still draining stdout");
+                    }
+                } else if !truncated {
+                    truncated = true;
+                    let note = format!("[stdout truncated at {} bytes]", STDOUT_CAP);
+                    let _ = events.send(TurnEvent::Notice(note)).await;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // Non-UTF-8 output ends line decoding; keep what we have and say so.
+                let _ = events
+                    .send(TurnEvent::Notice(format!("stopped reading stdout: {e}")))
+                    .await;
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Streams stderr lines into the transcript and keeps a tail for error messages.
+async fn read_stderr(stream: Option<impl AsyncRead + Unpin>, events: EventSink) -> Tail {
+    let mut tail = Tail::new(STDERR_TAIL);
+    let Some(stream) = stream else {
+        return tail;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut sent = 0usize;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) => break,
+            Ok(_) => {
+                tail.push(&line);
+                if sent < STDERR_EVENTS_CAP {
+                    sent += 1;
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    // why: a closed sink only means the engine stopped listening; keep the tail.
+                    let _ = events.send(TurnEvent::Stderr(text)).await;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(command: &[&str], prompt: PromptMode) -> CliSpec {
+        CliSpec {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            prompt,
+            model_args: vec!["--model".into(), "{model}".into()],
+            env: BTreeMap::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn turn(prompt: &str, model: Option<&str>) -> Turn {
+        Turn {
+            task_id: "t".into(),
+            session_id: "s".into(),
+            prompt: prompt.into(),
+            cwd: std::env::temp_dir(),
+            model: model.map(str::to_string),
+            mode: None,
+        }
+    }
+
+    #[test]
+    fn prompt_is_one_argument_and_model_is_templated() {
+        let b = CliBackend::new(spec(&["agent", "-p"], PromptMode::Arg));
+        let argv = b.argv(&turn("fix it; rm -rf /", Some("m1"))).expect("argv");
+        assert_eq!(
+            argv,
+            vec!["agent", "-p", "--model", "m1", "fix it; rm -rf /"]
+        );
+    }
+
+    #[tokio::test]
+    async fn stdin_prompt_and_failure_quote_stderr() {
+        let b = CliBackend::new(spec(
+            &["sh", "-c", "read x; echo \"got $x\"; echo oops >&2; exit 3"],
+            PromptMode::Stdin,
+        ));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let err = b
+            .run(turn("hello", None), tx, CancellationToken::new())
+            .await
+            .expect_err("exit 3 is a failure");
+        let msg = err.to_string();
+        assert!(msg.contains("exit status 3"), "{msg}");
+        assert!(msg.contains("oops"), "{msg}");
+        let mut texts = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            texts.push(ev);
+        }
+        assert!(
+            texts.contains(&TurnEvent::Text("got hello\n".into())),
+            "{texts:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_whole_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let b = CliBackend::new(spec(&["sh", "-c", &script], PromptMode::Stdin));
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        let pf = pidfile.clone();
+        tokio::spawn(async move {
+            while !pf.exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            c2.cancel();
+        });
+        let err = b
+            .run(turn("x", None), tx, cancel)
+            .await
+            .expect_err("cancelled");
+        assert!(matches!(err, BackendError::Cancelled));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("int");
+        // The grandchild shared the agent's group, so it is dead (or a zombie awaiting init).
+        for _ in 0..100 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.is_empty() || stat.contains(") Z ") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("background child {pid} survived cancellation");
+    }
+}

@@ -1,0 +1,153 @@
+//! The one seam between the engine and whatever runs a turn. Every backend (CLI today; ACP and
+//! native build on the same trait) gets a [`Turn`], streams [`TurnEvent`]s and returns a
+//! [`TurnOutcome`]; the engine owns persistence, worktrees and notifications.
+
+pub mod cli;
+pub mod process;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{EventKind, Usage};
+
+/// One agent turn: what to do and where.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub task_id: String,
+    pub session_id: String,
+    pub prompt: String,
+    /// The session's worktree; the agent's working directory.
+    pub cwd: PathBuf,
+    pub model: Option<String>,
+    pub mode: Option<String>,
+}
+
+/// What a backend reports while it runs. The vocabulary is shared by all backends so the
+/// transcript reads the same whichever agent produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    Text(String),
+    Reasoning(String),
+    ToolCall {
+        id: String,
+        title: String,
+        kind: Option<String>,
+        input: Option<serde_json::Value>,
+    },
+    ToolUpdate {
+        id: String,
+        status: Option<String>,
+        output: Option<String>,
+    },
+    Plan(Vec<String>),
+    Usage(Usage),
+    Commands(Vec<String>),
+    Stderr(String),
+    Notice(String),
+}
+
+impl TurnEvent {
+    /// The transcript row this event becomes: kind, one readable line, structured detail.
+    pub fn into_record(self) -> (EventKind, String, Option<serde_json::Value>) {
+        use serde_json::json;
+        match self {
+            TurnEvent::Text(t) => (EventKind::Text, t, None),
+            TurnEvent::Reasoning(t) => (EventKind::Reasoning, t, None),
+            TurnEvent::ToolCall {
+                id,
+                title,
+                kind,
+                input,
+            } => (
+                EventKind::ToolCall,
+                title,
+                Some(json!({"id": id, "kind": kind, "input": input})),
+            ),
+            TurnEvent::ToolUpdate { id, status, output } => {
+                let line = match (&status, &output) {
+                    (Some(s), _) => format!("{id}: {s}"),
+                    (None, _) => format!("{id}: updated"),
+                };
+                (
+                    EventKind::ToolUpdate,
+                    line,
+                    Some(json!({"id": id, "status": status, "output": output})),
+                )
+            }
+            TurnEvent::Plan(entries) => (
+                EventKind::Plan,
+                entries.join("; "),
+                Some(json!({ "entries": entries })),
+            ),
+            TurnEvent::Usage(u) => (
+                EventKind::Usage,
+                format!("{} in / {} out tokens", u.input_tokens, u.output_tokens),
+                Some(json!(u)),
+            ),
+            TurnEvent::Commands(c) => (
+                EventKind::Commands,
+                c.join(" "),
+                Some(json!({ "commands": c })),
+            ),
+            TurnEvent::Stderr(t) => (EventKind::Stderr, t, None),
+            TurnEvent::Notice(t) => (EventKind::Notice, t, None),
+        }
+    }
+}
+
+/// Where a backend sends its events. Bounded, so a chatty agent is slowed rather than
+/// growing memory without limit.
+pub type EventSink = mpsc::Sender<TurnEvent>;
+
+/// How a turn ended well.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnOutcome {
+    /// The agent's final message (the engine trims it to a summary).
+    pub final_message: String,
+    pub usage: Usage,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("could not start `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agent exited with {status}{}", stderr_suffix(.stderr_tail))]
+    Exited { status: String, stderr_tail: String },
+    #[error("agent timed out after {secs} s{}", stderr_suffix(.stderr_tail))]
+    Timeout { secs: u64, stderr_tail: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("agent I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn stderr_suffix(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; last stderr lines:\n{tail}")
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs turns. Implementations own only their transport; they must return promptly once
+/// `cancel` fires (with [`BackendError::Cancelled`]) and leave no process behind.
+pub trait Backend: Send + Sync {
+    fn run<'a>(
+        &'a self,
+        turn: Turn,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>>;
+}

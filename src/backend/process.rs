@@ -1,0 +1,92 @@
+//! Child processes for agents: each in its own process group so that cancel, timeout and
+//! shutdown stop the agent *and* whatever it spawned (npm launchers, shells, test runners).
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// Kills the whole process group when dropped, unless the group was already reaped.
+/// Dropping is the backstop: every early return and panic in a run path still stops the agent.
+pub struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    pub fn new(pid: Option<u32>) -> GroupGuard {
+        GroupGuard {
+            pgid: pid.and_then(|p| i32::try_from(p).ok()),
+        }
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pgid) = self.pgid {
+            // why: ESRCH (group already gone) is the normal race with a child that just exited.
+            let _ = killpg(Pid::from_raw(pgid), sig);
+        }
+    }
+
+    /// SIGTERM, a grace period for the agent to exit, then SIGKILL.
+    pub async fn terminate(&self, child: &mut tokio::process::Child, grace: Duration) {
+        self.signal(Signal::SIGTERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            self.signal(Signal::SIGKILL);
+            if let Err(e) = child.wait().await {
+                tracing::warn!(error = %e, "waiting for a killed agent failed");
+            }
+        }
+        // Children of the agent may outlive it in the group.
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// Keeps the last `max` bytes of a stream, for error messages that quote an agent's stderr.
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: std::collections::VecDeque<u8>,
+    max: usize,
+}
+
+impl Tail {
+    pub fn new(max: usize) -> Tail {
+        Tail {
+            buf: Default::default(),
+            max,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend(bytes);
+        while self.buf.len() > self.max {
+            self.buf.pop_front();
+        }
+    }
+
+    /// The last `lines` lines, lossily decoded.
+    pub fn last_lines(&self, lines: usize) -> String {
+        let (a, b) = self.buf.as_slices();
+        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let start = all.len().saturating_sub(lines);
+        all[start..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_only_the_last_lines() {
+        let mut t = Tail::new(16);
+        t.push(b"first line\nsecond\nthird\n");
+        assert_eq!(t.last_lines(2), "second\nthird");
+        assert!(!t.last_lines(10).contains("first line"));
+    }
+}

@@ -1,0 +1,318 @@
+//! The engine's vocabulary: task states, tasks, transcript events, usage. Plain data, no IO,
+//! so the store, the engine and the MCP edge all speak the same types.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use crate::worktree::{FileChange, FileStatus};
+
+/// Where a task is in its life. Stored as TEXT; `as_str`/`parse` are the only conversions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Queued, waiting for the dispatcher (or for an earlier turn of its session).
+    Pending,
+    /// An agent turn is in progress.
+    Running,
+    /// Running, but waiting on a human decision (a permission request).
+    Blocked,
+    /// The agent finished its turn; the diff (if any) is a pending change.
+    Completed,
+    /// The agent or the engine failed; `error` says why.
+    Failed,
+    /// Stopped by `cancel_task` or by server shutdown.
+    Cancelled,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 6] = [
+        TaskState::Pending,
+        TaskState::Running,
+        TaskState::Blocked,
+        TaskState::Completed,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Blocked => "blocked",
+            TaskState::Completed => "completed",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        match self {
+            TaskState::Completed | TaskState::Failed | TaskState::Cancelled => true,
+            TaskState::Pending | TaskState::Running | TaskState::Blocked => false,
+        }
+    }
+
+    /// The states a task may move to from `self`. Terminal states go nowhere: a completed
+    /// task is never run again (a follow-up is a new task in the same session).
+    pub fn can_become(self, next: TaskState) -> bool {
+        use TaskState::*;
+        match self {
+            Pending => matches!(next, Running | Cancelled | Failed),
+            Running => matches!(next, Blocked | Completed | Failed | Cancelled),
+            Blocked => matches!(next, Running | Completed | Failed | Cancelled),
+            Completed | Failed | Cancelled => false,
+        }
+    }
+
+    /// The states from which `next` may be entered; the store guards every transition with it.
+    pub fn sources_of(next: TaskState) -> Vec<TaskState> {
+        TaskState::ALL
+            .into_iter()
+            .filter(|s| s.can_become(next))
+            .collect()
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Token counts, summed per task. Zero when the agent does not report usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+    }
+}
+
+/// A task row as the engine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub project_path: String,
+    pub session_id: String,
+    pub parent_task_id: Option<String>,
+    pub prompt: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub mode: Option<String>,
+    pub state: TaskState,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub usage: Usage,
+    /// Files changed in the session's pending change when this turn ended.
+    pub files: Vec<FileChange>,
+}
+
+/// A session groups the turns that share one worktree (and, for ACP agents, one warm agent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: String,
+    pub project_path: String,
+    pub provider: String,
+    pub worktree_path: Option<String>,
+    pub branch: Option<String>,
+    pub base_commit: Option<String>,
+    pub closed: bool,
+}
+
+/// What one transcript entry is. Stored as TEXT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The prompt the turn was given.
+    Prompt,
+    /// Agent message text.
+    Text,
+    /// Agent thinking.
+    Reasoning,
+    /// A tool call started.
+    ToolCall,
+    /// A tool call progressed or finished.
+    ToolUpdate,
+    /// The agent's plan.
+    Plan,
+    /// Token usage reported by the agent.
+    Usage,
+    /// Slash commands the agent offers.
+    Commands,
+    /// The agent's stderr.
+    Stderr,
+    /// A decision or notice from boocoder itself (permission decisions, cancellation, mode).
+    Notice,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::Prompt,
+        EventKind::Text,
+        EventKind::Reasoning,
+        EventKind::ToolCall,
+        EventKind::ToolUpdate,
+        EventKind::Plan,
+        EventKind::Usage,
+        EventKind::Commands,
+        EventKind::Stderr,
+        EventKind::Notice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Prompt => "prompt",
+            EventKind::Text => "text",
+            EventKind::Reasoning => "reasoning",
+            EventKind::ToolCall => "tool_call",
+            EventKind::ToolUpdate => "tool_update",
+            EventKind::Plan => "plan",
+            EventKind::Usage => "usage",
+            EventKind::Commands => "commands",
+            EventKind::Stderr => "stderr",
+            EventKind::Notice => "notice",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One persisted transcript entry. `text` is the human-readable line; `data` carries
+/// structured detail (tool input, plan entries) when the backend has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskEvent {
+    pub seq: i64,
+    pub kind: EventKind,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// Status of a session's pending change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeStatus {
+    Pending,
+    Applied,
+    Discarded,
+}
+
+impl ChangeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeStatus::Pending => "pending",
+            ChangeStatus::Applied => "applied",
+            ChangeStatus::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChangeStatus> {
+        [
+            ChangeStatus::Pending,
+            ChangeStatus::Applied,
+            ChangeStatus::Discarded,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// The cumulative diff of a session's worktree against its base, as the last turn left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingChange {
+    pub id: i64,
+    pub session_id: String,
+    pub task_id: String,
+    pub base_commit: String,
+    pub patch: Vec<u8>,
+    pub files: Vec<FileChange>,
+    pub status: ChangeStatus,
+    pub updated_at: i64,
+}
+
+/// Milliseconds since the Unix epoch, the one clock every row uses.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 rendering of a stored timestamp, for humans and MCP results.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Short random ids (`t-3f2a9c1b7d04`): LLM callers copy them into later calls, so they are
+/// kept short; 48 random bits make a collision across one store vanishingly unlikely.
+pub fn new_id(prefix: &str) -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &hex[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_never_move() {
+        for from in [
+            TaskState::Completed,
+            TaskState::Failed,
+            TaskState::Cancelled,
+        ] {
+            for to in TaskState::ALL {
+                assert!(!from.can_become(to), "{from} -> {to} must be refused");
+            }
+        }
+    }
+
+    #[test]
+    fn lifecycle_edges() {
+        assert!(TaskState::Pending.can_become(TaskState::Running));
+        assert!(TaskState::Pending.can_become(TaskState::Cancelled));
+        assert!(!TaskState::Pending.can_become(TaskState::Completed));
+        assert!(TaskState::Running.can_become(TaskState::Blocked));
+        assert!(TaskState::Blocked.can_become(TaskState::Running));
+        assert!(!TaskState::Running.can_become(TaskState::Pending));
+        assert_eq!(
+            TaskState::sources_of(TaskState::Running),
+            vec![TaskState::Pending, TaskState::Blocked]
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in TaskState::ALL {
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(TaskState::parse("done"), None);
+    }
+
+    #[test]
+    fn ids_are_short_and_prefixed() {
+        let id = new_id("t");
+        assert_eq!(id.len(), 14);
+        assert!(id.starts_with("t-"));
+        assert_ne!(new_id("t"), new_id("t"));
+    }
+}

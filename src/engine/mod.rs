@@ -1,0 +1,524 @@
+//! The engine: validates and persists requests, runs the dispatcher, and owns the only path
+//! that touches the user's checkout (`apply`). The MCP edge and the CLI call into it; it calls
+//! the store, the provider registry, backends and worktrees.
+
+mod dispatcher;
+mod requests;
+mod run;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::domain::{ChangeStatus, PendingChange, Session, Task, TaskState};
+use crate::providers::{ProviderError, Registry};
+use crate::store::{Store, StoreError};
+use crate::worktree::{self, ConflictReport, WorktreeError};
+
+pub use requests::{ApplyResult, ListRequest, NewTask, OutputPage, OutputRequest, TaskListPage};
+
+/// Longest a caller may block in one call: Claude Desktop drops results after ~60 s.
+pub const MAX_WAIT: Duration = Duration::from_secs(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A request argument is wrong; `field` names it.
+    #[error("invalid `{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    /// The request is valid but the current state forbids it.
+    #[error("{0}")]
+    State(String),
+    #[error("the pending change does not apply cleanly: {}", describe_conflict(.0))]
+    Conflict(ConflictReport),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Worktree(#[from] WorktreeError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+fn describe_conflict(r: &ConflictReport) -> String {
+    r.files
+        .iter()
+        .map(|f| format!("{} ({})", f.path, f.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// A state change or progress line of one task, broadcast to waiters.
+#[derive(Debug, Clone)]
+pub struct TaskUpdate {
+    pub task_id: String,
+    pub state: TaskState,
+    pub message: Option<String>,
+}
+
+struct Running {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    config: Config,
+    registry: RwLock<Arc<Registry>>,
+    wake: Notify,
+    running: Mutex<HashMap<String, Running>>,
+    /// Serialises a session's turn against apply/discard on its worktree.
+    session_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    updates: broadcast::Sender<TaskUpdate>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Open the store, recover what a dead process left behind, and start dispatching.
+    pub async fn start(config: Config) -> Result<Engine> {
+        std::fs::create_dir_all(&config.data_dir).map_err(WorktreeError::Io)?;
+        std::fs::create_dir_all(config.worktrees_dir()).map_err(WorktreeError::Io)?;
+        let store = Store::open_sqlite(&config.database_path()).await?;
+        let engine = Engine::with_store(config, store);
+        engine.recover().await?;
+        engine.spawn_dispatcher();
+        Ok(engine)
+    }
+
+    fn with_store(config: Config, store: Store) -> Engine {
+        let registry = Registry::load(&config.providers_file);
+        let (updates, _) = broadcast::channel(1024);
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                registry: RwLock::new(Arc::new(registry)),
+                config,
+                wake: Notify::new(),
+                running: Mutex::new(HashMap::new()),
+                session_locks: Mutex::new(HashMap::new()),
+                updates,
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    async fn recover(&self) -> Result<()> {
+        let failed = self
+            .inner
+            .store
+            .fail_orphaned("server restarted while the task was running")
+            .await?;
+        if !failed.is_empty() {
+            tracing::warn!(count = failed.len(), tasks = ?failed, "failed tasks left running by a previous process");
+        }
+        self.inner.reap_orphan_worktrees().await;
+        Ok(())
+    }
+
+    fn spawn_dispatcher(&self) {
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(dispatcher::run(inner));
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.inner.registry()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<TaskUpdate> {
+        self.inner.updates.subscribe()
+    }
+
+    /// Validate and queue a task; returns at once with the stored row.
+    pub async fn submit(&self, req: NewTask) -> Result<Task> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let row = requests::validate_new_task(self, req).await?;
+        let task = self.inner.store.insert_task(&row).await?;
+        tracing::info!(task_id = %task.id, session_id = %task.session_id, provider = %task.provider, "task queued");
+        self.inner.publish(&task.id, TaskState::Pending, None);
+        self.inner.wake.notify_one();
+        Ok(task)
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Task> {
+        self.inner
+            .store
+            .task(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "task",
+                id: id.into(),
+            })
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Session> {
+        self.inner
+            .store
+            .session(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "session",
+                id: id.into(),
+            })
+    }
+
+    /// Block until `done(task)` holds or `timeout` passes; returns the latest row either way.
+    /// Progress lines are forwarded to `progress` as they arrive.
+    pub async fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Task) -> bool,
+        progress: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> Result<Task> {
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
+        loop {
+            let task = self.task(id).await?;
+            if done(&task) || tokio::time::Instant::now() >= deadline {
+                return Ok(task);
+            }
+            // Re-read the row on every update of this task, and every second as a safety net
+            // (updates from other processes do not arrive here).
+            let tick = tokio::time::sleep(Duration::from_secs(1));
+            tokio::pin!(tick);
+            loop {
+                tokio::select! {
+                    u = rx.recv() => match u {
+                        Ok(u) if u.task_id == id => {
+                            if let (Some(p), Some(m)) = (progress, u.message) {
+                                // why: a gone receiver means the caller stopped listening.
+                                let _ = p.send(m);
+                            }
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = &mut tick => break,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+    }
+
+    pub async fn list(&self, req: requests::ListRequest) -> Result<TaskListPage> {
+        requests::list(self, req).await
+    }
+
+    /// Stop a pending or running task. Returns the task once it is terminal (or after a short
+    /// grace if the agent is slow to stop).
+    pub async fn cancel(&self, id: &str) -> Result<Task> {
+        let task = self.task(id).await?;
+        if task.state.is_terminal() {
+            return Err(EngineError::State(format!(
+                "task `{id}` is already {}; nothing to cancel",
+                task.state
+            )));
+        }
+        if self
+            .inner
+            .store
+            .cancel_pending(id, "cancelled by request")
+            .await?
+        {
+            self.inner.publish(id, TaskState::Cancelled, None);
+            return self.task(id).await;
+        }
+        // Running (or claimed a moment ago): signal its token; the run path records the end.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.inner.signal_cancel(id, "cancelled by request") {
+                break;
+            }
+            let t = self.task(id).await?;
+            if t.state.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(t);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.wait_until(id, Duration::from_secs(5), |t| t.state.is_terminal(), None)
+            .await
+    }
+
+    pub async fn output(&self, req: OutputRequest) -> Result<OutputPage> {
+        requests::output(self, req).await
+    }
+
+    /// The session's live pending change, looked up by task id or session id.
+    async fn change_target(&self, target: &str) -> Result<(Session, Option<PendingChange>)> {
+        let session_id = if target.starts_with("s-") {
+            target.to_string()
+        } else {
+            self.task(target).await?.session_id
+        };
+        let session = self.session(&session_id).await?;
+        let change = self.inner.store.pending_change(&session.id).await?;
+        Ok((session, change))
+    }
+
+    /// Apply a session's pending change to the project checkout (atomic; `dry_run` checks only).
+    pub async fn apply(&self, target: &str, dry_run: bool) -> Result<ApplyResult> {
+        let (session, change) = self.change_target(target).await?;
+        let lock = self.inner.session_lock(&session.id);
+        let Ok(_guard) = lock.try_lock() else {
+            return Err(EngineError::State(format!(
+                "a turn is running in session `{}`; wait for it to finish (check_task_status) or cancel it first",
+                session.id
+            )));
+        };
+        let change = self.require_pending(&session, change).await?;
+        let project = PathBuf::from(&session.project_path);
+        let patch = change.patch.clone();
+        let files = blocking(move || worktree::apply(&project, &patch, dry_run))
+            .await
+            .map_err(|e| match e {
+                WorktreeError::Conflict(r) => EngineError::Conflict(r),
+                other => EngineError::Worktree(other),
+            })?;
+        if dry_run {
+            return Ok(ApplyResult {
+                session_id: session.id,
+                task_id: change.task_id,
+                dry_run: true,
+                files,
+            });
+        }
+        // The checkout now has the change; move the session's base to the worktree's state so
+        // the next turn's diff holds only new work.
+        let wt = worktree_path(&session)?;
+        let new_base = blocking(move || worktree::rebaseline(&wt)).await?;
+        self.inner
+            .store
+            .settle_change(change.id, ChangeStatus::Applied, &session.id, &new_base)
+            .await?;
+        tracing::info!(session_id = %session.id, task_id = %change.task_id, files = files.len(), "pending change applied");
+        Ok(ApplyResult {
+            session_id: session.id,
+            task_id: change.task_id,
+            dry_run: false,
+            files,
+        })
+    }
+
+    /// Drop a session's pending change and reset its worktree to the base, so the next turn
+    /// starts clean instead of re-offering the discarded edits.
+    pub async fn discard(&self, target: &str) -> Result<ApplyResult> {
+        let (session, change) = self.change_target(target).await?;
+        let lock = self.inner.session_lock(&session.id);
+        let Ok(_guard) = lock.try_lock() else {
+            return Err(EngineError::State(format!(
+                "a turn is running in session `{}`; cancel it before discarding",
+                session.id
+            )));
+        };
+        let change = self.require_pending(&session, change).await?;
+        let wt = worktree_path(&session)?;
+        let base = change.base_commit.clone();
+        let b2 = base.clone();
+        blocking(move || worktree::reset(&wt, &b2)).await?;
+        self.inner
+            .store
+            .settle_change(change.id, ChangeStatus::Discarded, &session.id, &base)
+            .await?;
+        Ok(ApplyResult {
+            session_id: session.id,
+            task_id: change.task_id,
+            dry_run: false,
+            files: change.files,
+        })
+    }
+
+    async fn require_pending(
+        &self,
+        session: &Session,
+        change: Option<PendingChange>,
+    ) -> Result<PendingChange> {
+        if let Some(c) = change {
+            return Ok(c);
+        }
+        let latest = self.inner.store.latest_change(&session.id).await?;
+        Err(EngineError::State(match latest {
+            Some(c) => format!(
+                "session `{}` has no pending change: its last change (from task `{}`) was already {}",
+                session.id,
+                c.task_id,
+                c.status.as_str()
+            ),
+            None => format!(
+                "session `{}` has no pending change: its turns changed no files",
+                session.id
+            ),
+        }))
+    }
+
+    /// Stop claiming, cancel in-flight turns (recorded `cancelled`), and wait for them.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let ids: Vec<String> = match self.inner.running.lock() {
+            Ok(m) => m.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for id in ids {
+            self.inner
+                .signal_cancel(&id, "cancelled: the server shut down");
+        }
+        self.inner.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight turns did not stop within 10 s");
+        }
+        self.inner.store.close().await;
+    }
+}
+
+impl Inner {
+    fn registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn publish(&self, task_id: &str, state: TaskState, message: Option<String>) {
+        // why: no subscribers is the normal case when nobody is waiting.
+        let _ = self.updates.send(TaskUpdate {
+            task_id: task_id.into(),
+            state,
+            message,
+        });
+    }
+
+    fn session_lock(&self, session_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = match self.session_locks.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.entry(session_id.to_string()).or_default().clone()
+    }
+
+    /// Fire a running task's token; false when this process is not running it.
+    fn signal_cancel(&self, id: &str, reason: &str) -> bool {
+        let map = match self.running.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        match map.get(id) {
+            Some(r) => {
+                if let Ok(mut slot) = r.reason.lock() {
+                    slot.get_or_insert_with(|| reason.to_string());
+                }
+                r.token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remove worktree directories no session owns and that hold no work.
+    async fn reap_orphan_worktrees(&self) {
+        let dir = self.config.worktrees_dir();
+        let known: std::collections::HashSet<PathBuf> =
+            match self.store.sessions_with_worktrees().await {
+                Ok(s) => s
+                    .into_iter()
+                    .filter_map(|s| s.worktree_path.map(PathBuf::from))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reaper: cannot list sessions; skipping");
+                    return;
+                }
+            };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(_) => return,
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if known.contains(&path) || !path.is_dir() {
+                continue;
+            }
+            let p2 = path.clone();
+            match blocking(move || worktree::remove_if_clean(&p2)).await {
+                Ok(true) => tracing::info!(path = %path.display(), "reaped orphan worktree"),
+                Ok(false) => {
+                    tracing::warn!(path = %path.display(), "orphan worktree holds unsaved work; kept")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not reap orphan worktree")
+                }
+            }
+        }
+    }
+}
+
+fn worktree_path(session: &Session) -> Result<PathBuf> {
+    session
+        .worktree_path
+        .as_deref()
+        .map(PathBuf::from)
+        .ok_or_else(|| EngineError::State(format!("session `{}` has no worktree yet", session.id)))
+}
+
+/// Run blocking git work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WorktreeError> + Send + 'static,
+) -> Result<T, WorktreeError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(WorktreeError::Io(std::io::Error::other(format!(
+            "git worker failed: {e}"
+        )))),
+    }
+}
+
+/// Canonical form of a user-supplied directory, or a clear error naming `field`.
+fn canonical_dir(field: &'static str, raw: &str) -> Result<PathBuf> {
+    let p = Path::new(raw);
+    if raw.trim().is_empty() {
+        return Err(EngineError::Invalid {
+            field,
+            message: "must not be empty".into(),
+        });
+    }
+    let canon = p.canonicalize().map_err(|e| EngineError::Invalid {
+        field,
+        message: format!("`{raw}`: {e}"),
+    })?;
+    if !canon.is_dir() {
+        return Err(EngineError::Invalid {
+            field,
+            message: format!("`{raw}` is not a directory"),
+        });
+    }
+    Ok(canon)
+}

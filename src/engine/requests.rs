@@ -1,0 +1,380 @@
+//! Request and result types of the engine's public operations, and their validation. Every
+//! argument is checked here, before anything is written, and errors name the field.
+
+use std::path::PathBuf;
+
+use super::{Engine, EngineError, Result, blocking, canonical_dir};
+use crate::domain::{PendingChange, Task, TaskEvent, TaskState, new_id};
+use crate::providers::Transport;
+use crate::store::{NewTaskRow, TaskFilter};
+use crate::worktree::{self, FileChange};
+
+/// Largest prompt accepted; a bigger one is almost certainly a mistake.
+const MAX_PROMPT_BYTES: usize = 256 << 10;
+
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub prompt: String,
+    pub agent: Option<String>,
+    pub model: Option<String>,
+    pub mode: Option<String>,
+    pub project: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub session_id: Option<String>,
+    pub continue_task_id: Option<String>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
+    EngineError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Treat `""` like an absent optional argument: LLM callers often send empty strings.
+fn opt(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<NewTaskRow> {
+    if req.prompt.trim().is_empty() {
+        return Err(invalid("prompt", "must not be empty"));
+    }
+    if req.prompt.len() > MAX_PROMPT_BYTES {
+        return Err(invalid(
+            "prompt",
+            format!(
+                "is {} bytes; the limit is {MAX_PROMPT_BYTES}",
+                req.prompt.len()
+            ),
+        ));
+    }
+    let (session_id, continue_task_id) = (opt(req.session_id), opt(req.continue_task_id));
+    let session_id = match (session_id, continue_task_id) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "continue_task_id",
+                "give either `session_id` or `continue_task_id`, not both",
+            ));
+        }
+        (Some(s), None) => Some(s),
+        (None, Some(t)) => match engine.inner.store.task(&t).await? {
+            Some(task) => Some(task.session_id),
+            None => return Err(invalid("continue_task_id", format!("no task `{t}`"))),
+        },
+        (None, None) => None,
+    };
+    let session = match &session_id {
+        Some(id) => match engine.inner.store.session(id).await? {
+            Some(s) if s.closed => {
+                return Err(invalid("session_id", format!("session `{id}` is closed")));
+            }
+            Some(s) => Some(s),
+            None => return Err(invalid("session_id", format!("no session `{id}`"))),
+        },
+        None => None,
+    };
+
+    let project_path = match (&session, opt(req.project)) {
+        (Some(s), Some(p)) => {
+            let p = resolve_project(engine, &p).await?;
+            if p.to_string_lossy() != s.project_path {
+                return Err(invalid(
+                    "project",
+                    format!(
+                        "session `{}` belongs to project `{}`, not `{}`",
+                        s.id,
+                        s.project_path,
+                        p.display()
+                    ),
+                ));
+            }
+            s.project_path.clone()
+        }
+        (Some(s), None) => s.project_path.clone(),
+        (None, Some(p)) => resolve_project(engine, &p)
+            .await?
+            .to_string_lossy()
+            .into_owned(),
+        (None, None) => match &engine.inner.config.default_project {
+            Some(p) => resolve_project(engine, &p.to_string_lossy())
+                .await?
+                .to_string_lossy()
+                .into_owned(),
+            None => {
+                return Err(invalid(
+                    "project",
+                    "no project given and the server has no default project (pass the path of a git repository, or start the server with --project)",
+                ));
+            }
+        },
+    };
+
+    if let Some(parent) = opt(req.parent_task_id.clone())
+        && engine.inner.store.task(&parent).await?.is_none()
+    {
+        return Err(invalid("parent_task_id", format!("no task `{parent}`")));
+    }
+
+    let registry = engine.registry();
+    let agent = match (opt(req.agent), &session, &engine.inner.config.default_agent) {
+        (Some(a), _, _) => a,
+        (None, Some(s), _) => s.provider.clone(),
+        (None, None, Some(d)) => d.clone(),
+        (None, None, None) => {
+            return Err(invalid(
+                "agent",
+                format!(
+                    "no agent given and no default configured; choose one of: {}",
+                    registry.available().join(", ")
+                ),
+            ));
+        }
+    };
+    let provider = registry
+        .resolve(&agent)
+        .map_err(|e| invalid("agent", e.to_string()))?;
+    let (model, mode) = (opt(req.model), opt(req.mode));
+    if provider.transport == Transport::Cli {
+        if let Some(m) = &mode {
+            return Err(invalid(
+                "mode",
+                format!("`{m}`: provider `{agent}` is a one-shot CLI agent and has no modes"),
+            ));
+        }
+        if model.is_some() && provider.model_args.is_empty() {
+            return Err(invalid(
+                "model",
+                format!("provider `{agent}` takes no model (its `model_args` are not configured)"),
+            ));
+        }
+    }
+
+    let (session_id, new_session_provider) = match session {
+        Some(s) => (s.id, None),
+        None => (new_id("s"), Some(agent.clone())),
+    };
+    Ok(NewTaskRow {
+        id: new_id("t"),
+        project_path,
+        session_id,
+        new_session_provider,
+        parent_task_id: opt(req.parent_task_id),
+        prompt: req.prompt,
+        provider: agent,
+        model,
+        mode,
+    })
+}
+
+/// A project is a git repository with at least one commit, inside an allowed root.
+async fn resolve_project(engine: &Engine, raw: &str) -> Result<PathBuf> {
+    let dir = canonical_dir("project", raw)?;
+    let roots = &engine.inner.config.allowed_roots;
+    if !roots.is_empty() && !roots.iter().any(|r| dir.starts_with(r)) {
+        return Err(invalid(
+            "project",
+            format!(
+                "`{}` is outside the allowed roots ({}); start the server with --allow-root to permit it",
+                dir.display(),
+                roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let root = blocking(move || worktree::project_root(&dir))
+        .await
+        .map_err(|e| invalid("project", e.to_string()))?;
+    Ok(root)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    pub state: Option<TaskState>,
+    pub project: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub session_id: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+pub struct TaskListPage {
+    pub tasks: Vec<Task>,
+    /// Pass back as `cursor` for the next (older) page.
+    pub next_cursor: Option<String>,
+}
+
+const DEFAULT_LIST_LIMIT: u32 = 20;
+const MAX_LIST_LIMIT: u32 = 200;
+
+pub(super) async fn list(engine: &Engine, req: ListRequest) -> Result<TaskListPage> {
+    let limit = req.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIST_LIMIT}"),
+        ));
+    }
+    let before = match opt(req.cursor) {
+        Some(c) => Some(parse_cursor(&c).ok_or_else(|| {
+            invalid(
+                "cursor",
+                "not a cursor returned by list_tasks (pass `next_cursor` unchanged)",
+            )
+        })?),
+        None => None,
+    };
+    let project_path = match opt(req.project) {
+        Some(p) => Some(canonical_dir("project", &p)?.to_string_lossy().into_owned()),
+        None => None,
+    };
+    let filter = TaskFilter {
+        state: req.state,
+        project_path,
+        parent_task_id: opt(req.parent_task_id),
+        session_id: opt(req.session_id),
+        before,
+        limit: limit + 1,
+    };
+    let mut tasks = engine.inner.store.list_tasks(&filter).await?;
+    let next_cursor = if tasks.len() > limit as usize {
+        tasks.truncate(limit as usize);
+        tasks.last().map(|t| format!("{}:{}", t.created_at, t.id))
+    } else {
+        None
+    };
+    Ok(TaskListPage { tasks, next_cursor })
+}
+
+fn parse_cursor(c: &str) -> Option<(i64, String)> {
+    let (at, id) = c.split_once(':')?;
+    let at = at.parse().ok()?;
+    (!id.is_empty()).then(|| (at, id.to_string()))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OutputRequest {
+    pub task_id: String,
+    /// Return transcript entries after this sequence number.
+    pub after_seq: Option<i64>,
+    pub max_events: Option<u32>,
+    /// Byte offset into the unified diff.
+    pub diff_offset: Option<u64>,
+    pub max_diff_bytes: Option<u64>,
+}
+
+pub struct OutputPage {
+    pub task: Task,
+    pub final_message: Option<String>,
+    pub events: Vec<TaskEvent>,
+    pub next_after_seq: Option<i64>,
+    /// The session's change this task produced or last saw.
+    pub change: Option<PendingChange>,
+    pub diff: String,
+    pub diff_total_bytes: u64,
+    pub next_diff_offset: Option<u64>,
+}
+
+const DEFAULT_EVENTS: u32 = 200;
+const MAX_EVENTS: u32 = 1000;
+const DEFAULT_DIFF_BYTES: u64 = 64 << 10;
+const MAX_DIFF_BYTES: u64 = 1 << 20;
+
+pub(super) async fn output(engine: &Engine, req: OutputRequest) -> Result<OutputPage> {
+    let max_events = req.max_events.unwrap_or(DEFAULT_EVENTS);
+    if max_events > MAX_EVENTS {
+        return Err(invalid("max_events", format!("at most {MAX_EVENTS}")));
+    }
+    let max_diff = req.max_diff_bytes.unwrap_or(DEFAULT_DIFF_BYTES);
+    if max_diff > MAX_DIFF_BYTES {
+        return Err(invalid(
+            "max_diff_bytes",
+            format!("at most {MAX_DIFF_BYTES}"),
+        ));
+    }
+    let after = req.after_seq.unwrap_or(0);
+    if after < 0 {
+        return Err(invalid("after_seq", "must not be negative"));
+    }
+    let task = engine.task(&req.task_id).await?;
+    let mut events = engine
+        .inner
+        .store
+        .events(&task.id, after, max_events + 1)
+        .await?;
+    let next_after_seq = if events.len() > max_events as usize {
+        events.truncate(max_events as usize);
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    let change = match engine.inner.store.pending_change(&task.session_id).await? {
+        Some(c) => Some(c),
+        None => engine.inner.store.latest_change(&task.session_id).await?,
+    };
+    let patch: &[u8] = change.as_ref().map(|c| c.patch.as_slice()).unwrap_or(&[]);
+    let total = patch.len() as u64;
+    let offset = req.diff_offset.unwrap_or(0);
+    if offset > total {
+        return Err(invalid(
+            "diff_offset",
+            format!("is past the end of the diff ({total} bytes)"),
+        ));
+    }
+    let end = (offset + max_diff).min(total);
+    let (start, end) = (
+        char_floor(patch, offset as usize),
+        char_floor(patch, end as usize),
+    );
+    let diff = String::from_utf8_lossy(&patch[start..end]).into_owned();
+    let next_diff_offset = ((end as u64) < total).then_some(end as u64);
+    let final_message = engine.inner.store.final_message(&task.id).await?;
+    Ok(OutputPage {
+        task,
+        final_message,
+        events,
+        next_after_seq,
+        change,
+        diff,
+        diff_total_bytes: total,
+        next_diff_offset,
+    })
+}
+
+/// Move a byte offset back to a UTF-8 boundary so pages never split a character.
+fn char_floor(bytes: &[u8], mut i: usize) -> usize {
+    while i > 0 && i < bytes.len() && (bytes[i] & 0b1100_0000) == 0b1000_0000 {
+        i -= 1;
+    }
+    i
+}
+
+pub struct ApplyResult {
+    pub session_id: String,
+    pub task_id: String,
+    pub dry_run: bool,
+    pub files: Vec<FileChange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        assert_eq!(parse_cursor("123:t-abc"), Some((123, "t-abc".into())));
+        assert_eq!(parse_cursor("x:t-abc"), None);
+        assert_eq!(parse_cursor("123:"), None);
+        assert_eq!(parse_cursor("nocolon"), None);
+    }
+
+    #[test]
+    fn pages_never_split_a_character() {
+        let s = "aé".as_bytes(); // 'é' is two bytes at 1..3
+        assert_eq!(char_floor(s, 2), 1);
+        assert_eq!(char_floor(s, 3), 3);
+    }
+}

@@ -1,0 +1,377 @@
+//! THE run path: every turn, whatever its backend, goes through `execute`. It prepares the
+//! session's worktree, runs the backend, persists the transcript as it streams, queues the
+//! diff as the session's pending change and records exactly one terminal state.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, Running, blocking};
+use crate::backend::{BackendError, Turn, TurnEvent};
+use crate::domain::{EventKind, Task, TaskState, Usage};
+use crate::store::Outcome;
+use crate::worktree;
+
+/// Summaries are for a parent LLM's context: the tail of the final message, at most this long.
+pub(crate) const SUMMARY_MAX: usize = 1500;
+
+impl Inner {
+    pub(super) fn register_running(&self, id: &str) -> CancellationToken {
+        let token = self.shutdown.child_token();
+        let mut map = match self.running.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.insert(
+            id.to_string(),
+            Running {
+                token: token.clone(),
+                reason: Arc::new(Mutex::new(None)),
+            },
+        );
+        token
+    }
+
+    fn cancel_reason(&self, id: &str) -> String {
+        let map = match self.running.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.get(id)
+            .and_then(|r| r.reason.lock().ok().and_then(|s| s.clone()))
+            .unwrap_or_else(|| "cancelled: the server shut down".into())
+    }
+
+    fn unregister(&self, id: &str) {
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(id);
+        }
+    }
+}
+
+/// Run one claimed task to a terminal state. Never returns early without recording one: panics
+/// and errors in the turn become `failed`.
+#[tracing::instrument(skip_all, fields(task_id = %id))]
+pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationToken) {
+    let task = match inner.store.task(id).await {
+        Ok(Some(t)) => t,
+        other => {
+            tracing::error!(?other, "claimed task cannot be read");
+            record(
+                inner,
+                id,
+                Outcome::Failed {
+                    error: "internal error: the claimed task could not be read".into(),
+                    summary: None,
+                },
+                Usage::default(),
+                &[],
+            )
+            .await;
+            inner.unregister(id);
+            return;
+        }
+    };
+    inner.publish(
+        id,
+        TaskState::Running,
+        Some(format!("started on {}", task.provider)),
+    );
+    let lock = inner.session_lock(&task.session_id);
+    let _guard = lock.lock().await;
+
+    let usage = Arc::new(Mutex::new(Usage::default()));
+    let turn = std::panic::AssertUnwindSafe(run_turn(inner, &task, cancel.clone(), usage.clone()))
+        .catch_unwind()
+        .await;
+    let usage = usage.lock().map(|u| *u).unwrap_or_default();
+
+    // Whatever happened, the worktree is the truth: queue its cumulative diff.
+    let files = match queue_diff(inner, &task).await {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not compute the pending change");
+            Vec::new()
+        }
+    };
+
+    let outcome = match turn {
+        Ok(Ok(message)) => Outcome::Completed {
+            summary: summarize(&message),
+            final_message: message,
+        },
+        Ok(Err(BackendError::Cancelled)) => Outcome::Cancelled {
+            reason: inner.cancel_reason(id),
+        },
+        Ok(Err(e)) if cancel.is_cancelled() => {
+            tracing::debug!(error = %e, "turn ended with an error after cancellation");
+            Outcome::Cancelled {
+                reason: inner.cancel_reason(id),
+            }
+        }
+        Ok(Err(e)) => Outcome::Failed {
+            error: e.to_string(),
+            summary: None,
+        },
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %what, "turn panicked");
+            Outcome::Failed {
+                error: format!("internal error while running the turn: {what}"),
+                summary: None,
+            }
+        }
+    };
+    record(inner, id, outcome, usage, &files).await;
+    inner.unregister(id);
+}
+
+async fn record(
+    inner: &Inner,
+    id: &str,
+    outcome: Outcome,
+    usage: Usage,
+    files: &[crate::domain::FileChange],
+) {
+    let state = match &outcome {
+        Outcome::Completed { .. } => TaskState::Completed,
+        Outcome::Failed { .. } => TaskState::Failed,
+        Outcome::Cancelled { .. } => TaskState::Cancelled,
+    };
+    // The final write is retried: a task must not stay `running` because of a busy database.
+    for attempt in 0..5u32 {
+        match inner.store.finish_task(id, &outcome, usage, files).await {
+            Ok(true) => {
+                tracing::info!(state = %state, "task finished");
+                inner.publish(id, state, Some(format!("task {state}")));
+                return;
+            }
+            Ok(false) => {
+                tracing::warn!("task was already terminal; outcome not recorded");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "recording the task outcome failed");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    tracing::error!("could not record the task outcome; start-up recovery will fail it");
+}
+
+/// Prepare the worktree and run the backend; returns the agent's final message.
+async fn run_turn(
+    inner: &Arc<Inner>,
+    task: &Task,
+    cancel: CancellationToken,
+    usage: Arc<Mutex<Usage>>,
+) -> Result<String, BackendError> {
+    let cwd = ensure_worktree(inner, task).await?;
+    let backend = inner
+        .registry()
+        .backend(&task.provider)
+        .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+
+    let (tx, rx) = mpsc::channel(256);
+    let persister = tokio::spawn(persist_events(
+        inner.clone(),
+        task.id.clone(),
+        rx,
+        usage.clone(),
+    ));
+    if let Err(e) = inner
+        .store
+        .append_events(&task.id, &[(EventKind::Prompt, task.prompt.clone(), None)])
+        .await
+    {
+        tracing::warn!(error = %e, "could not record the prompt");
+    }
+    let turn = Turn {
+        task_id: task.id.clone(),
+        session_id: task.session_id.clone(),
+        prompt: task.prompt.clone(),
+        cwd,
+        model: task.model.clone(),
+        mode: task.mode.clone(),
+    };
+    let result = backend.run(turn, tx, cancel).await;
+    // The sender is gone with the backend's future; wait for the last events to be stored.
+    if let Err(e) = persister.await {
+        tracing::warn!(error = %e, "transcript writer failed");
+    }
+    let outcome = result?;
+    if let Ok(mut u) = usage.lock()
+        && *u == Usage::default()
+    {
+        *u = outcome.usage;
+    }
+    Ok(outcome.final_message)
+}
+
+/// The session's worktree, created on its first turn.
+async fn ensure_worktree(inner: &Inner, task: &Task) -> Result<PathBuf, BackendError> {
+    let session = match inner.store.session(&task.session_id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(internal(format!(
+                "session `{}` is missing",
+                task.session_id
+            )));
+        }
+        Err(e) => return Err(internal(e.to_string())),
+    };
+    if let Some(path) = &session.worktree_path {
+        let path = PathBuf::from(path);
+        if path.is_dir() {
+            return Ok(path);
+        }
+        return Err(internal(format!(
+            "the session's worktree `{}` is gone; start a new session",
+            path.display()
+        )));
+    }
+    let project = PathBuf::from(&session.project_path);
+    let wt = inner.config.worktrees_dir().join(&session.id);
+    let branch = format!("boocoder/{}", session.id);
+    let info = blocking(move || worktree::create(&project, &wt, &branch))
+        .await
+        .map_err(|e| internal(format!("could not create the worktree: {e}")))?;
+    let path = info.path.to_string_lossy().into_owned();
+    inner
+        .store
+        .set_session_worktree(
+            &session.id,
+            Some(&path),
+            Some(&info.branch),
+            Some(&info.base_commit),
+        )
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(info.path)
+}
+
+fn internal(msg: String) -> BackendError {
+    BackendError::Unsupported(msg)
+}
+
+/// Diff the worktree against the session base and make it the session's pending change.
+async fn queue_diff(
+    inner: &Inner,
+    task: &Task,
+) -> Result<Vec<crate::domain::FileChange>, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(session) = inner.store.session(&task.session_id).await? else {
+        return Ok(Vec::new());
+    };
+    let (Some(wt), Some(base)) = (session.worktree_path, session.base_commit) else {
+        return Ok(Vec::new());
+    };
+    let wt = PathBuf::from(wt);
+    if !wt.is_dir() {
+        return Ok(Vec::new());
+    }
+    let b2 = base.clone();
+    let diff = blocking(move || worktree::diff(&wt, &b2)).await?;
+    inner
+        .store
+        .replace_pending(&session.id, &task.id, &base, &diff.patch, &diff.files)
+        .await?;
+    Ok(diff.files)
+}
+
+/// Drain backend events into the transcript, merging adjacent chunks of the same kind so a
+/// token-streaming agent produces readable rows, not one row per token.
+async fn persist_events(
+    inner: Arc<Inner>,
+    task_id: String,
+    mut rx: mpsc::Receiver<TurnEvent>,
+    usage: Arc<Mutex<Usage>>,
+) {
+    let mut batch: Vec<(EventKind, String, Option<serde_json::Value>)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut pending = vec![first];
+        while pending.len() < 256 {
+            match rx.try_recv() {
+                Ok(ev) => pending.push(ev),
+                Err(_) => break,
+            }
+        }
+        for ev in pending {
+            if let TurnEvent::Usage(u) = &ev
+                && let Ok(mut total) = usage.lock()
+            {
+                total.add(*u);
+            }
+            let (kind, text, data) = ev.into_record();
+            match batch.last_mut() {
+                Some((k, t, None))
+                    if *k == kind
+                        && data.is_none()
+                        && matches!(
+                            kind,
+                            EventKind::Text | EventKind::Reasoning | EventKind::Stderr
+                        ) =>
+                {
+                    t.push_str(&text)
+                }
+                _ => batch.push((kind, text, data)),
+            }
+        }
+        let progress = batch
+            .iter()
+            .rev()
+            .find(|(k, _, _)| {
+                matches!(
+                    k,
+                    EventKind::Text | EventKind::ToolCall | EventKind::Plan | EventKind::Notice
+                )
+            })
+            .and_then(|(_, t, _)| {
+                t.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            });
+        if let Err(e) = inner.store.append_events(&task_id, &batch).await {
+            tracing::warn!(error = %e, "could not store transcript entries");
+        }
+        batch.clear();
+        if let Some(line) = progress {
+            inner.publish(&task_id, TaskState::Running, Some(line));
+        }
+    }
+}
+
+/// The tail of the agent's final message, cut at a character boundary.
+pub(crate) fn summarize(message: &str) -> String {
+    let m = message.trim();
+    if m.len() <= SUMMARY_MAX {
+        return m.to_string();
+    }
+    let mut start = m.len() - SUMMARY_MAX;
+    while !m.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &m[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_keeps_the_tail() {
+        let long = format!("{}END", "x".repeat(5000));
+        let s = summarize(&long);
+        assert!(s.ends_with("END"));
+        assert!(s.starts_with('…'));
+        assert!(s.len() <= SUMMARY_MAX + '…'.len_utf8());
+        assert_eq!(summarize("  short  "), "short");
+    }
+}

@@ -1,0 +1,321 @@
+//! The MCP edge: the only module that imports rmcp. Each tool is a typed params struct plus a
+//! handler that validates and makes one engine call; engine errors become tool errors
+//! (`isError`) the calling model can read.
+
+pub mod http;
+pub mod types;
+
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+
+use crate::domain::TaskState;
+use crate::engine::{Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
+use types::*;
+
+/// Which tools a client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Profile {
+    /// Every tool.
+    #[default]
+    Full,
+    /// Only new_task, list_tasks, check_task_status and get_task_output: a client that can
+    /// delegate and read results but never touch the checkout (the Boomerang principle).
+    Orchestrator,
+}
+
+const ORCHESTRATOR_TOOLS: [&str; 4] = [
+    "new_task",
+    "list_tasks",
+    "check_task_status",
+    "get_task_output",
+];
+
+const INSTRUCTIONS: &str = "boocoder runs coding tasks for you in isolated git worktrees. \
+Delegate with new_task (a complete, self-contained prompt); it returns a task id at once. \
+Poll check_task_status (use wait_seconds to long-poll) until the state is completed, failed or cancelled; \
+it returns a short summary and the changed files, not the transcript. \
+Nothing touches the user's checkout until you call apply_pending (use dry_run to check first); \
+discard_pending drops a change. Follow-up turns in the same worktree: new_task with session_id. \
+get_task_output returns the full transcript and diff when you really need them.";
+
+#[derive(Clone)]
+pub struct McpServer {
+    engine: Engine,
+    tool_router: ToolRouter<McpServer>,
+}
+
+type ToolResult<T> = Result<Json<T>, String>;
+
+fn fail(e: EngineError) -> String {
+    e.to_string()
+}
+
+fn wait_for(seconds: Option<u32>) -> Option<Duration> {
+    seconds
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(u64::from(s)).min(MAX_WAIT))
+}
+
+#[tool_router]
+impl McpServer {
+    pub fn new(engine: Engine, profile: Profile) -> McpServer {
+        let mut tool_router = Self::tool_router();
+        if profile == Profile::Orchestrator {
+            for t in tool_router.list_all() {
+                if !ORCHESTRATOR_TOOLS.contains(&t.name.as_ref()) {
+                    tool_router.remove_route(&t.name);
+                }
+            }
+        }
+        McpServer {
+            engine,
+            tool_router,
+        }
+    }
+
+    /// Queue a coding task for an agent in an isolated git worktree of the project. Returns the
+    /// task id and session id at once (state `pending`), or the finished status when
+    /// `wait_seconds` is given and the task ends in time. Edits become a pending change that
+    /// lands only when you call `apply_pending`. For a follow-up in the same worktree, pass
+    /// `session_id` (or `continue_task_id`).
+    #[tool(annotations(destructive_hint = false, open_world_hint = true))]
+    async fn new_task(
+        &self,
+        Parameters(p): Parameters<NewTaskParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<TaskStatus> {
+        let task = self
+            .engine
+            .submit(NewTask {
+                prompt: p.prompt,
+                agent: p.agent,
+                model: p.model,
+                mode: p.mode,
+                project: p.project,
+                parent_task_id: p.parent_task_id,
+                session_id: p.session_id,
+                continue_task_id: p.continue_task_id,
+            })
+            .await
+            .map_err(fail)?;
+        let task = match wait_for(p.wait_seconds) {
+            Some(d) => self
+                .wait_with_progress(&task.id, d, &ctx, |t| t.state.is_terminal())
+                .await
+                .map_err(fail)?,
+            None => task,
+        };
+        Ok(Json(TaskStatus::from_task(&task)))
+    }
+
+    /// List tasks, newest first, one compact line each; filter by state, project, parent task
+    /// or session; page with `cursor`.
+    #[tool(annotations(read_only_hint = true))]
+    async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> ToolResult<TaskList> {
+        let state = match p.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
+                format!(
+                    "invalid `state`: unknown state `{s}`; one of: {}",
+                    TaskState::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })?),
+            None => None,
+        };
+        let page = self
+            .engine
+            .list(crate::engine::ListRequest {
+                state,
+                project: p.project,
+                parent_task_id: p.parent_task_id,
+                session_id: p.session_id,
+                cursor: p.cursor,
+                limit: p.limit,
+            })
+            .await
+            .map_err(fail)?;
+        Ok(Json(TaskList {
+            tasks: page.tasks.iter().map(TaskLine::from_task).collect(),
+            next_cursor: page.next_cursor,
+        }))
+    }
+
+    /// A task's state, timings, short summary, changed files (+/- counts), token usage and
+    /// error. With `wait_seconds`, waits (long-poll, capped at 50 s) until the state changes.
+    #[tool(annotations(read_only_hint = true))]
+    async fn check_task_status(
+        &self,
+        Parameters(p): Parameters<CheckTaskStatusParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<TaskStatus> {
+        let task = self.engine.task(&p.task_id).await.map_err(fail)?;
+        let task = match wait_for(p.wait_seconds) {
+            Some(d) if !task.state.is_terminal() => {
+                let from = task.state;
+                self.wait_with_progress(&task.id, d, &ctx, move |t| t.state != from)
+                    .await
+                    .map_err(fail)?
+            }
+            _ => task,
+        };
+        Ok(Json(TaskStatus::from_task(&task)))
+    }
+
+    /// Stop a pending or running task. The agent is stopped (its whole process group), the task
+    /// becomes `cancelled`, and its worktree and any partial edits are kept.
+    #[tool(annotations(destructive_hint = false))]
+    async fn cancel_task(&self, Parameters(p): Parameters<TaskIdParams>) -> ToolResult<TaskStatus> {
+        let task = self.engine.cancel(&p.task_id).await.map_err(fail)?;
+        Ok(Json(TaskStatus::from_task(&task)))
+    }
+
+    /// The full result of a task when you do want it: the final message, the transcript (text,
+    /// reasoning, tool calls, stderr) and the session's unified diff, both paged.
+    #[tool(annotations(read_only_hint = true))]
+    async fn get_task_output(
+        &self,
+        Parameters(p): Parameters<GetTaskOutputParams>,
+    ) -> ToolResult<TaskOutput> {
+        let page = self
+            .engine
+            .output(OutputRequest {
+                task_id: p.task_id,
+                after_seq: p.after_seq,
+                max_events: p.max_events,
+                diff_offset: p.diff_offset,
+                max_diff_bytes: p.max_diff_bytes,
+            })
+            .await
+            .map_err(fail)?;
+        let final_message = page.final_message;
+        Ok(Json(TaskOutput {
+            status: TaskStatus::from_task(&page.task),
+            final_message,
+            transcript: page.events,
+            next_after_seq: page.next_after_seq,
+            change_status: page.change.as_ref().map(|c| c.status.as_str().to_string()),
+            change_task_id: page.change.as_ref().map(|c| c.task_id.clone()),
+            diff: page.diff,
+            diff_total_bytes: page.diff_total_bytes,
+            next_diff_offset: page.next_diff_offset,
+        }))
+    }
+
+    /// Apply a session's pending change (by `task_id` or `session_id`) to the project checkout.
+    /// Atomic: every file or none. Refuses, naming the files, when the checkout changed under
+    /// them. `dry_run` checks only. Afterwards the session continues from the applied state.
+    #[tool(annotations(destructive_hint = true, idempotent_hint = false))]
+    async fn apply_pending(
+        &self,
+        Parameters(p): Parameters<ApplyPendingParams>,
+    ) -> ToolResult<ApplyOutcome> {
+        let target = target(p.task_id, p.session_id)?;
+        let r = self.engine.apply(&target, p.dry_run).await.map_err(fail)?;
+        let result = if r.dry_run { "would_apply" } else { "applied" };
+        Ok(Json(ApplyOutcome::new(r, result)))
+    }
+
+    /// Drop a session's pending change (by `task_id` or `session_id`) and reset its worktree,
+    /// so a follow-up turn starts from the last applied state.
+    #[tool(annotations(destructive_hint = true))]
+    async fn discard_pending(
+        &self,
+        Parameters(p): Parameters<DiscardPendingParams>,
+    ) -> ToolResult<ApplyOutcome> {
+        let target = target(p.task_id, p.session_id)?;
+        let r = self.engine.discard(&target).await.map_err(fail)?;
+        Ok(Json(ApplyOutcome::new(r, "discarded")))
+    }
+}
+
+fn target(task_id: Option<String>, session_id: Option<String>) -> Result<String, String> {
+    let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    match (clean(task_id), clean(session_id)) {
+        (Some(t), None) => Ok(t),
+        (None, Some(s)) if s.starts_with("s-") => Ok(s),
+        (None, Some(s)) => Err(format!(
+            "invalid `session_id`: `{s}` is not a session id (they start with `s-`)"
+        )),
+        (Some(_), Some(_)) => {
+            Err("invalid `task_id`: give either `task_id` or `session_id`, not both".into())
+        }
+        (None, None) => Err("invalid `task_id`: give `task_id` or `session_id`".into()),
+    }
+}
+
+impl McpServer {
+    /// Wait on the engine while forwarding progress lines as MCP progress notifications, when
+    /// the client asked for them with a progress token.
+    async fn wait_with_progress(
+        &self,
+        id: &str,
+        timeout: Duration,
+        ctx: &RequestContext<RoleServer>,
+        done: impl Fn(&crate::domain::Task) -> bool,
+    ) -> Result<crate::domain::Task, EngineError> {
+        let Some(token) = ctx.meta.get_progress_token() else {
+            return self.engine.wait_until(id, timeout, done, None).await;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let peer = ctx.peer.clone();
+        let forward = tokio::spawn(async move {
+            let mut n = 0.0;
+            while let Some(line) = rx.recv().await {
+                n += 1.0;
+                let param = ProgressNotificationParam::new(token.clone(), n).with_message(line);
+                if peer.notify_progress(param).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let r = self.engine.wait_until(id, timeout, done, Some(&tx)).await;
+        drop(tx);
+        // why: the forwarder only ends early when the client went away.
+        let _ = forward.await;
+        r
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("boocoder", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+/// Serve one client on stdin/stdout until it disconnects (stdin EOF) or `shutdown` fires.
+pub async fn serve_stdio(
+    engine: Engine,
+    profile: Profile,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), std::io::Error> {
+    let server = McpServer::new(engine, profile);
+    let running = server
+        .serve_with_ct(rmcp::transport::io::stdio_pipes(), shutdown.child_token())
+        .await
+        .map_err(|e| std::io::Error::other(format!("MCP handshake failed: {e}")))?;
+    if let Err(e) = running.waiting().await {
+        tracing::warn!(error = %e, "MCP session ended with an error");
+    }
+    Ok(())
+}
+
+/// The published tool definitions (name, description, input and output schemas), the source
+/// of `tool-schemas/*.json`.
+pub fn tool_definitions() -> Vec<(String, serde_json::Value)> {
+    McpServer::tool_router()
+        .list_all()
+        .into_iter()
+        .map(|t| {
+            let name = t.name.to_string();
+            let value = serde_json::to_value(&t).unwrap_or(serde_json::Value::Null);
+            (name, value)
+        })
+        .collect()
+}

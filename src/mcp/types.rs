@@ -1,0 +1,306 @@
+//! Tool arguments and results as MCP clients see them. Doc comments become the JSON Schema
+//! descriptions an LLM reads, so they say when and how to use each field.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{TaskState, Usage, rfc3339};
+use crate::engine::ApplyResult;
+use crate::worktree::FileChange;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTaskParams {
+    /// What the coding agent should do, written as a complete, self-contained instruction (the
+    /// agent sees nothing of your conversation). Required.
+    pub prompt: String,
+    /// Provider id of the agent to run (see `list_providers`); defaults to the session's agent
+    /// for follow-ups, else the server's default.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Model id for the agent, when it accepts one.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Agent mode (ACP agents only, e.g. "code" or "ask").
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Absolute path of the git repository to work on; defaults to the server's project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The task that delegated this one, to build a task tree (Boomerang).
+    #[serde(default)]
+    pub parent_task_id: Option<String>,
+    /// Run as a follow-up turn in this session: same worktree, same agent, edits accumulate.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Like `session_id`, naming any task of the session instead.
+    #[serde(default)]
+    pub continue_task_id: Option<String>,
+    /// Block up to this many seconds (capped at 50) and return the finished result if the task
+    /// ends in time; otherwise the task keeps running and you poll `check_task_status`.
+    #[serde(default)]
+    pub wait_seconds: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListTasksParams {
+    /// Only tasks in this state.
+    #[serde(default)]
+    #[schemars(with = "Option<TaskState>")]
+    pub state: Option<String>,
+    /// Only tasks of this project (path of its repository).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Only subtasks of this task.
+    #[serde(default)]
+    pub parent_task_id: Option<String>,
+    /// Only turns of this session.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// `next_cursor` from the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Page size, 1–200 (default 20).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckTaskStatusParams {
+    /// The task id returned by `new_task`.
+    pub task_id: String,
+    /// Long-poll: wait up to this many seconds (capped at 50) for the task's state to change
+    /// before answering. Omit for an immediate answer.
+    #[serde(default)]
+    pub wait_seconds: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskIdParams {
+    /// The task id returned by `new_task`.
+    pub task_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetTaskOutputParams {
+    /// The task id returned by `new_task`.
+    pub task_id: String,
+    /// Transcript paging: return entries after this sequence number (`next_after_seq`).
+    #[serde(default)]
+    pub after_seq: Option<i64>,
+    /// Most transcript entries to return (default 200, at most 1000).
+    #[serde(default)]
+    pub max_events: Option<u32>,
+    /// Diff paging: byte offset into the unified diff (`next_diff_offset`).
+    #[serde(default)]
+    pub diff_offset: Option<u64>,
+    /// Most diff bytes to return (default 65536, at most 1048576).
+    #[serde(default)]
+    pub max_diff_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyPendingParams {
+    /// Apply the pending change of this task's session. Give this or `session_id`.
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// Apply this session's pending change. Give this or `task_id`.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Only check that the change applies cleanly; write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardPendingParams {
+    /// Discard the pending change of this task's session. Give this or `session_id`.
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// Discard this session's pending change. Give this or `task_id`.
+    #[serde(default)]
+    pub session_id: Option<String>,
+}
+
+/// The compact status of one task: what a delegating model needs, never the transcript.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskStatus {
+    pub task_id: String,
+    pub session_id: String,
+    pub state: TaskState,
+    pub agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub project: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_task_id: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// Seconds from start to end (or to now while running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// The tail of the agent's final message (at most ~1.5 KB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Why the task failed or was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Files in the session's pending change when this turn ended.
+    pub files_changed: Vec<FileChange>,
+    pub usage: Usage,
+    /// What to do next.
+    pub next: String,
+}
+
+impl TaskStatus {
+    pub fn from_task(t: &crate::domain::Task) -> TaskStatus {
+        let end = t.ended_at.unwrap_or_else(crate::domain::now_ms);
+        let next = match t.state {
+            TaskState::Pending | TaskState::Running | TaskState::Blocked => format!(
+                "still {}; poll check_task_status with wait_seconds, or cancel_task",
+                t.state
+            ),
+            TaskState::Completed if t.files.is_empty() => {
+                "completed without file changes; read the summary (get_task_output for the full transcript)".into()
+            }
+            TaskState::Completed => format!(
+                "review with get_task_output if needed, then apply_pending(task_id=\"{}\") to land the change, or discard_pending; follow up with new_task(session_id=\"{}\")",
+                t.id, t.session_id
+            ),
+            TaskState::Failed | TaskState::Cancelled if !t.files.is_empty() => format!(
+                "{}; the worktree's partial edits are a pending change (apply_pending or discard_pending)",
+                t.state
+            ),
+            TaskState::Failed | TaskState::Cancelled => {
+                format!("{}; see `error`, or get_task_output for the transcript", t.state)
+            }
+        };
+        TaskStatus {
+            task_id: t.id.clone(),
+            session_id: t.session_id.clone(),
+            state: t.state,
+            agent: t.provider.clone(),
+            model: t.model.clone(),
+            project: t.project_path.clone(),
+            parent_task_id: t.parent_task_id.clone(),
+            created_at: rfc3339(t.created_at),
+            started_at: t.started_at.map(rfc3339),
+            ended_at: t.ended_at.map(rfc3339),
+            duration_seconds: t.started_at.map(|s| (end - s).max(0) as f64 / 1000.0),
+            summary: t.summary.clone(),
+            error: t.error.clone(),
+            files_changed: t.files.clone(),
+            usage: t.usage,
+            next,
+        }
+    }
+}
+
+/// One task in a listing: a single compact line of fields.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskLine {
+    pub task_id: String,
+    pub state: TaskState,
+    pub agent: String,
+    pub session_id: String,
+    pub created_at: String,
+    pub files_changed: usize,
+    /// The first line of the prompt, shortened.
+    pub prompt: String,
+    /// The first line of the summary or error, shortened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.trim().lines().next().unwrap_or("").trim();
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    }
+}
+
+impl TaskLine {
+    pub fn from_task(t: &crate::domain::Task) -> TaskLine {
+        TaskLine {
+            task_id: t.id.clone(),
+            state: t.state,
+            agent: t.provider.clone(),
+            session_id: t.session_id.clone(),
+            created_at: rfc3339(t.created_at),
+            files_changed: t.files.len(),
+            prompt: first_line(&t.prompt, 80),
+            result: t
+                .error
+                .as_deref()
+                .or(t.summary.as_deref())
+                .map(|s| first_line(s.trim_start_matches('…'), 100)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskLine>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The full result of a task, paged.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskOutput {
+    pub status: TaskStatus,
+    /// The agent's whole final message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_message: Option<String>,
+    pub transcript: Vec<crate::domain::TaskEvent>,
+    /// Pass as `after_seq` for more transcript; absent when this page reached the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after_seq: Option<i64>,
+    /// The session's change: `pending`, `applied` or `discarded`; absent when no files changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_status: Option<String>,
+    /// The task whose turn produced that change (a later turn's cumulative diff supersedes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_task_id: Option<String>,
+    /// A page of the unified diff (`git apply` format).
+    pub diff: String,
+    pub diff_total_bytes: u64,
+    /// Pass as `diff_offset` for the rest of the diff; absent when this page reached the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_diff_offset: Option<u64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ApplyOutcome {
+    pub session_id: String,
+    /// The turn whose cumulative diff this was.
+    pub task_id: String,
+    pub dry_run: bool,
+    /// `applied`, `would_apply` (dry run) or `discarded`.
+    pub result: String,
+    pub files: Vec<FileChange>,
+}
+
+impl ApplyOutcome {
+    pub fn new(r: ApplyResult, result: &str) -> ApplyOutcome {
+        ApplyOutcome {
+            session_id: r.session_id,
+            task_id: r.task_id,
+            dry_run: r.dry_run,
+            result: result.into(),
+            files: r.files,
+        }
+    }
+}

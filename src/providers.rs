@@ -1,0 +1,403 @@
+//! The provider registry: built-in agents merged with the providers file, resolved into launch
+//! specs. Loading never fails: a bad file is kept as a diagnostic and the built-ins still work,
+//! but a task naming an unknown, disabled or missing provider is refused with the valid choices.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backend::Backend;
+use crate::backend::cli::{CliBackend, CliSpec, PromptMode};
+
+/// How boocoder talks to a provider.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Native,
+    Acp,
+    Cli,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Native => "native",
+            Transport::Acp => "acp",
+            Transport::Cli => "cli",
+        }
+    }
+}
+
+/// A resolved provider entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub id: String,
+    pub label: String,
+    pub transport: Transport,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub prompt: PromptMode,
+    pub model_args: Vec<String>,
+    pub enabled: bool,
+    pub timeout: Duration,
+    pub builtin: bool,
+}
+
+/// One entry of the providers file: every field optional, merged over the built-in of the
+/// same id field by field, or a whole custom agent when `extends` is given.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderOverride {
+    pub extends: Option<Transport>,
+    pub label: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub prompt: Option<PromptMode>,
+    pub model_args: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersFile {
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderOverride>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    #[error("unknown provider `{id}`; available: {}", list(.available))]
+    Unknown { id: String, available: Vec<String> },
+    #[error("provider `{id}` is disabled; available: {}", list(.available))]
+    Disabled { id: String, available: Vec<String> },
+    #[error("provider `{id}` is not installed (`{program}` not found on PATH); available: {}", list(.available))]
+    NotInstalled {
+        id: String,
+        program: String,
+        available: Vec<String>,
+    },
+    #[error("provider `{id}` uses the {transport} transport, which this build cannot run yet; available: {}", list(.available))]
+    Unsupported {
+        id: String,
+        transport: &'static str,
+        available: Vec<String>,
+    },
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none (add a provider to the providers file)".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+fn builtins() -> Vec<Provider> {
+    let cli = |id: &str, label: &str, command: &[&str], model_flag: &str| Provider {
+        id: id.into(),
+        label: label.into(),
+        transport: Transport::Cli,
+        command: command.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+        prompt: PromptMode::Arg,
+        model_args: vec![model_flag.into(), "{model}".into()],
+        enabled: true,
+        timeout: DEFAULT_TIMEOUT,
+        builtin: true,
+    };
+    vec![
+        cli(
+            "claude",
+            "Claude Code (claude -p)",
+            &["claude", "-p"],
+            "--model",
+        ),
+        cli("codex", "Codex (codex exec)", &["codex", "exec"], "--model"),
+    ]
+}
+
+/// Built-ins ∪ the providers file.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    entries: BTreeMap<String, Provider>,
+    /// Problems found while loading the providers file; shown to people and clients.
+    pub diagnostics: Vec<String>,
+    pub path: PathBuf,
+}
+
+impl Registry {
+    /// Load the registry; a missing file is normal, a broken one is a diagnostic.
+    pub fn load(path: &Path) -> Registry {
+        let mut reg = Registry {
+            entries: builtins().into_iter().map(|p| (p.id.clone(), p)).collect(),
+            diagnostics: Vec::new(),
+            path: path.to_path_buf(),
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => match serde_json::from_str::<ProvidersFile>(&text) {
+                Ok(file) => reg.merge(file),
+                Err(e) => reg.diagnostics.push(format!(
+                    "{}: invalid providers file at line {} column {}: {e}; using built-in providers only",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                )),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => reg.diagnostics.push(format!(
+                "{}: cannot read providers file: {e}; using built-in providers only",
+                path.display()
+            )),
+        }
+        for d in &reg.diagnostics {
+            tracing::warn!(diagnostic = %d, "providers file");
+        }
+        reg
+    }
+
+    fn merge(&mut self, file: ProvidersFile) {
+        for (id, o) in file.providers {
+            match merge_entry(self.entries.get(&id), &id, &o) {
+                Ok(p) => {
+                    self.entries.insert(id, p);
+                }
+                Err(msg) => self
+                    .diagnostics
+                    .push(format!("{}: providers.{id}: {msg}", self.path.display())),
+            }
+        }
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Provider> {
+        self.entries.values()
+    }
+
+    /// Ids a task may name right now: enabled, runnable by this build, and installed.
+    pub fn available(&self) -> Vec<String> {
+        self.entries
+            .values()
+            .filter(|p| p.enabled && p.transport == Transport::Cli && installed(p).is_ok())
+            .map(|p| p.id.clone())
+            .collect()
+    }
+
+    /// The provider a task may run on, or why not.
+    pub fn resolve(&self, id: &str) -> Result<&Provider, ProviderError> {
+        let Some(p) = self.entries.get(id) else {
+            return Err(ProviderError::Unknown {
+                id: id.into(),
+                available: self.available(),
+            });
+        };
+        if !p.enabled {
+            return Err(ProviderError::Disabled {
+                id: id.into(),
+                available: self.available(),
+            });
+        }
+        if p.transport != Transport::Cli {
+            return Err(ProviderError::Unsupported {
+                id: id.into(),
+                transport: p.transport.as_str(),
+                available: self.available(),
+            });
+        }
+        if let Err(program) = installed(p) {
+            return Err(ProviderError::NotInstalled {
+                id: id.into(),
+                program,
+                available: self.available(),
+            });
+        }
+        Ok(p)
+    }
+
+    /// A backend for a resolved provider.
+    pub fn backend(&self, id: &str) -> Result<Arc<dyn Backend>, ProviderError> {
+        let p = self.resolve(id)?;
+        Ok(Arc::new(CliBackend::new(CliSpec {
+            command: p.command.clone(),
+            prompt: p.prompt,
+            model_args: p.model_args.clone(),
+            env: p.env.clone(),
+            timeout: p.timeout,
+        })))
+    }
+}
+
+/// Merge one file entry over its base (a built-in of the same id, or nothing).
+fn merge_entry(
+    base: Option<&Provider>,
+    id: &str,
+    o: &ProviderOverride,
+) -> Result<Provider, String> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err("provider ids use letters, digits, '-', '_' and '.' only".into());
+    }
+    let mut p = match (base, o.extends) {
+        (Some(b), None) => b.clone(),
+        (Some(b), Some(t)) if t == b.transport => b.clone(),
+        (_, Some(transport)) => Provider {
+            id: id.into(),
+            label: id.into(),
+            transport,
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            prompt: PromptMode::Stdin,
+            model_args: Vec::new(),
+            enabled: true,
+            timeout: DEFAULT_TIMEOUT,
+            builtin: false,
+        },
+        (None, None) => {
+            return Err(
+                "unknown provider; a custom agent needs \"extends\": \"cli\" or \"acp\"".into(),
+            );
+        }
+    };
+    if let Some(v) = &o.label {
+        p.label = v.clone();
+    }
+    if let Some(v) = &o.command {
+        p.command = v.clone();
+    }
+    if let Some(v) = &o.env {
+        p.env.extend(v.clone());
+    }
+    if let Some(v) = o.prompt {
+        p.prompt = v;
+    }
+    if let Some(v) = &o.model_args {
+        p.model_args = v.clone();
+    }
+    if let Some(v) = o.enabled {
+        p.enabled = v;
+    }
+    if let Some(v) = o.timeout_secs {
+        if v == 0 {
+            return Err("timeout_secs must be at least 1".into());
+        }
+        p.timeout = Duration::from_secs(v);
+    }
+    if p.transport != Transport::Native && p.command.first().is_none_or(|c| c.is_empty()) {
+        return Err(
+            "command must be a non-empty argument vector, e.g. [\"my-agent\", \"--flag\"]".into(),
+        );
+    }
+    Ok(p)
+}
+
+/// Whether the provider's program can be found; `Err(program)` when it cannot.
+fn installed(p: &Provider) -> Result<(), String> {
+    let Some(program) = p.command.first() else {
+        return Err(String::new());
+    };
+    if find_program(program).is_some() {
+        Ok(())
+    } else {
+        Err(program.clone())
+    }
+}
+
+/// PATH lookup without a shell: a name with a slash is taken as a path.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| is_exec(p))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str) -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("providers.json");
+        std::fs::write(&path, json).expect("write");
+        let reg = Registry::load(&path);
+        (dir, reg)
+    }
+
+    #[test]
+    fn override_one_field_keeps_the_others() {
+        let (_d, reg) = load(r#"{"providers":{"claude":{"label":"Mine"}}}"#);
+        let p = reg.all().find(|p| p.id == "claude").expect("claude");
+        assert_eq!(p.label, "Mine");
+        assert_eq!(p.command, vec!["claude", "-p"]);
+        assert!(reg.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn custom_cli_agent_and_disable_builtin() {
+        let (_d, reg) = load(
+            r#"{"providers":{"sh-agent":{"extends":"cli","command":["sh","-c","true"]},
+                "codex":{"enabled":false}}}"#,
+        );
+        assert!(reg.available().contains(&"sh-agent".to_string()));
+        let err = reg.resolve("codex").expect_err("disabled");
+        assert!(matches!(err, ProviderError::Disabled { .. }));
+        assert!(err.to_string().contains("sh-agent"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_file_is_a_diagnostic_not_a_crash() {
+        let (_d, reg) = load("{\"providers\": {\n  \"x\": [}");
+        assert_eq!(reg.diagnostics.len(), 1);
+        assert!(
+            reg.diagnostics[0].contains("line 2"),
+            "{:?}",
+            reg.diagnostics
+        );
+        assert!(reg.all().any(|p| p.id == "claude"));
+    }
+
+    #[test]
+    fn invalid_entries_are_reported_by_field() {
+        let (_d, reg) = load(
+            r#"{"providers":{"nocmd":{"extends":"cli"},"mystery":{"label":"x"},"bad id":{"extends":"cli","command":["x"]}}}"#,
+        );
+        let all = reg.diagnostics.join("\n");
+        assert!(all.contains("providers.nocmd: command"), "{all}");
+        assert!(all.contains("providers.mystery: unknown provider"), "{all}");
+        assert!(all.contains("providers.bad id"), "{all}");
+        assert!(matches!(
+            reg.resolve("nocmd"),
+            Err(ProviderError::Unknown { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_program_is_not_installed() {
+        let (_d, reg) = load(
+            r#"{"providers":{"ghost":{"extends":"cli","command":["/nonexistent/ghost-agent"]}}}"#,
+        );
+        assert!(matches!(
+            reg.resolve("ghost"),
+            Err(ProviderError::NotInstalled { .. })
+        ));
+    }
+}

@@ -1,0 +1,594 @@
+//! The store: the only module that speaks SQL. Tasks, sessions, transcripts and pending changes
+//! live here so a killed server loses nothing that was committed.
+//!
+//! The pool sits behind [`Db`], an enum of typed pools: SQL is written once with `$n`
+//! placeholders (which SQLite accepts too) and [`on_pool!`] runs the same body against whichever
+//! pool is open, so a PostgreSQL pool is one more arm, not a second copy of every caller.
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::domain::{
+    ChangeStatus, EventKind, FileChange, PendingChange, Session, Task, TaskEvent, TaskState, Usage,
+    new_id, now_ms,
+};
+use rows::{ChangeRow, EventRow, SessionRow, TaskRow};
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+enum Db {
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs `$body` with `$p` bound to the open pool, whatever its backend.
+macro_rules! on_pool {
+    ($self:expr, $p:ident => $body:expr) => {
+        match &$self.db {
+            Db::Sqlite($p) => $body,
+        }
+    };
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+/// Everything `insert_task` needs; a new session is created in the same transaction when given.
+#[derive(Debug, Clone)]
+pub struct NewTaskRow {
+    pub id: String,
+    pub project_path: String,
+    pub session_id: String,
+    /// `Some(provider)` to create the session together with the task.
+    pub new_session_provider: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub prompt: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub mode: Option<String>,
+}
+
+/// Filters for `list_tasks`; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub state: Option<TaskState>,
+    pub project_path: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub session_id: Option<String>,
+    /// Return tasks strictly older than this (created_at, id) position.
+    pub before: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+/// How a turn ended, as the store records it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Completed {
+        summary: String,
+        final_message: String,
+    },
+    Failed {
+        error: String,
+        summary: Option<String>,
+    },
+    Cancelled {
+        reason: String,
+    },
+}
+
+const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
+     t.model, t.mode, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
+     t.input_tokens, t.output_tokens, t.files";
+
+impl Store {
+    /// Open (creating if needed) the SQLite database at `path` and run migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        let url = format!("sqlite://{}", path.display());
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        SQLITE_MIGRATOR.run(&pool).await?;
+        Ok(Store {
+            db: Db::Sqlite(pool),
+        })
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    /// Insert a task (and its project, and its session when new) in one transaction, so a
+    /// failure leaves no half-written rows.
+    pub async fn insert_task(&self, row: &NewTaskRow) -> Result<Task> {
+        let now = now_ms();
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO projects (id, path, created_at) VALUES ($1, $2, $3) ON CONFLICT (path) DO NOTHING")
+                .bind(new_id("p"))
+                .bind(&row.project_path)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let (project_id,): (String,) = sqlx::query_as("SELECT id FROM projects WHERE path = $1")
+                .bind(&row.project_path)
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Some(provider) = &row.new_session_provider {
+                sqlx::query("INSERT INTO sessions (id, project_id, provider, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+                    .bind(&row.session_id)
+                    .bind(&project_id)
+                    .bind(provider)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9)",
+            )
+            .bind(&row.id)
+            .bind(&project_id)
+            .bind(&row.session_id)
+            .bind(&row.parent_task_id)
+            .bind(&row.prompt)
+            .bind(&row.provider)
+            .bind(&row.model)
+            .bind(&row.mode)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        self.task(&row.id).await?.ok_or(StoreError::Corrupt {
+            table: "tasks",
+            detail: format!("task {} vanished after insert", row.id),
+        })
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Option<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.id = $1"
+        );
+        let row: Option<TaskRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await?
+        });
+        row.map(TaskRow::into_task).transpose()
+    }
+
+    /// Newest first, paged by (created_at, id).
+    pub async fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<Task>> {
+        let mut sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t JOIN projects p ON p.id = t.project_id WHERE 1=1"
+        );
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if f.state.is_some() {
+            sql.push_str(&format!(" AND t.state = ${}", next()));
+        }
+        if f.project_path.is_some() {
+            sql.push_str(&format!(" AND p.path = ${}", next()));
+        }
+        if f.parent_task_id.is_some() {
+            sql.push_str(&format!(" AND t.parent_task_id = ${}", next()));
+        }
+        if f.session_id.is_some() {
+            sql.push_str(&format!(" AND t.session_id = ${}", next()));
+        }
+        if f.before.is_some() {
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(
+                " AND (t.created_at < ${a} OR (t.created_at = ${b} AND t.id < ${c}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY t.created_at DESC, t.id DESC LIMIT ${}",
+            next()
+        ));
+        let rows: Vec<TaskRow> = on_pool!(self, p => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            if let Some(s) = f.state {
+                q = q.bind(s.as_str());
+            }
+            if let Some(v) = &f.project_path {
+                q = q.bind(v);
+            }
+            if let Some(v) = &f.parent_task_id {
+                q = q.bind(v);
+            }
+            if let Some(v) = &f.session_id {
+                q = q.bind(v);
+            }
+            if let Some((at, id)) = &f.before {
+                q = q.bind(*at).bind(*at).bind(id);
+            }
+            q.bind(i64::from(f.limit)).fetch_all(p).await?
+        });
+        rows.into_iter().map(TaskRow::into_task).collect()
+    }
+
+    /// Claim the oldest pending task whose session has no turn in flight, marking it running in
+    /// the same statement so two claimers can never take the same task.
+    pub async fn claim_next(&self, node_id: &str) -> Result<Option<String>> {
+        let now = now_ms();
+        let id: Option<(String,)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "UPDATE tasks SET state = 'running', started_at = $1, node_id = $2 \
+                 WHERE id = (SELECT c.id FROM tasks c WHERE c.state = 'pending' AND NOT EXISTS \
+                   (SELECT 1 FROM tasks r WHERE r.session_id = c.session_id AND r.state IN ('running', 'blocked')) \
+                   ORDER BY c.created_at, c.id LIMIT 1) \
+                 AND state = 'pending' RETURNING id",
+            )
+            .bind(now)
+            .bind(node_id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(id.map(|(id,)| id))
+    }
+
+    /// Move a task to `to` if its current state allows it; returns whether it moved.
+    pub async fn set_state(&self, id: &str, to: TaskState) -> Result<bool> {
+        let sources = TaskState::sources_of(to);
+        let list = sources
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!("UPDATE tasks SET state = $1 WHERE id = $2 AND state IN ({list})");
+        let done = on_pool!(self, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to.as_str()).bind(id).execute(p).await?.rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Record the end of a turn in one write. Refused (returns false) when the task is already
+    /// terminal, so a late writer can never resurrect or overwrite a finished task.
+    pub async fn finish_task(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        usage: Usage,
+        files: &[FileChange],
+    ) -> Result<bool> {
+        let (state, summary, error, message) = match outcome {
+            Outcome::Completed {
+                summary,
+                final_message,
+            } => (
+                TaskState::Completed,
+                Some(summary.clone()),
+                None,
+                Some(final_message.clone()),
+            ),
+            Outcome::Failed { error, summary } => (
+                TaskState::Failed,
+                summary.clone(),
+                Some(error.clone()),
+                None,
+            ),
+            Outcome::Cancelled { reason } => {
+                (TaskState::Cancelled, None, Some(reason.clone()), None)
+            }
+        };
+        let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        let done = on_pool!(self, p => {
+            sqlx::query(
+                "UPDATE tasks SET state = $1, ended_at = $2, summary = $3, error = $4, \
+                 input_tokens = $5, output_tokens = $6, files = $7, final_message = $8 \
+                 WHERE id = $9 AND state IN ('pending', 'running', 'blocked')",
+            )
+            .bind(state.as_str())
+            .bind(now_ms())
+            .bind(summary)
+            .bind(error)
+            .bind(usage.input_tokens as i64)
+            .bind(usage.output_tokens as i64)
+            .bind(files)
+            .bind(message)
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Fail every task a dead process left running or blocked. Called at start-up, before the
+    /// dispatcher claims anything, so no task stays stuck.
+    pub async fn fail_orphaned(&self, reason: &str) -> Result<Vec<String>> {
+        let ids: Vec<(String,)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "UPDATE tasks SET state = 'failed', ended_at = $1, error = $2 \
+                 WHERE state IN ('running', 'blocked') RETURNING id",
+            )
+            .bind(now_ms())
+            .bind(reason)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// The agent's whole final message (the task row keeps only a summary in listings).
+    pub async fn final_message(&self, id: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT final_message FROM tasks WHERE id = $1").bind(id).fetch_optional(p).await?
+        });
+        Ok(row.and_then(|(m,)| m))
+    }
+
+    /// Pending tasks are cancelled at once (no agent to stop); returns whether it happened.
+    pub async fn cancel_pending(&self, id: &str, reason: &str) -> Result<bool> {
+        let done = on_pool!(self, p => {
+            sqlx::query("UPDATE tasks SET state = 'cancelled', ended_at = $1, error = $2 WHERE id = $3 AND state = 'pending'")
+                .bind(now_ms())
+                .bind(reason)
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<Session>> {
+        let row: Option<SessionRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed \
+                 FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(row.map(SessionRow::into_session))
+    }
+
+    /// Every session that still has a worktree on disk (for the orphan reaper).
+    pub async fn sessions_with_worktrees(&self) -> Result<Vec<Session>> {
+        let rows: Vec<SessionRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed \
+                 FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.worktree_path IS NOT NULL",
+            )
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows.into_iter().map(SessionRow::into_session).collect())
+    }
+
+    pub async fn set_session_worktree(
+        &self,
+        id: &str,
+        worktree_path: Option<&str>,
+        branch: Option<&str>,
+        base_commit: Option<&str>,
+    ) -> Result<()> {
+        on_pool!(self, p => {
+            sqlx::query("UPDATE sessions SET worktree_path = $1, branch = $2, base_commit = $3, updated_at = $4 WHERE id = $5")
+                .bind(worktree_path)
+                .bind(branch)
+                .bind(base_commit)
+                .bind(now_ms())
+                .bind(id)
+                .execute(p)
+                .await?
+        });
+        Ok(())
+    }
+
+    pub async fn close_session(&self, id: &str) -> Result<()> {
+        on_pool!(self, p => {
+            sqlx::query("UPDATE sessions SET closed = 1, updated_at = $1 WHERE id = $2")
+                .bind(now_ms())
+                .bind(id)
+                .execute(p)
+                .await?
+        });
+        Ok(())
+    }
+
+    /// Append transcript entries, numbering them after the task's last one.
+    pub async fn append_events(
+        &self,
+        task_id: &str,
+        events: &[(EventKind, String, Option<serde_json::Value>)],
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let (last,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = $1")
+                .bind(task_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            for (i, (kind, text, data)) in events.iter().enumerate() {
+                sqlx::query("INSERT INTO task_events (task_id, seq, kind, at, text, data) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(task_id)
+                    .bind(last + 1 + i as i64)
+                    .bind(kind.as_str())
+                    .bind(now)
+                    .bind(text)
+                    .bind(data.as_ref().map(|d| d.to_string()))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Transcript entries after `after_seq`, oldest first.
+    pub async fn events(
+        &self,
+        task_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<TaskEvent>> {
+        let rows: Vec<EventRow> = on_pool!(self, p => {
+            sqlx::query_as("SELECT seq, kind, at, text, data FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                .bind(task_id)
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?
+        });
+        rows.into_iter().map(EventRow::into_event).collect()
+    }
+
+    /// The latest transcript line of a kind a human would want as a progress message.
+    pub async fn last_event_text(&self, task_id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT text FROM task_events WHERE task_id = $1 AND kind IN ('text', 'tool_call', 'plan', 'notice') \
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(task_id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(row.map(|(t,)| t))
+    }
+
+    /// Replace the session's live pending change with `patch` (or drop it when the diff is
+    /// empty). One transaction: the old row is never gone without the new one in place.
+    pub async fn replace_pending(
+        &self,
+        session_id: &str,
+        task_id: &str,
+        base_commit: &str,
+        patch: &[u8],
+        files: &[FileChange],
+    ) -> Result<()> {
+        let now = now_ms();
+        let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM pending_changes WHERE session_id = $1 AND status = 'pending'")
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            if !patch.is_empty() {
+                sqlx::query(
+                    "INSERT INTO pending_changes (session_id, task_id, base_commit, patch, files, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+                )
+                .bind(session_id)
+                .bind(task_id)
+                .bind(base_commit)
+                .bind(patch)
+                .bind(&files)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The session's live pending change, if any.
+    pub async fn pending_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
+        let row: Option<ChangeRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at FROM pending_changes \
+                 WHERE session_id = $1 AND status = 'pending'",
+            )
+            .bind(session_id)
+            .fetch_optional(p)
+            .await?
+        });
+        row.map(ChangeRow::into_change).transpose()
+    }
+
+    /// The most recent change of a session whatever its status (to explain "already applied").
+    pub async fn latest_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
+        let row: Option<ChangeRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at FROM pending_changes \
+                 WHERE session_id = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(session_id)
+            .fetch_optional(p)
+            .await?
+        });
+        row.map(ChangeRow::into_change).transpose()
+    }
+
+    /// Mark a pending change applied or discarded and move the session's base in one
+    /// transaction, so the store never says "applied" with the old base still recorded.
+    pub async fn settle_change(
+        &self,
+        change_id: i64,
+        status: ChangeStatus,
+        session_id: &str,
+        new_base: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let done = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("UPDATE pending_changes SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'")
+                .bind(status.as_str())
+                .bind(now)
+                .bind(change_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE sessions SET base_commit = $1, updated_at = $2 WHERE id = $3")
+                .bind(new_base)
+                .bind(now)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n
+        });
+        Ok(done == 1)
+    }
+
+    /// Whether the session has a turn queued or in flight.
+    pub async fn session_busy(&self, session_id: &str) -> Result<bool> {
+        let (n,): (i64,) = on_pool!(self, p => {
+            sqlx::query_as("SELECT COUNT(*) FROM tasks WHERE session_id = $1 AND state IN ('pending', 'running', 'blocked')")
+                .bind(session_id)
+                .fetch_one(p)
+                .await?
+        });
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

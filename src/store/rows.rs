@@ -1,0 +1,147 @@
+//! Row types as the database returns them, and their checked conversion into domain types.
+
+use crate::domain::{
+    ChangeStatus, EventKind, PendingChange, Session, Task, TaskEvent, TaskState, Usage,
+};
+
+use super::{Result, StoreError};
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TaskRow {
+    id: String,
+    project_path: String,
+    session_id: String,
+    parent_task_id: Option<String>,
+    prompt: String,
+    provider: String,
+    model: Option<String>,
+    mode: Option<String>,
+    state: String,
+    created_at: i64,
+    started_at: Option<i64>,
+    ended_at: Option<i64>,
+    summary: Option<String>,
+    error: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+    files: String,
+}
+
+impl TaskRow {
+    pub(super) fn into_task(self) -> Result<Task> {
+        let state = TaskState::parse(&self.state).ok_or_else(|| StoreError::Corrupt {
+            table: "tasks",
+            detail: format!("task {} has unknown state {:?}", self.id, self.state),
+        })?;
+        let files = serde_json::from_str(&self.files).map_err(|e| StoreError::Corrupt {
+            table: "tasks",
+            detail: format!("task {} files: {e}", self.id),
+        })?;
+        Ok(Task {
+            id: self.id,
+            project_path: self.project_path,
+            session_id: self.session_id,
+            parent_task_id: self.parent_task_id,
+            prompt: self.prompt,
+            provider: self.provider,
+            model: self.model,
+            mode: self.mode,
+            state,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            summary: self.summary,
+            error: self.error,
+            usage: Usage {
+                input_tokens: self.input_tokens.max(0) as u64,
+                output_tokens: self.output_tokens.max(0) as u64,
+            },
+            files,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SessionRow {
+    id: String,
+    project_path: String,
+    provider: String,
+    worktree_path: Option<String>,
+    branch: Option<String>,
+    base_commit: Option<String>,
+    closed: i64,
+}
+
+impl SessionRow {
+    pub(super) fn into_session(self) -> Session {
+        Session {
+            id: self.id,
+            project_path: self.project_path,
+            provider: self.provider,
+            worktree_path: self.worktree_path,
+            branch: self.branch,
+            base_commit: self.base_commit,
+            closed: self.closed != 0,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    seq: i64,
+    kind: String,
+    at: i64,
+    text: String,
+    data: Option<String>,
+}
+
+impl EventRow {
+    pub(super) fn into_event(self) -> Result<TaskEvent> {
+        let kind = EventKind::parse(&self.kind).ok_or_else(|| StoreError::Corrupt {
+            table: "task_events",
+            detail: format!("unknown event kind {:?}", self.kind),
+        })?;
+        Ok(TaskEvent {
+            seq: self.seq,
+            kind,
+            at: self.at,
+            text: self.text,
+            data: self.data.and_then(|d| serde_json::from_str(&d).ok()),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ChangeRow {
+    id: i64,
+    session_id: String,
+    task_id: String,
+    base_commit: String,
+    patch: Vec<u8>,
+    files: String,
+    status: String,
+    updated_at: i64,
+}
+
+impl ChangeRow {
+    pub(super) fn into_change(self) -> Result<PendingChange> {
+        let status = ChangeStatus::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
+            table: "pending_changes",
+            detail: format!("unknown status {:?}", self.status),
+        })?;
+        let files = serde_json::from_str(&self.files).map_err(|e| StoreError::Corrupt {
+            table: "pending_changes",
+            detail: format!("files: {e}"),
+        })?;
+        Ok(PendingChange {
+            id: self.id,
+            session_id: self.session_id,
+            task_id: self.task_id,
+            base_commit: self.base_commit,
+            patch: self.patch,
+            files,
+            status,
+            updated_at: self.updated_at,
+        })
+    }
+}

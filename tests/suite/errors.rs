@@ -1,0 +1,135 @@
+//! Bad input gets a clear error naming the field, and writes nothing.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn invalid_new_task_arguments_name_the_field_and_write_nothing() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let not_repo = env.root().join("plain");
+    std::fs::create_dir_all(&not_repo).expect("mkdir");
+    let outside = tempfile::tempdir().expect("outside");
+    let outside_repo = outside.path().join("r");
+    std::fs::create_dir_all(&outside_repo).expect("mkdir");
+    git(&outside_repo, &["init", "-q"]);
+
+    let cases = [
+        (json!({}), "prompt"),
+        (json!({"prompt": "   "}), "invalid `prompt`"),
+        (
+            json!({"prompt": "x", "agent": "nope"}),
+            "unknown provider `nope`; available: script, script-arg",
+        ),
+        (
+            json!({"prompt": "x", "project": not_repo}),
+            "invalid `project`",
+        ),
+        (
+            json!({"prompt": "x", "project": env.root().join("missing")}),
+            "invalid `project`",
+        ),
+        (
+            json!({"prompt": "x", "project": outside_repo}),
+            "outside the allowed roots",
+        ),
+        (
+            json!({"prompt": "x", "session_id": "s-000000000000"}),
+            "invalid `session_id`",
+        ),
+        (
+            json!({"prompt": "x", "continue_task_id": "t-000000000000"}),
+            "invalid `continue_task_id`",
+        ),
+        (
+            json!({"prompt": "x", "parent_task_id": "t-000000000000"}),
+            "invalid `parent_task_id`",
+        ),
+        (json!({"prompt": "x", "mode": "code"}), "invalid `mode`"),
+        (json!({"prompt": "x", "bogus": 1}), "bogus"),
+    ];
+    for (args, expect) in cases {
+        let err = call(c, "new_task", args.clone())
+            .await
+            .expect_err(&format!("{args} must fail"));
+        assert!(err.contains(expect), "{args}: {err}");
+    }
+    let none = call(c, "list_tasks", json!({})).await.expect("list");
+    assert_eq!(
+        none["tasks"].as_array().expect("tasks").len(),
+        0,
+        "no task row may be written"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn other_tools_validate_their_arguments() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let err = call(c, "check_task_status", json!({"task_id": "t-000000000000"}))
+        .await
+        .expect_err("missing");
+    assert!(err.contains("task `t-000000000000` not found"), "{err}");
+    let err = call(c, "list_tasks", json!({"limit": 0}))
+        .await
+        .expect_err("limit");
+    assert!(err.contains("invalid `limit`"), "{err}");
+    let err = call(c, "list_tasks", json!({"cursor": "garbage"}))
+        .await
+        .expect_err("cursor");
+    assert!(err.contains("invalid `cursor`"), "{err}");
+    let err = call(c, "list_tasks", json!({"state": "done"}))
+        .await
+        .expect_err("state");
+    assert!(err.contains("state"), "{err}");
+    let err = call(c, "apply_pending", json!({}))
+        .await
+        .expect_err("target");
+    assert!(err.contains("task_id"), "{err}");
+    let err = call(c, "apply_pending", json!({"session_id": "t-1"}))
+        .await
+        .expect_err("not a session");
+    assert!(err.contains("invalid `session_id`"), "{err}");
+    let t = call(
+        c,
+        "new_task",
+        json!({"prompt": "say nothing changed", "wait_seconds": 30}),
+    )
+    .await
+    .expect("t");
+    let err = call(c, "apply_pending", json!({"task_id": t["task_id"]}))
+        .await
+        .expect_err("no change");
+    assert!(err.contains("changed no files"), "{err}");
+    let err = call(
+        c,
+        "get_task_output",
+        json!({"task_id": t["task_id"], "max_events": 5000}),
+    )
+    .await
+    .expect_err("cap");
+    assert!(err.contains("invalid `max_events`"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_providers_file_keeps_builtins_and_custom_cli_providers_work() {
+    let env = Env::new();
+    std::fs::write(env.data.join("providers.json"), "{ not json").expect("corrupt");
+    let server = Server::stdio(&env, &[]).await;
+    let err = call(
+        &server.client,
+        "new_task",
+        json!({"prompt": "x", "agent": "script"}),
+    )
+    .await
+    .expect_err("gone");
+    assert!(err.contains("unknown provider `script`"), "{err}");
+    let log = server.log();
+    assert!(log.contains("invalid providers file at line 1"), "{log}");
+    server.stop().await;
+}

@@ -1,0 +1,265 @@
+//! The main path: new_task → status → output → apply, follow-ups, conflicts, discard.
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// The whole round trip; shared by the stdio and HTTP tests.
+pub async fn round_trip(client: &Client, env: &Env) {
+    let prompt = "write src/new.txt brand new\nappend README.md appended line\ndelete keep.txt\nsay all three edits done";
+    let t = call(client, "new_task", json!({"prompt": prompt}))
+        .await
+        .expect("new_task");
+    assert_eq!(t["state"], "pending");
+    let id = t["task_id"].as_str().expect("task_id").to_string();
+    assert!(t["session_id"].as_str().expect("session").starts_with("s-"));
+
+    let s = wait_done(client, &id).await;
+    assert_eq!(s["state"], "completed", "{s:#}");
+    assert_eq!(s["summary"], "all three edits done");
+    let mut changed = files(&s);
+    changed.sort();
+    assert_eq!(
+        changed,
+        vec![
+            ("README.md".to_string(), 1, 0),
+            ("keep.txt".to_string(), 0, 1),
+            ("src/new.txt".to_string(), 1, 0),
+        ]
+    );
+    // Nothing has touched the checkout yet.
+    assert_eq!(env.read("src/new.txt"), None);
+    assert_eq!(env.read("keep.txt").as_deref(), Some("keep\n"));
+
+    let out = call(client, "get_task_output", json!({"task_id": id}))
+        .await
+        .expect("output");
+    let kinds: Vec<&str> = out["transcript"]
+        .as_array()
+        .expect("transcript")
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"prompt"));
+    assert!(kinds.contains(&"text"), "{kinds:?}");
+    assert_eq!(out["final_message"], "all three edits done");
+    let diff = out["diff"].as_str().expect("diff");
+    assert!(diff.contains("+++ b/src/new.txt"), "{diff}");
+    assert!(diff.contains("+appended line"), "{diff}");
+    assert!(diff.contains("--- a/keep.txt"), "{diff}");
+    assert_eq!(out["change_status"], "pending");
+
+    let dry = call(
+        client,
+        "apply_pending",
+        json!({"task_id": id, "dry_run": true}),
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(dry["result"], "would_apply");
+    assert_eq!(env.read("src/new.txt"), None, "dry run must write nothing");
+
+    let applied = call(client, "apply_pending", json!({"task_id": id}))
+        .await
+        .expect("apply");
+    assert_eq!(applied["result"], "applied");
+    assert_eq!(env.read("src/new.txt").as_deref(), Some("brand new\n"));
+    assert_eq!(
+        env.read("README.md").as_deref(),
+        Some("# demo\n\nline three\nappended line\n")
+    );
+    assert_eq!(env.read("keep.txt"), None);
+
+    let again = call(client, "apply_pending", json!({"task_id": id}))
+        .await
+        .expect_err("second apply");
+    assert!(again.contains("already applied"), "{again}");
+}
+
+#[tokio::test]
+async fn round_trip_over_stdio() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    round_trip(&server.client, &env).await;
+    let status = server.stop().await;
+    assert!(status.success(), "server exit: {status:?}");
+}
+
+#[tokio::test]
+async fn follow_up_turns_accumulate_and_apply_rebaselines() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let t1 = call(c, "new_task", json!({"prompt": "write one.txt first"}))
+        .await
+        .expect("t1");
+    let session = t1["session_id"].as_str().expect("session").to_string();
+    let id1 = t1["task_id"].as_str().expect("id").to_string();
+    assert_eq!(wait_done(c, &id1).await["state"], "completed");
+
+    // Second turn in the same session sees the first turn's file and adds another.
+    let t2 = call(
+        c,
+        "new_task",
+        json!({"prompt": "append one.txt more\nwrite two.txt second", "session_id": session}),
+    )
+    .await
+    .expect("t2");
+    assert_eq!(t2["session_id"], session.as_str());
+    let id2 = t2["task_id"].as_str().expect("id").to_string();
+    let s2 = wait_done(c, &id2).await;
+    let mut f2 = files(&s2);
+    f2.sort();
+    assert_eq!(
+        f2,
+        vec![("one.txt".to_string(), 2, 0), ("two.txt".to_string(), 1, 0)]
+    );
+
+    call(c, "apply_pending", json!({"session_id": session}))
+        .await
+        .expect("apply");
+    assert_eq!(env.read("one.txt").as_deref(), Some("first\nmore\n"));
+
+    // After applying, the next turn's diff holds only its own work.
+    let t3 = call(
+        c,
+        "new_task",
+        json!({"prompt": "write three.txt third", "continue_task_id": id2}),
+    )
+    .await
+    .expect("t3");
+    let id3 = t3["task_id"].as_str().expect("id").to_string();
+    let s3 = wait_done(c, &id3).await;
+    assert_eq!(files(&s3), vec![("three.txt".to_string(), 1, 0)]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn conflicting_local_edit_refuses_and_touches_nothing() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let t = call(c, "new_task", json!({"prompt": "write fresh.txt new file\nappend README.md from agent", "wait_seconds": 30}))
+        .await
+        .expect("new_task");
+    assert_eq!(t["state"], "completed", "{t:#}");
+    std::fs::write(env.repo.join("README.md"), "# demo\n\nuser changed this\n")
+        .expect("local edit");
+
+    let err = call(c, "apply_pending", json!({"task_id": t["task_id"]}))
+        .await
+        .expect_err("conflict");
+    assert!(err.contains("README.md"), "{err}");
+    assert!(
+        !err.contains("fresh.txt"),
+        "only the conflicting file is named: {err}"
+    );
+    assert_eq!(
+        env.read("fresh.txt"),
+        None,
+        "no file of the change may be written"
+    );
+    assert_eq!(
+        env.read("README.md").as_deref(),
+        Some("# demo\n\nuser changed this\n")
+    );
+    let dry = call(
+        c,
+        "apply_pending",
+        json!({"task_id": t["task_id"], "dry_run": true}),
+    )
+    .await
+    .expect_err("dry conflict");
+    assert!(dry.contains("README.md"), "{dry}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn discard_drops_the_change_and_resets_the_worktree() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let t = call(
+        c,
+        "new_task",
+        json!({"prompt": "write junk.txt unwanted", "wait_seconds": 30}),
+    )
+    .await
+    .expect("t");
+    let session = t["session_id"].as_str().expect("s").to_string();
+    let d = call(c, "discard_pending", json!({"task_id": t["task_id"]}))
+        .await
+        .expect("discard");
+    assert_eq!(d["result"], "discarded");
+    let err = call(c, "apply_pending", json!({"session_id": session}))
+        .await
+        .expect_err("nothing left");
+    assert!(err.contains("discarded"), "{err}");
+    // The next turn starts clean: its change does not resurrect the discarded file.
+    let t2 = call(
+        c,
+        "new_task",
+        json!({"prompt": "write keep2.txt wanted", "session_id": session, "wait_seconds": 30}),
+    )
+    .await
+    .expect("t2");
+    assert_eq!(files(&t2), vec![("keep2.txt".to_string(), 1, 0)]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_tasks_filters_and_pages() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let parent = call(
+        c,
+        "new_task",
+        json!({"prompt": "say parent", "wait_seconds": 30}),
+    )
+    .await
+    .expect("p");
+    let pid = parent["task_id"].as_str().expect("id").to_string();
+    let mut kids = Vec::new();
+    for i in 0..3 {
+        let k = call(c, "new_task", json!({"prompt": format!("say child {i}"), "parent_task_id": pid, "agent": "script-arg"}))
+            .await
+            .expect("child");
+        kids.push(k["task_id"].as_str().expect("id").to_string());
+    }
+    for k in &kids {
+        assert_eq!(wait_done(c, k).await["state"], "completed");
+    }
+    let page1 = call(c, "list_tasks", json!({"parent_task_id": pid, "limit": 2}))
+        .await
+        .expect("list");
+    let ids1: Vec<String> = page1["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(ids1, vec![kids[2].clone(), kids[1].clone()], "newest first");
+    let cursor = page1["next_cursor"].as_str().expect("cursor");
+    let page2 = call(
+        c,
+        "list_tasks",
+        json!({"parent_task_id": pid, "limit": 2, "cursor": cursor}),
+    )
+    .await
+    .expect("page 2");
+    let ids2: Vec<String> = page2["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(ids2, vec![kids[0].clone()]);
+    assert!(page2.get("next_cursor").is_none());
+    let all = call(c, "list_tasks", json!({"state": "completed"}))
+        .await
+        .expect("by state");
+    assert_eq!(all["tasks"].as_array().expect("tasks").len(), 4);
+    assert_eq!(all["tasks"][0]["result"], "child 2");
+    server.stop().await;
+}

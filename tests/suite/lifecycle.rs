@@ -1,0 +1,194 @@
+//! Every task reaches a terminal state: cancellation, agent failure, server death, shutdown.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn cancel_stops_a_running_agent() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let t = call(c, "new_task", json!({"prompt": "write partial.txt before sleeping\nsay sleeping\nsleep 60\nwrite never.txt x"}))
+        .await
+        .expect("new_task");
+    let id = t["task_id"].as_str().expect("id").to_string();
+    wait_state(c, &id, "running").await;
+    // Let the agent get past its first directive so the partial edit exists.
+    for _ in 0..100 {
+        if std::fs::read_dir(env.data.join("worktrees"))
+            .map(|d| d.flatten().any(|e| e.path().join("partial.txt").exists()))
+            .unwrap_or(false)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = call(c, "cancel_task", json!({"task_id": id}))
+        .await
+        .expect("cancel");
+    assert_eq!(
+        s["state"], "cancelled",
+        "cancel_task returns once the agent is stopped: {s:#}"
+    );
+    assert_eq!(s["error"], "cancelled by request");
+    assert_eq!(
+        files(&s),
+        vec![("partial.txt".to_string(), 1, 0)],
+        "partial edits are kept as a pending change"
+    );
+    let again = call(c, "cancel_task", json!({"task_id": id}))
+        .await
+        .expect_err("already cancelled");
+    assert!(again.contains("already cancelled"), "{again}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_a_pending_task_and_sessions_run_one_turn_at_a_time() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let t1 = call(c, "new_task", json!({"prompt": "sleep 60"}))
+        .await
+        .expect("t1");
+    let session = t1["session_id"].as_str().expect("s").to_string();
+    let t2 = call(
+        c,
+        "new_task",
+        json!({"prompt": "say second", "session_id": session}),
+    )
+    .await
+    .expect("t2");
+    let id1 = t1["task_id"].as_str().expect("id").to_string();
+    let id2 = t2["task_id"].as_str().expect("id").to_string();
+    wait_state(c, &id1, "running").await;
+    // The second turn of the same session waits for the first.
+    let s2 = call(c, "check_task_status", json!({"task_id": id2}))
+        .await
+        .expect("s2");
+    assert_eq!(s2["state"], "pending");
+    let s2 = call(c, "cancel_task", json!({"task_id": id2}))
+        .await
+        .expect("cancel pending");
+    assert_eq!(s2["state"], "cancelled");
+    let s1 = call(c, "cancel_task", json!({"task_id": id1}))
+        .await
+        .expect("cancel running");
+    assert_eq!(s1["state"], "cancelled");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failing_agent_fails_the_task_with_its_stderr() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let t = call(c, "new_task", json!({"prompt": "warn first-marker\nwarn boom-marker: disk on fire\nexit 3", "wait_seconds": 30}))
+        .await
+        .expect("new_task");
+    assert_eq!(t["state"], "failed", "{t:#}");
+    let err = t["error"].as_str().expect("error");
+    assert!(err.contains("exit status 3"), "{err}");
+    assert!(err.contains("boom-marker: disk on fire"), "{err}");
+    // The server and other tasks carry on.
+    let ok = call(
+        c,
+        "new_task",
+        json!({"prompt": "say still alive", "wait_seconds": 30}),
+    )
+    .await
+    .expect("next");
+    assert_eq!(ok["state"], "completed");
+    let out = call(c, "get_task_output", json!({"task_id": t["task_id"]}))
+        .await
+        .expect("output");
+    let stderr: Vec<&str> = out["transcript"]
+        .as_array()
+        .expect("t")
+        .iter()
+        .filter(|e| e["kind"] == "stderr")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(stderr.concat().contains("first-marker"), "{stderr:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn killed_server_leaves_no_task_running_after_restart() {
+    let env = Env::new();
+    let mut server = Server::stdio(&env, &[]).await;
+    let t = call(&server.client, "new_task", json!({"prompt": "sleep 60"}))
+        .await
+        .expect("new_task");
+    let id = t["task_id"].as_str().expect("id").to_string();
+    wait_state(&server.client, &id, "running").await;
+    server.child.start_kill().expect("kill -9");
+    server.child.wait().await.expect("reap");
+
+    let server = Server::stdio(&env, &[]).await;
+    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
+        .await
+        .expect("status");
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["error"], "server restarted while the task was running");
+    let running = call(&server.client, "list_tasks", json!({"state": "running"}))
+        .await
+        .expect("list");
+    assert_eq!(running["tasks"].as_array().expect("tasks").len(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stdin_eof_cancels_in_flight_turns_and_exits() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let t = call(&server.client, "new_task", json!({"prompt": "sleep 60"}))
+        .await
+        .expect("new_task");
+    let id = t["task_id"].as_str().expect("id").to_string();
+    wait_state(&server.client, &id, "running").await;
+    let status = server.stop().await;
+    assert!(status.success(), "{status:?}");
+
+    let server = Server::stdio(&env, &[]).await;
+    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
+        .await
+        .expect("status");
+    assert_eq!(s["state"], "cancelled", "{s:#}");
+    assert_eq!(s["error"], "cancelled: the server shut down");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wait_seconds_returns_the_running_state_when_time_runs_out() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let t = call(
+        &server.client,
+        "new_task",
+        json!({"prompt": "sleep 60", "wait_seconds": 1}),
+    )
+    .await
+    .expect("new_task");
+    assert!(
+        ["pending", "running"].contains(&t["state"].as_str().unwrap_or("")),
+        "{t:#}"
+    );
+    assert!(
+        t["next"]
+            .as_str()
+            .unwrap_or("")
+            .contains("check_task_status")
+    );
+    call(
+        &server.client,
+        "cancel_task",
+        json!({"task_id": t["task_id"]}),
+    )
+    .await
+    .expect("cancel");
+    server.stop().await;
+}

@@ -1,0 +1,5 @@
+mod errors;
+mod flow;
+mod lifecycle;
+mod schemas;
+mod transport;
