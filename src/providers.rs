@@ -24,6 +24,14 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Whether this build can run providers of this transport.
+    pub fn runnable(self) -> bool {
+        match self {
+            Transport::Cli => true,
+            Transport::Native | Transport::Acp => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Native => "native",
@@ -124,6 +132,10 @@ fn builtins() -> Vec<Provider> {
     ]
 }
 
+/// Long-lived state backends share across turns; one per engine.
+#[derive(Default)]
+pub struct BackendShared {}
+
 /// Built-ins ∪ the providers file.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -184,7 +196,7 @@ impl Registry {
     pub fn available(&self) -> Vec<String> {
         self.entries
             .values()
-            .filter(|p| p.enabled && p.transport == Transport::Cli && installed(p).is_ok())
+            .filter(|p| p.enabled && p.transport.runnable() && installed(p).is_ok())
             .map(|p| p.id.clone())
             .collect()
     }
@@ -203,7 +215,7 @@ impl Registry {
                 available: self.available(),
             });
         }
-        if p.transport != Transport::Cli {
+        if !p.transport.runnable() {
             return Err(ProviderError::Unsupported {
                 id: id.into(),
                 transport: p.transport.as_str(),
@@ -220,16 +232,28 @@ impl Registry {
         Ok(p)
     }
 
-    /// A backend for a resolved provider.
-    pub fn backend(&self, id: &str) -> Result<Arc<dyn Backend>, ProviderError> {
+    /// A backend for a resolved provider. `shared` carries what outlives one turn (warm agent
+    /// pools, HTTP clients), owned by the engine so a registry reload keeps it.
+    pub fn backend(
+        &self,
+        id: &str,
+        _shared: &BackendShared,
+    ) -> Result<Arc<dyn Backend>, ProviderError> {
         let p = self.resolve(id)?;
-        Ok(Arc::new(CliBackend::new(CliSpec {
-            command: p.command.clone(),
-            prompt: p.prompt,
-            model_args: p.model_args.clone(),
-            env: p.env.clone(),
-            timeout: p.timeout,
-        })))
+        match p.transport {
+            Transport::Cli => Ok(Arc::new(CliBackend::new(CliSpec {
+                command: p.command.clone(),
+                prompt: p.prompt,
+                model_args: p.model_args.clone(),
+                env: p.env.clone(),
+                timeout: p.timeout,
+            }))),
+            Transport::Native | Transport::Acp => Err(ProviderError::Unsupported {
+                id: id.into(),
+                transport: p.transport.as_str(),
+                available: self.available(),
+            }),
+        }
     }
 }
 

@@ -48,6 +48,10 @@ pub enum TurnEvent {
     Commands(Vec<String>),
     Stderr(String),
     Notice(String),
+    /// The agent waits on a human decision (the question); the task shows `blocked`.
+    Blocked(String),
+    /// The decision was made (how); the task is `running` again.
+    Unblocked(String),
 }
 
 impl TurnEvent {
@@ -95,6 +99,12 @@ impl TurnEvent {
             ),
             TurnEvent::Stderr(t) => (EventKind::Stderr, t, None),
             TurnEvent::Notice(t) => (EventKind::Notice, t, None),
+            TurnEvent::Blocked(q) => (
+                EventKind::Notice,
+                format!("waiting for a decision: {q}"),
+                None,
+            ),
+            TurnEvent::Unblocked(d) => (EventKind::Notice, d, None),
         }
     }
 }

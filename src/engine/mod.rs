@@ -78,6 +78,7 @@ pub(crate) struct Inner {
     store: Store,
     config: Config,
     registry: RwLock<Arc<Registry>>,
+    backends: crate::providers::BackendShared,
     wake: Notify,
     running: Mutex<HashMap<String, Running>>,
     /// Serialises a session's turn against apply/discard on its worktree.
@@ -112,6 +113,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 registry: RwLock::new(Arc::new(registry)),
+                backends: Default::default(),
                 config,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),

@@ -176,7 +176,7 @@ async fn run_turn(
     let cwd = ensure_worktree(inner, task).await?;
     let backend = inner
         .registry()
-        .backend(&task.provider)
+        .backend(&task.provider, &inner.backends)
         .map_err(|e| BackendError::Unsupported(e.to_string()))?;
 
     let (tx, rx) = mpsc::channel(256);
@@ -303,6 +303,11 @@ async fn persist_events(
             }
         }
         for ev in pending {
+            match &ev {
+                TurnEvent::Blocked(_) => set_blocked(&inner, &task_id, true).await,
+                TurnEvent::Unblocked(_) => set_blocked(&inner, &task_id, false).await,
+                _ => {}
+            }
             if let TurnEvent::Usage(u) = &ev
                 && let Ok(mut total) = usage.lock()
             {
@@ -345,6 +350,20 @@ async fn persist_events(
         if let Some(line) = progress {
             inner.publish(&task_id, TaskState::Running, Some(line));
         }
+    }
+}
+
+/// A permission question waits on a human: the task shows `blocked` until it is answered.
+async fn set_blocked(inner: &Inner, task_id: &str, blocked: bool) {
+    let to = if blocked {
+        TaskState::Blocked
+    } else {
+        TaskState::Running
+    };
+    match inner.store.set_state(task_id, to).await {
+        Ok(true) => inner.publish(task_id, to, None),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not record the blocked state"),
     }
 }
 
