@@ -17,8 +17,16 @@ pub struct Config {
     pub max_concurrent: usize,
     /// Provider used when a task names none.
     pub default_agent: Option<String>,
-    /// Identifies this process in task rows (`node_id`).
+    /// Identifies this process in task rows (`node_id`); unique per process.
     pub node_id: String,
+    /// Identifies this machine: a session's worktree lives on the host that created it.
+    pub host: String,
+    /// `postgres://…` to share one queue between nodes; `None` for the embedded SQLite file.
+    pub database_url: Option<String>,
+    /// A node that has not heartbeated for this long is dead; its running tasks are failed.
+    pub lease: Duration,
+    /// Listen for PostgreSQL notifications (wake-ups); polling works without them.
+    pub listen: bool,
     /// Safety-net poll of the queue; wake-ups normally come from an in-process notify.
     pub poll_interval: Duration,
 }
@@ -33,7 +41,11 @@ impl Config {
             allowed_roots: Vec::new(),
             max_concurrent: 4,
             default_agent: None,
-            node_id: default_node_id(),
+            node_id: format!("{}-{}", hostname(), std::process::id()),
+            host: hostname(),
+            database_url: None,
+            lease: Duration::from_secs(30),
+            listen: true,
             poll_interval: Duration::from_secs(2),
         }
     }
@@ -55,10 +67,14 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(".boocoder").to_path_buf())
 }
 
-fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+fn hostname() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let host = if host.is_empty() { "node".into() } else { host };
-    format!("{host}-{}", std::process::id())
+    if host.is_empty() {
+        "localhost".into()
+    } else {
+        host
+    }
 }

@@ -118,6 +118,8 @@ pub struct Task {
     pub usage: Usage,
     /// Files changed in the session's pending change when this turn ended.
     pub files: Vec<FileChange>,
+    /// The boocoder process that ran (or runs) the turn.
+    pub node_id: Option<String>,
 }
 
 /// A session groups the turns that share one worktree (and, for ACP agents, one warm agent).
@@ -130,6 +132,8 @@ pub struct Session {
     pub branch: Option<String>,
     pub base_commit: Option<String>,
     pub closed: bool,
+    /// The machine holding the worktree.
+    pub host: Option<String>,
 }
 
 /// What one transcript entry is. Stored as TEXT.

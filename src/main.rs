@@ -57,6 +57,24 @@ struct Global {
     /// Provider used when a task names no agent.
     #[arg(long, env = "BOOCODER_DEFAULT_AGENT", global = true)]
     default_agent: Option<String>,
+    /// `postgres://…` to share one task queue between several boocoder nodes [default: the
+    /// embedded SQLite file in the data directory].
+    #[arg(
+        long,
+        env = "BOOCODER_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
+    /// Seconds without a heartbeat after which a node's running tasks are failed.
+    #[arg(long, env = "BOOCODER_LEASE_SECS", default_value_t = 30, global = true)]
+    lease_secs: u64,
+    /// Do not LISTEN for PostgreSQL notifications; find work by polling only.
+    #[arg(long, global = true, hide = true)]
+    no_listen: bool,
+    /// Seconds between safety-net polls of the queue.
+    #[arg(long, default_value_t = 2.0, global = true, hide = true)]
+    poll_secs: f64,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +193,16 @@ fn config(g: &Global) -> Result<Config> {
     }
     config.max_concurrent = g.max_concurrent;
     config.default_agent = g.default_agent.clone();
+    config.database_url = g.database_url.clone().filter(|u| !u.is_empty());
+    if g.lease_secs == 0 {
+        bail!("--lease-secs must be at least 1");
+    }
+    config.lease = std::time::Duration::from_secs(g.lease_secs);
+    config.listen = !g.no_listen;
+    if !(g.poll_secs > 0.0 && g.poll_secs <= 3600.0) {
+        bail!("--poll-secs must be between 0 and 3600");
+    }
+    config.poll_interval = std::time::Duration::from_secs_f64(g.poll_secs);
     Ok(config)
 }
 

@@ -13,6 +13,8 @@ CREATE TABLE sessions (
     branch         TEXT,
     base_commit    TEXT,
     closed         INTEGER NOT NULL DEFAULT 0,
+    -- The machine holding the worktree: follow-up turns and applies must run there.
+    host           TEXT,
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL
 );
@@ -36,7 +38,8 @@ CREATE TABLE tasks (
     input_tokens    INTEGER NOT NULL DEFAULT 0,
     output_tokens   INTEGER NOT NULL DEFAULT 0,
     files           TEXT NOT NULL DEFAULT '[]',
-    node_id         TEXT
+    node_id         TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX tasks_state_created ON tasks(state, created_at);
 CREATE INDEX tasks_session ON tasks(session_id, created_at);
@@ -66,3 +69,12 @@ CREATE TABLE pending_changes (
 );
 -- At most one live pending change per session: a new turn replaces it.
 CREATE UNIQUE INDEX pending_changes_one_live ON pending_changes(session_id) WHERE status = 'pending';
+
+-- Live boocoder processes; a running task whose node stopped heartbeating is failed.
+CREATE TABLE nodes (
+    id            TEXT PRIMARY KEY,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL,
+    heartbeat_at  INTEGER NOT NULL
+);

@@ -21,7 +21,11 @@ pub(super) async fn run(inner: Arc<Inner>) {
         if inner.shutdown.is_cancelled() {
             break;
         }
-        match inner.store.claim_next(&inner.config.node_id).await {
+        match inner
+            .store
+            .claim_next(&inner.config.node_id, &inner.config.host)
+            .await
+        {
             Ok(Some(id)) => {
                 let token = inner.register_running(&id);
                 let inner2 = inner.clone();

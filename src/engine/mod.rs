@@ -3,6 +3,7 @@
 //! the store, the provider registry, backends and worktrees.
 
 mod dispatcher;
+mod liveness;
 mod requests;
 mod run;
 
@@ -99,7 +100,10 @@ impl Engine {
     pub async fn start(config: Config) -> Result<Engine> {
         std::fs::create_dir_all(&config.data_dir).map_err(WorktreeError::Io)?;
         std::fs::create_dir_all(config.worktrees_dir()).map_err(WorktreeError::Io)?;
-        let store = Store::open_sqlite(&config.database_path()).await?;
+        let store = Store::open(config.database_url.as_deref(), &config.database_path()).await?;
+        store
+            .register_node(&config.node_id, &config.host, std::process::id())
+            .await?;
         let engine = Engine::with_store(config, store);
         engine.recover().await?;
         engine.spawn_dispatcher();
@@ -126,14 +130,7 @@ impl Engine {
     }
 
     async fn recover(&self) -> Result<()> {
-        let failed = self
-            .inner
-            .store
-            .fail_orphaned("server restarted while the task was running")
-            .await?;
-        if !failed.is_empty() {
-            tracing::warn!(count = failed.len(), tasks = ?failed, "failed tasks left running by a previous process");
-        }
+        self.inner.fail_dead_nodes().await?;
         self.inner.reap_orphan_worktrees().await;
         Ok(())
     }
@@ -141,6 +138,14 @@ impl Engine {
     fn spawn_dispatcher(&self) {
         let inner = self.inner.clone();
         self.inner.tracker.spawn(dispatcher::run(inner));
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(liveness::run(inner));
+        if self.inner.config.listen
+            && let Some(rx) = self.inner.store.listen(self.inner.shutdown.clone())
+        {
+            let inner = self.inner.clone();
+            self.inner.tracker.spawn(liveness::wakeups(inner, rx));
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -255,9 +260,12 @@ impl Engine {
             return self.task(id).await;
         }
         // Running (or claimed a moment ago): signal its token; the run path records the end.
+        // When another process runs it, leave a request that process picks up.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            if self.inner.signal_cancel(id, "cancelled by request") {
+            if self.inner.signal_cancel(id, "cancelled by request")
+                || self.inner.store.request_cancel(id).await?
+            {
                 break;
             }
             let t = self.task(id).await?;
@@ -289,6 +297,7 @@ impl Engine {
     /// Apply a session's pending change to the project checkout (atomic; `dry_run` checks only).
     pub async fn apply(&self, target: &str, dry_run: bool) -> Result<ApplyResult> {
         let (session, change) = self.change_target(target).await?;
+        self.require_local(&session)?;
         let lock = self.inner.session_lock(&session.id);
         let Ok(_guard) = lock.try_lock() else {
             return Err(EngineError::State(format!(
@@ -334,6 +343,7 @@ impl Engine {
     /// starts clean instead of re-offering the discarded edits.
     pub async fn discard(&self, target: &str) -> Result<ApplyResult> {
         let (session, change) = self.change_target(target).await?;
+        self.require_local(&session)?;
         let lock = self.inner.session_lock(&session.id);
         let Ok(_guard) = lock.try_lock() else {
             return Err(EngineError::State(format!(
@@ -356,6 +366,17 @@ impl Engine {
             dry_run: false,
             files: change.files,
         })
+    }
+
+    /// A session's worktree is on the machine that created it; only nodes there can touch it.
+    fn require_local(&self, session: &Session) -> Result<()> {
+        match &session.host {
+            Some(h) if *h != self.inner.config.host => Err(EngineError::State(format!(
+                "session `{}` lives on host `{h}`; call this on a boocoder node running there",
+                session.id
+            ))),
+            _ => Ok(()),
+        }
     }
 
     async fn require_pending(
@@ -398,6 +419,14 @@ impl Engine {
             .is_err()
         {
             tracing::warn!("in-flight turns did not stop within 10 s");
+        }
+        if let Err(e) = self
+            .inner
+            .store
+            .remove_node(&self.inner.config.node_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not unregister this node");
         }
         self.inner.store.close().await;
     }

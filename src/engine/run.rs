@@ -251,6 +251,7 @@ async fn ensure_worktree(inner: &Inner, task: &Task) -> Result<PathBuf, BackendE
             Some(&path),
             Some(&info.branch),
             Some(&info.base_commit),
+            &inner.config.host,
         )
         .await
         .map_err(|e| internal(e.to_string()))?;

@@ -1,16 +1,20 @@
 //! The store: the only module that speaks SQL. Tasks, sessions, transcripts and pending changes
 //! live here so a killed server loses nothing that was committed.
 //!
-//! The pool sits behind [`Db`], an enum of typed pools: SQL is written once with `$n`
-//! placeholders (which SQLite accepts too) and [`on_pool!`] runs the same body against whichever
-//! pool is open, so a PostgreSQL pool is one more arm, not a second copy of every caller.
+//! The pool sits behind [`Db`], an enum of typed pools (SQLite embedded by default, PostgreSQL
+//! for several nodes on one queue). SQL is written once with `$n` placeholders (SQLite accepts
+//! them too) and `on_pool!` runs the same body against whichever pool is open; only claiming
+//! and wake-ups differ per backend.
 
+mod nodes;
 mod rows;
+mod wakeups;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::{
@@ -19,7 +23,14 @@ use crate::domain::{
 };
 use rows::{ChangeRow, EventRow, SessionRow, TaskRow};
 
+pub use wakeups::Wakeup;
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// NOTIFY channels: queue changes (insert, finish) and cancel requests (payload: task id).
+const CHANNEL_TASKS: &str = "boocoder_tasks";
+const CHANNEL_CANCEL: &str = "boocoder_cancel";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,6 +47,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 enum Db {
     Sqlite(sqlx::SqlitePool),
+    Postgres { pool: sqlx::PgPool, url: String },
 }
 
 /// Runs `$body` with `$p` bound to the open pool, whatever its backend.
@@ -43,9 +55,11 @@ macro_rules! on_pool {
     ($self:expr, $p:ident => $body:expr) => {
         match &$self.db {
             Db::Sqlite($p) => $body,
+            Db::Postgres { pool: $p, .. } => $body,
         }
     };
 }
+pub(crate) use on_pool;
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
@@ -98,7 +112,7 @@ pub enum Outcome {
 
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
      t.model, t.mode, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
-     t.input_tokens, t.output_tokens, t.files";
+     t.input_tokens, t.output_tokens, t.files, t.node_id";
 
 impl Store {
     /// Open (creating if needed) the SQLite database at `path` and run migrations.
@@ -120,8 +134,58 @@ impl Store {
         })
     }
 
+    /// Connect to PostgreSQL and run its migrations (sqlx serialises concurrent runs from
+    /// several nodes with an advisory lock).
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        PG_MIGRATOR.run(&pool).await?;
+        Ok(Store {
+            db: Db::Postgres {
+                pool,
+                url: url.to_string(),
+            },
+        })
+    }
+
+    /// Open whichever store `url` names: `postgres://…` or a SQLite file path.
+    pub async fn open(database_url: Option<&str>, sqlite_path: &Path) -> Result<Store> {
+        match database_url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Store::open_postgres(u).await
+            }
+            Some(u) => Store::open_sqlite(Path::new(u.trim_start_matches("sqlite://"))).await,
+            None => Store::open_sqlite(sqlite_path).await,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match &self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Close the pool. Wake-up listeners must be stopped first: `close` waits for every
+    /// connection, and a listener holds one for as long as it lives.
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)
+    }
+
+    /// Tell other nodes something changed (PostgreSQL only; SQLite nodes poll).
+    async fn notify(&self, channel: &str, payload: &str) {
+        if let Db::Postgres { pool, .. } = &self.db
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(pool)
+                .await
+        {
+            tracing::warn!(error = %e, channel, "NOTIFY failed; other nodes will poll");
+        }
     }
 
     /// Insert a task (and its project, and its session when new) in one transaction, so a
@@ -166,6 +230,7 @@ impl Store {
             .await?;
             tx.commit().await?;
         });
+        self.notify(CHANNEL_TASKS, &row.id).await;
         self.task(&row.id).await?.ok_or(StoreError::Corrupt {
             table: "tasks",
             detail: format!("task {} vanished after insert", row.id),
@@ -236,23 +301,51 @@ impl Store {
         rows.into_iter().map(TaskRow::into_task).collect()
     }
 
-    /// Claim the oldest pending task whose session has no turn in flight, marking it running in
-    /// the same statement so two claimers can never take the same task.
-    pub async fn claim_next(&self, node_id: &str) -> Result<Option<String>> {
+    /// Claim the oldest pending task whose session has no turn in flight and whose worktree
+    /// (if any) lives on `host`, marking it running so no two claimers take the same task.
+    pub async fn claim_next(&self, node_id: &str, host: &str) -> Result<Option<String>> {
+        const PICK: &str = "SELECT c.id FROM tasks c JOIN sessions s ON s.id = c.session_id \
+             WHERE c.state = 'pending' AND (s.host IS NULL OR s.host = $3) AND NOT EXISTS \
+               (SELECT 1 FROM tasks r WHERE r.session_id = c.session_id AND r.state IN ('running', 'blocked')) \
+             ORDER BY c.created_at, c.id LIMIT 1";
         let now = now_ms();
-        let id: Option<(String,)> = on_pool!(self, p => {
-            sqlx::query_as(
-                "UPDATE tasks SET state = 'running', started_at = $1, node_id = $2 \
-                 WHERE id = (SELECT c.id FROM tasks c WHERE c.state = 'pending' AND NOT EXISTS \
-                   (SELECT 1 FROM tasks r WHERE r.session_id = c.session_id AND r.state IN ('running', 'blocked')) \
-                   ORDER BY c.created_at, c.id LIMIT 1) \
-                 AND state = 'pending' RETURNING id",
-            )
-            .bind(now)
-            .bind(node_id)
-            .fetch_optional(p)
-            .await?
-        });
+        let id: Option<(String,)> = match &self.db {
+            // SQLite has one writer: a single UPDATE … WHERE id = (SELECT …) is atomic.
+            Db::Sqlite(p) => {
+                let sql = format!(
+                    "UPDATE tasks SET state = 'running', started_at = $1, node_id = $2 \
+                     WHERE id = ({PICK}) AND state = 'pending' RETURNING id"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(node_id)
+                    .bind(host)
+                    .fetch_optional(p)
+                    .await?
+            }
+            // On PostgreSQL, SKIP LOCKED keeps claimers off each other's rows, but the
+            // one-turn-per-session rule reads *other* rows (the session's running turn), which a
+            // concurrent claimer may be committing right now. A transaction-scoped advisory lock
+            // serialises the pick-and-mark step (a few ms) across nodes so that check is exact.
+            Db::Postgres { pool, .. } => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7355608)")
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = format!(
+                    "UPDATE tasks SET state = 'running', started_at = $1, node_id = $2 \
+                     WHERE id = ({PICK} FOR UPDATE OF c SKIP LOCKED) AND state = 'pending' RETURNING id"
+                );
+                let id = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(node_id)
+                    .bind(host)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                id
+            }
+        };
         Ok(id.map(|(id,)| id))
     }
 
@@ -320,23 +413,11 @@ impl Store {
             .await?
             .rows_affected()
         });
+        if done == 1 {
+            // A finished turn may unblock its session's next turn on another node.
+            self.notify(CHANNEL_TASKS, id).await;
+        }
         Ok(done == 1)
-    }
-
-    /// Fail every task a dead process left running or blocked. Called at start-up, before the
-    /// dispatcher claims anything, so no task stays stuck.
-    pub async fn fail_orphaned(&self, reason: &str) -> Result<Vec<String>> {
-        let ids: Vec<(String,)> = on_pool!(self, p => {
-            sqlx::query_as(
-                "UPDATE tasks SET state = 'failed', ended_at = $1, error = $2 \
-                 WHERE state IN ('running', 'blocked') RETURNING id",
-            )
-            .bind(now_ms())
-            .bind(reason)
-            .fetch_all(p)
-            .await?
-        });
-        Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
     /// The agent's whole final message (the task row keeps only a summary in listings).
@@ -364,7 +445,7 @@ impl Store {
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
         let row: Option<SessionRow> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed \
+                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed, s.host \
                  FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.id = $1",
             )
             .bind(id)
@@ -378,7 +459,7 @@ impl Store {
     pub async fn sessions_with_worktrees(&self) -> Result<Vec<Session>> {
         let rows: Vec<SessionRow> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed \
+                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed, s.host \
                  FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.worktree_path IS NOT NULL",
             )
             .fetch_all(p)
@@ -393,16 +474,18 @@ impl Store {
         worktree_path: Option<&str>,
         branch: Option<&str>,
         base_commit: Option<&str>,
+        host: &str,
     ) -> Result<()> {
         on_pool!(self, p => {
-            sqlx::query("UPDATE sessions SET worktree_path = $1, branch = $2, base_commit = $3, updated_at = $4 WHERE id = $5")
+            sqlx::query("UPDATE sessions SET worktree_path = $1, branch = $2, base_commit = $3, updated_at = $4, host = $5 WHERE id = $6")
                 .bind(worktree_path)
                 .bind(branch)
                 .bind(base_commit)
                 .bind(now_ms())
+                .bind(host)
                 .bind(id)
                 .execute(p)
-                .await?
+                .await?;
         });
         Ok(())
     }
@@ -413,7 +496,7 @@ impl Store {
                 .bind(now_ms())
                 .bind(id)
                 .execute(p)
-                .await?
+                .await?;
         });
         Ok(())
     }

@@ -25,6 +25,7 @@ pub(super) struct TaskRow {
     input_tokens: i64,
     output_tokens: i64,
     files: String,
+    node_id: Option<String>,
 }
 
 impl TaskRow {
@@ -57,6 +58,7 @@ impl TaskRow {
                 output_tokens: self.output_tokens.max(0) as u64,
             },
             files,
+            node_id: self.node_id,
         })
     }
 }
@@ -70,6 +72,7 @@ pub(super) struct SessionRow {
     branch: Option<String>,
     base_commit: Option<String>,
     closed: i64,
+    host: Option<String>,
 }
 
 impl SessionRow {
@@ -82,6 +85,7 @@ impl SessionRow {
             branch: self.branch,
             base_commit: self.base_commit,
             closed: self.closed != 0,
+            host: self.host,
         }
     }
 }

@@ -28,10 +28,16 @@ async fn one_turn_per_session_is_claimed_at_a_time() {
     s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
     s.insert_task(&row("t-2", "s-1", false)).await.expect("t2");
     s.insert_task(&row("t-3", "s-2", true)).await.expect("t3");
-    assert_eq!(s.claim_next("n").await.expect("c").as_deref(), Some("t-1"));
+    assert_eq!(
+        s.claim_next("n", "h").await.expect("c").as_deref(),
+        Some("t-1")
+    );
     // t-2 shares s-1 with the running t-1, so the next claim skips to s-2.
-    assert_eq!(s.claim_next("n").await.expect("c").as_deref(), Some("t-3"));
-    assert_eq!(s.claim_next("n").await.expect("c"), None);
+    assert_eq!(
+        s.claim_next("n", "h").await.expect("c").as_deref(),
+        Some("t-3")
+    );
+    assert_eq!(s.claim_next("n", "h").await.expect("c"), None);
     let done = Outcome::Completed {
         summary: "ok".into(),
         final_message: "all ok".into(),
@@ -41,14 +47,17 @@ async fn one_turn_per_session_is_claimed_at_a_time() {
             .await
             .expect("f")
     );
-    assert_eq!(s.claim_next("n").await.expect("c").as_deref(), Some("t-2"));
+    assert_eq!(
+        s.claim_next("n", "h").await.expect("c").as_deref(),
+        Some("t-2")
+    );
 }
 
 #[tokio::test]
 async fn finished_tasks_cannot_be_rewritten() {
     let (_d, s) = store().await;
     s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
-    s.claim_next("n").await.expect("c");
+    s.claim_next("n", "h").await.expect("c");
     let done = Outcome::Completed {
         summary: "ok".into(),
         final_message: "all ok".into(),
@@ -74,18 +83,78 @@ async fn finished_tasks_cannot_be_rewritten() {
 }
 
 #[tokio::test]
-async fn orphaned_running_tasks_are_failed() {
+async fn tasks_of_dead_or_silent_nodes_are_failed() {
     let (_d, s) = store().await;
     s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
     s.insert_task(&row("t-2", "s-2", true)).await.expect("t2");
-    s.claim_next("n").await.expect("c");
-    let ids = s.fail_orphaned("server restarted").await.expect("fail");
-    assert_eq!(ids, vec!["t-1".to_string()]);
+    s.insert_task(&row("t-3", "s-3", true)).await.expect("t3");
+    s.register_node("dead", "h", 1).await.expect("node");
+    s.register_node("alive", "h", 2).await.expect("node");
+    assert_eq!(
+        s.claim_next("dead", "h").await.expect("c").as_deref(),
+        Some("t-1")
+    );
+    assert_eq!(
+        s.claim_next("alive", "h").await.expect("c").as_deref(),
+        Some("t-2")
+    );
+    let failed = s
+        .fail_tasks_of_nodes(&["dead".into()], "server restarted")
+        .await
+        .expect("fail");
+    assert_eq!(failed, vec!["t-1".to_string()]);
     let t = s.task("t-1").await.expect("get").expect("some");
-    assert_eq!(t.state, TaskState::Failed);
-    assert_eq!(t.error.as_deref(), Some("server restarted"));
-    let pending = s.task("t-2").await.expect("get").expect("some");
-    assert_eq!(pending.state, TaskState::Pending);
+    assert_eq!(
+        (t.state, t.error.as_deref()),
+        (TaskState::Failed, Some("server restarted"))
+    );
+    // A fresh heartbeat keeps "alive"'s task; a stale cutoff after it does not.
+    assert!(
+        s.fail_stale(now_ms() - 60_000, "lease")
+            .await
+            .expect("stale")
+            .is_empty()
+    );
+    assert_eq!(
+        s.fail_stale(now_ms() + 1, "lease").await.expect("stale"),
+        vec!["t-2".to_string()]
+    );
+    assert_eq!(
+        s.task("t-3").await.expect("get").expect("some").state,
+        TaskState::Pending
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_claimed_only_on_their_host() {
+    let (_d, s) = store().await;
+    s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
+    s.set_session_worktree("s-1", Some("/wt"), Some("b"), Some("abc"), "host-a")
+        .await
+        .expect("wt");
+    assert_eq!(s.claim_next("n", "host-b").await.expect("c"), None);
+    assert_eq!(
+        s.claim_next("n", "host-a").await.expect("c").as_deref(),
+        Some("t-1")
+    );
+}
+
+#[tokio::test]
+async fn cancel_requests_reach_the_running_node() {
+    let (_d, s) = store().await;
+    s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
+    assert!(
+        !s.request_cancel("t-1")
+            .await
+            .expect("pending is not running")
+    );
+    s.claim_next("n1", "h").await.expect("claim");
+    assert!(s.request_cancel("t-1").await.expect("req"));
+    assert_eq!(
+        s.cancel_requests("n1").await.expect("poll"),
+        vec!["t-1".to_string()]
+    );
+    assert!(s.cancel_requests("n2").await.expect("poll").is_empty());
 }
 
 #[tokio::test]

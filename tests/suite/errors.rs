@@ -4,9 +4,8 @@ use serde_json::json;
 
 use crate::support::*;
 
-#[tokio::test]
-async fn invalid_new_task_arguments_name_the_field_and_write_nothing() {
-    let env = Env::new();
+crate::both_stores!(invalid_new_task_arguments_name_the_field_and_write_nothing);
+async fn invalid_new_task_arguments_name_the_field_and_write_nothing(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let not_repo = env.root().join("plain");
@@ -65,9 +64,8 @@ async fn invalid_new_task_arguments_name_the_field_and_write_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn other_tools_validate_their_arguments() {
-    let env = Env::new();
+crate::both_stores!(other_tools_validate_their_arguments);
+async fn other_tools_validate_their_arguments(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let err = call(c, "check_task_status", json!({"task_id": "t-000000000000"}))
@@ -116,9 +114,8 @@ async fn other_tools_validate_their_arguments() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bad_providers_file_keeps_builtins_and_custom_cli_providers_work() {
-    let env = Env::new();
+crate::both_stores!(bad_providers_file_keeps_builtins_and_custom_cli_providers_work);
+async fn bad_providers_file_keeps_builtins_and_custom_cli_providers_work(env: Env) {
     std::fs::write(env.data.join("providers.json"), "{ not json").expect("corrupt");
     let server = Server::stdio(&env, &[]).await;
     let err = call(

@@ -76,18 +76,16 @@ pub async fn round_trip(client: &Client, env: &Env) {
     assert!(again.contains("already applied"), "{again}");
 }
 
-#[tokio::test]
-async fn round_trip_over_stdio() {
-    let env = Env::new();
+crate::both_stores!(round_trip_over_stdio);
+async fn round_trip_over_stdio(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     round_trip(&server.client, &env).await;
     let status = server.stop().await;
     assert!(status.success(), "server exit: {status:?}");
 }
 
-#[tokio::test]
-async fn follow_up_turns_accumulate_and_apply_rebaselines() {
-    let env = Env::new();
+crate::both_stores!(follow_up_turns_accumulate_and_apply_rebaselines);
+async fn follow_up_turns_accumulate_and_apply_rebaselines(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let t1 = call(c, "new_task", json!({"prompt": "write one.txt first"}))
@@ -134,9 +132,8 @@ async fn follow_up_turns_accumulate_and_apply_rebaselines() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn conflicting_local_edit_refuses_and_touches_nothing() {
-    let env = Env::new();
+crate::both_stores!(conflicting_local_edit_refuses_and_touches_nothing);
+async fn conflicting_local_edit_refuses_and_touches_nothing(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let t = call(c, "new_task", json!({"prompt": "write fresh.txt new file\nappend README.md from agent", "wait_seconds": 30}))
@@ -174,9 +171,8 @@ async fn conflicting_local_edit_refuses_and_touches_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn discard_drops_the_change_and_resets_the_worktree() {
-    let env = Env::new();
+crate::both_stores!(discard_drops_the_change_and_resets_the_worktree);
+async fn discard_drops_the_change_and_resets_the_worktree(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let t = call(
@@ -207,9 +203,8 @@ async fn discard_drops_the_change_and_resets_the_worktree() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn list_tasks_filters_and_pages() {
-    let env = Env::new();
+crate::both_stores!(list_tasks_filters_and_pages);
+async fn list_tasks_filters_and_pages(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let parent = call(

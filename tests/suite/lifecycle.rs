@@ -6,9 +6,8 @@ use serde_json::json;
 
 use crate::support::*;
 
-#[tokio::test]
-async fn cancel_stops_a_running_agent() {
-    let env = Env::new();
+crate::both_stores!(cancel_stops_a_running_agent);
+async fn cancel_stops_a_running_agent(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let t = call(c, "new_task", json!({"prompt": "write partial.txt before sleeping\nsay sleeping\nsleep 60\nwrite never.txt x"}))
@@ -46,9 +45,8 @@ async fn cancel_stops_a_running_agent() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn cancel_a_pending_task_and_sessions_run_one_turn_at_a_time() {
-    let env = Env::new();
+crate::both_stores!(cancel_a_pending_task_and_sessions_run_one_turn_at_a_time);
+async fn cancel_a_pending_task_and_sessions_run_one_turn_at_a_time(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let t1 = call(c, "new_task", json!({"prompt": "sleep 60"}))
@@ -81,9 +79,8 @@ async fn cancel_a_pending_task_and_sessions_run_one_turn_at_a_time() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn failing_agent_fails_the_task_with_its_stderr() {
-    let env = Env::new();
+crate::both_stores!(failing_agent_fails_the_task_with_its_stderr);
+async fn failing_agent_fails_the_task_with_its_stderr(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let t = call(c, "new_task", json!({"prompt": "warn first-marker\nwarn boom-marker: disk on fire\nexit 3", "wait_seconds": 30}))
@@ -116,9 +113,8 @@ async fn failing_agent_fails_the_task_with_its_stderr() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn killed_server_leaves_no_task_running_after_restart() {
-    let env = Env::new();
+crate::both_stores!(killed_server_leaves_no_task_running_after_restart);
+async fn killed_server_leaves_no_task_running_after_restart(env: Env) {
     let mut server = Server::stdio(&env, &[]).await;
     let t = call(&server.client, "new_task", json!({"prompt": "sleep 60"}))
         .await
@@ -141,9 +137,8 @@ async fn killed_server_leaves_no_task_running_after_restart() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn stdin_eof_cancels_in_flight_turns_and_exits() {
-    let env = Env::new();
+crate::both_stores!(stdin_eof_cancels_in_flight_turns_and_exits);
+async fn stdin_eof_cancels_in_flight_turns_and_exits(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let t = call(&server.client, "new_task", json!({"prompt": "sleep 60"}))
         .await
@@ -162,9 +157,8 @@ async fn stdin_eof_cancels_in_flight_turns_and_exits() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn wait_seconds_returns_the_running_state_when_time_runs_out() {
-    let env = Env::new();
+crate::both_stores!(wait_seconds_returns_the_running_state_when_time_runs_out);
+async fn wait_seconds_returns_the_running_state_when_time_runs_out(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let t = call(
         &server.client,

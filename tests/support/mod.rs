@@ -45,14 +45,98 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A temp area holding a git repository (`repo/`) and a data directory (`data/`).
+/// Runs one async test body against SQLite and against PostgreSQL, as two tests named
+/// `<name>::sqlite` and `<name>::postgres`: the same test, not a copy.
+#[macro_export]
+macro_rules! both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::support::Env::new()).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::support::Env::postgres().await).await
+            }
+        }
+    };
+}
+
+/// Admin connection used to create one fresh database per PostgreSQL test.
+pub fn pg_admin_url() -> String {
+    std::env::var("BOOCODER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database, dropped (from a helper thread) when this value is.
+pub struct PgDb {
+    pub url: String,
+    name: String,
+}
+
+impl PgDb {
+    pub async fn create() -> PgDb {
+        use sqlx::Connection;
+        let admin = pg_admin_url();
+        let name = format!("boocoder_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for the postgres tests (set BOOCODER_TEST_PG_URL): {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .expect("url");
+        PgDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let (admin, name) = (pg_admin_url(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// A temp area holding a git repository (`repo/`) and a data directory (`data/`), and the
+/// store the servers use (SQLite in `data/` unless `pg` is set).
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub repo: PathBuf,
     pub data: PathBuf,
+    pub pg: Option<PgDb>,
 }
 
 impl Env {
+    pub async fn postgres() -> Env {
+        let mut env = Env::new();
+        env.pg = Some(PgDb::create().await);
+        env
+    }
+
     pub fn new() -> Env {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().canonicalize().expect("canon");
@@ -70,7 +154,12 @@ impl Env {
             "script-arg": {"extends": "cli", "command": [fixture("script-agent.sh"), "--prompt-arg"], "prompt": "arg"}
         }});
         std::fs::write(data.join("providers.json"), providers.to_string()).expect("providers");
-        Env { tmp, repo, data }
+        Env {
+            tmp,
+            repo,
+            data,
+            pg: None,
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -83,7 +172,7 @@ impl Env {
 
     /// Server arguments shared by every transport.
     pub fn args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--data-dir".into(),
             self.data.display().to_string(),
             "--project".into(),
@@ -92,7 +181,11 @@ impl Env {
             self.root().display().to_string(),
             "--default-agent".into(),
             "script".into(),
-        ]
+        ];
+        if let Some(pg) = &self.pg {
+            args.extend(["--database-url".into(), pg.url.clone()]);
+        }
+        args
     }
 }
 
