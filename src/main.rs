@@ -72,6 +72,9 @@ struct Global {
     /// Do not LISTEN for PostgreSQL notifications; find work by polling only.
     #[arg(long, global = true, hide = true)]
     no_listen: bool,
+    /// This machine's identity for session locality [default: the hostname].
+    #[arg(long, global = true, hide = true)]
+    host_id: Option<String>,
     /// Seconds between safety-net polls of the queue.
     #[arg(long, default_value_t = 2.0, global = true, hide = true)]
     poll_secs: f64,
@@ -199,6 +202,10 @@ fn config(g: &Global) -> Result<Config> {
     }
     config.lease = std::time::Duration::from_secs(g.lease_secs);
     config.listen = !g.no_listen;
+    if let Some(h) = g.host_id.clone().filter(|h| !h.is_empty()) {
+        config.node_id = format!("{h}-{}", std::process::id());
+        config.host = h;
+    }
     if !(g.poll_secs > 0.0 && g.poll_secs <= 3600.0) {
         bail!("--poll-secs must be between 0 and 3600");
     }

@@ -94,6 +94,8 @@ impl CliBackend {
         cmd.args(args)
             .current_dir(&turn.cwd)
             .envs(&self.spec.env)
+            .env("BOOCODER_TASK_ID", &turn.task_id)
+            .env("BOOCODER_SESSION_ID", &turn.session_id)
             .stdin(if self.spec.prompt == PromptMode::Stdin {
                 Stdio::piped()
             } else {

@@ -157,6 +157,9 @@ pub struct TaskStatus {
     /// Files in the session's pending change when this turn ended.
     pub files_changed: Vec<FileChange>,
     pub usage: Usage,
+    /// The boocoder node (host-pid) that ran the turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// What to do next.
     pub next: String,
 }
@@ -200,6 +203,7 @@ impl TaskStatus {
             error: t.error.clone(),
             files_changed: t.files.clone(),
             usage: t.usage,
+            node: t.node_id.clone(),
             next,
         }
     }
@@ -214,6 +218,8 @@ pub struct TaskLine {
     pub session_id: String,
     pub created_at: String,
     pub files_changed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The first line of the prompt, shortened.
     pub prompt: String,
     /// The first line of the summary or error, shortened.
@@ -239,6 +245,7 @@ impl TaskLine {
             session_id: t.session_id.clone(),
             created_at: rfc3339(t.created_at),
             files_changed: t.files.len(),
+            node: t.node_id.clone(),
             prompt: first_line(&t.prompt, 80),
             result: t
                 .error

@@ -1,5 +1,6 @@
 mod errors;
 mod flow;
 mod lifecycle;
+mod nodes;
 mod schemas;
 mod transport;
