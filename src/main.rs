@@ -12,6 +12,8 @@ use boocoder::config::{Config, default_data_dir};
 use boocoder::engine::Engine;
 use boocoder::mcp::{self, Profile};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "boocoder",
@@ -97,6 +99,67 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Profile::Full)]
         tools: Profile,
     },
+    /// Queue a task; with --wait, run it here with live progress (Ctrl-C cancels it).
+    Run {
+        /// What the agent should do.
+        prompt: String,
+        /// Provider id (see `boocoder providers`).
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        mode: Option<String>,
+        /// Git repository to work on [default: --project, or the current directory].
+        #[arg(long = "in", value_name = "DIR")]
+        project_dir: Option<PathBuf>,
+        /// Follow-up turn in this session (same worktree).
+        #[arg(long)]
+        session: Option<String>,
+        /// Run the task now and wait for it, showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tasks, newest first.
+    Ls {
+        /// Only tasks in this state (pending, running, blocked, completed, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        session: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a task: status, transcript and diff.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a task's (or session's) pending change to the project checkout.
+    Apply {
+        /// Task id or session id.
+        id: String,
+        /// Only check that it applies cleanly.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Drop a task's (or session's) pending change and reset its worktree.
+    Discard { id: String },
+    /// Cancel a pending or running task.
+    Cancel { id: String },
+    /// The provider table: which agents this machine can run.
+    Providers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check git, the data directory, the database and the providers; say what to fix.
+    Doctor,
     /// Print or write the tools' JSON Schemas (tool-schemas/*.json).
     Schemas {
         /// Write one file per tool into --dir instead of printing.
@@ -109,12 +172,17 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The server logs its work; CLI verbs for people stay quiet unless something is wrong.
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info,sqlx=warn",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -125,8 +193,44 @@ fn main() -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Schemas { write, dir } => schemas(write, &dir),
+    let verb = match cli.command {
+        Command::Schemas { write, dir } => return schemas(write, &dir),
+        Command::Run {
+            prompt,
+            agent,
+            model,
+            mode,
+            project_dir,
+            session,
+            wait,
+            json,
+        } => cli::Verb::Run {
+            prompt,
+            agent,
+            model,
+            mode,
+            project: project_dir.map(|p| p.display().to_string()),
+            session,
+            wait,
+            json,
+        },
+        Command::Ls {
+            state,
+            limit,
+            session,
+            json,
+        } => cli::Verb::Ls {
+            state,
+            limit,
+            session,
+            json,
+        },
+        Command::Show { id, json } => cli::Verb::Show { id, json },
+        Command::Apply { id, dry_run } => cli::Verb::Apply { id, dry_run },
+        Command::Discard { id } => cli::Verb::Discard { id },
+        Command::Cancel { id } => cli::Verb::Cancel { id },
+        Command::Providers { json } => cli::Verb::Providers { json },
+        Command::Doctor => cli::Verb::Doctor,
         Command::Serve {
             http,
             token,
@@ -156,9 +260,14 @@ async fn run(cli: Cli) -> Result<()> {
             };
             tracing::info!("shutting down");
             engine.shutdown().await;
-            served
+            return served;
         }
+    };
+    let code = cli::run(config(&cli.global)?, verb).await?;
+    if code != 0 {
+        std::process::exit(code);
     }
+    Ok(())
 }
 
 fn config(g: &Global) -> Result<Config> {

@@ -110,6 +110,25 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Open the store without dispatching, recovering or registering a node: for CLI verbs
+    /// that read or act on tasks while a server (which owns dispatch) may be running.
+    pub async fn open_client(config: Config) -> Result<Engine> {
+        std::fs::create_dir_all(&config.data_dir).map_err(WorktreeError::Io)?;
+        let store = Store::open(config.database_url.as_deref(), &config.database_path()).await?;
+        Ok(Engine::with_store(config, store))
+    }
+
+    /// Node ids with a heartbeat within the lease: servers that will pick up queued tasks.
+    pub async fn live_nodes(&self) -> Result<Vec<String>> {
+        let since = crate::domain::now_ms() - self.inner.config.lease.as_millis() as i64;
+        Ok(self.inner.store.live_nodes(since).await?)
+    }
+
+    /// Which database backs this engine (`sqlite` or `postgres`).
+    pub fn store_backend(&self) -> &'static str {
+        self.inner.store.backend_name()
+    }
+
     fn with_store(config: Config, store: Store) -> Engine {
         let registry = Registry::load(&config.providers_file);
         let (updates, _) = broadcast::channel(1024);

@@ -123,6 +123,17 @@ impl Store {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
+    /// Nodes that heartbeated at or after `since`.
+    pub async fn live_nodes(&self, since: i64) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT id FROM nodes WHERE heartbeat_at >= $1 ORDER BY id")
+                .bind(since)
+                .fetch_all(p)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// Whether a PostgreSQL pool is open (several nodes may share the queue).
     pub fn is_shared(&self) -> bool {
         matches!(self.db, Db::Postgres { .. })

@@ -1,3 +1,4 @@
+mod cli;
 mod errors;
 mod flow;
 mod lifecycle;

@@ -1,0 +1,509 @@
+//! The CLI verbs for people (`run`, `ls`, `show`, `apply`, `discard`, `cancel`, `providers`,
+//! `doctor`). They open the same data directory or database as the server; only `run --wait`
+//! dispatches (it is a full engine until its task ends), the others are store clients.
+
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use boocoder::config::Config;
+use boocoder::domain::{Task, TaskState};
+use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest};
+use boocoder::mcp::types::{TaskLine, TaskStatus};
+use boocoder::providers::find_program;
+
+/// What a verb asks for; parsed by `main`.
+pub enum Verb {
+    Run {
+        prompt: String,
+        agent: Option<String>,
+        model: Option<String>,
+        mode: Option<String>,
+        project: Option<String>,
+        session: Option<String>,
+        wait: bool,
+        json: bool,
+    },
+    Ls {
+        state: Option<String>,
+        limit: u32,
+        session: Option<String>,
+        json: bool,
+    },
+    Show {
+        id: String,
+        json: bool,
+    },
+    Apply {
+        id: String,
+        dry_run: bool,
+    },
+    Discard {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    Providers {
+        json: bool,
+    },
+    Doctor,
+}
+
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    // why: a closed pipe (`boocoder ls | head`) is not an error worth reporting.
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+fn json(v: &impl serde::Serialize) -> Result<()> {
+    out(&format!("{}\n", serde_json::to_string_pretty(v)?));
+    Ok(())
+}
+
+/// Run a verb; returns the process exit code.
+pub async fn run(config: Config, verb: Verb) -> Result<i32> {
+    match verb {
+        Verb::Run {
+            prompt,
+            agent,
+            model,
+            mode,
+            project,
+            session,
+            wait,
+            json: as_json,
+        } => {
+            let req = NewTask {
+                prompt,
+                agent,
+                model,
+                mode,
+                project,
+                session_id: session,
+                ..Default::default()
+            };
+            if wait {
+                run_and_wait(config, req, as_json).await
+            } else {
+                let engine = Engine::open_client(config).await?;
+                let task = engine.submit(req).await?;
+                if as_json {
+                    json(&TaskStatus::from_task(&task))?;
+                } else {
+                    out(&format!(
+                        "queued {} (session {})\n",
+                        task.id, task.session_id
+                    ));
+                    if engine.live_nodes().await?.is_empty() {
+                        eprintln!(
+                            "note: no boocoder server is running on this data; the task waits until one starts (`boocoder serve`), or use `run --wait` to run it here"
+                        );
+                    }
+                }
+                Ok(0)
+            }
+        }
+        Verb::Ls {
+            state,
+            limit,
+            session,
+            json: as_json,
+        } => {
+            let engine = Engine::open_client(config).await?;
+            let state = match state {
+                Some(s) => Some(TaskState::parse(&s).with_context(|| {
+                    format!(
+                        "--state {s}: expected one of {}",
+                        TaskState::ALL.map(|s| s.as_str()).join(", ")
+                    )
+                })?),
+                None => None,
+            };
+            let page = engine
+                .list(ListRequest {
+                    state,
+                    session_id: session,
+                    limit: Some(limit),
+                    ..Default::default()
+                })
+                .await?;
+            if as_json {
+                let lines: Vec<TaskLine> = page.tasks.iter().map(TaskLine::from_task).collect();
+                return json(&lines).map(|_| 0);
+            }
+            if page.tasks.is_empty() {
+                out("no tasks\n");
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = page
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.state.to_string(),
+                        t.provider.clone(),
+                        render::age(t.created_at),
+                        render::duration(t),
+                        t.files.len().to_string(),
+                        result_line(t),
+                    ]
+                })
+                .collect();
+            out(&render::table(
+                &["ID", "STATE", "AGENT", "AGE", "TOOK", "FILES", "SUMMARY"],
+                &rows,
+            ));
+            Ok(0)
+        }
+        Verb::Show { id, json: as_json } => {
+            let engine = Engine::open_client(config).await?;
+            show(&engine, &id, as_json).await.map(|_| 0)
+        }
+        Verb::Apply { id, dry_run } => {
+            let engine = Engine::open_client(config).await?;
+            match engine.apply(&id, dry_run).await {
+                Ok(r) => {
+                    let verb = if dry_run { "would apply" } else { "applied" };
+                    out(&format!(
+                        "{verb} {} file(s) from session {}:\n",
+                        r.files.len(),
+                        r.session_id
+                    ));
+                    for f in &r.files {
+                        out(&format!("  {}\n", file_line(f)));
+                    }
+                    Ok(0)
+                }
+                Err(EngineError::Conflict(report)) => {
+                    eprintln!("refused: the checkout changed under these files:");
+                    for f in &report.files {
+                        eprintln!("  {}: {}", f.path, f.reason);
+                    }
+                    eprintln!("nothing was written");
+                    Ok(1)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Verb::Discard { id } => {
+            let engine = Engine::open_client(config).await?;
+            let r = engine.discard(&id).await?;
+            out(&format!(
+                "discarded {} file(s) of session {}\n",
+                r.files.len(),
+                r.session_id
+            ));
+            Ok(0)
+        }
+        Verb::Cancel { id } => {
+            let engine = Engine::open_client(config).await?;
+            let t = engine.cancel(&id).await?;
+            out(&format!("{} is {}\n", t.id, t.state));
+            Ok(0)
+        }
+        Verb::Providers { json: as_json } => providers(config, as_json).await,
+        Verb::Doctor => doctor(config).await,
+    }
+}
+
+fn result_line(t: &Task) -> String {
+    t.error
+        .as_deref()
+        .or(t.summary.as_deref())
+        .map(|s| s.trim_start_matches('…').trim().to_string())
+        .unwrap_or_else(|| render::clip(&t.prompt, 200))
+}
+
+fn file_line(f: &boocoder::worktree::FileChange) -> String {
+    format!(
+        "{:<9} {} (+{} -{}){}",
+        format!("{:?}", f.status).to_lowercase(),
+        f.path,
+        f.additions,
+        f.deletions,
+        if f.binary { " binary" } else { "" }
+    )
+}
+
+async fn run_and_wait(config: Config, req: NewTask, as_json: bool) -> Result<i32> {
+    let engine = Engine::start(config).await?;
+    let result = wait_loop(&engine, req).await;
+    engine.shutdown().await;
+    let task = result?;
+    if as_json {
+        json(&TaskStatus::from_task(&task))?;
+    } else {
+        print_result(&task);
+    }
+    Ok(match task.state {
+        TaskState::Completed => 0,
+        TaskState::Cancelled => 130,
+        _ => 1,
+    })
+}
+
+async fn wait_loop(engine: &Engine, req: NewTask) -> Result<Task> {
+    let mut updates = engine.subscribe();
+    let task = engine.submit(req).await?;
+    eprintln!("task {} (session {})", task.id, task.session_id);
+    let mut progress = render::Progress::new();
+    let mut state = task.state;
+    let mut tick = tokio::time::interval(Duration::from_millis(120));
+    let mut reread = tokio::time::interval(Duration::from_secs(1));
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            u = updates.recv() => {
+                if let Ok(u) = u && u.task_id == task.id {
+                    state = u.state;
+                    progress.update(state, u.message.as_deref());
+                    if state.is_terminal() { break; }
+                }
+            }
+            _ = tick.tick() => progress.update(state, None),
+            _ = reread.tick() => {
+                let t = engine.task(&task.id).await?;
+                state = t.state;
+                if state.is_terminal() { break; }
+            }
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                progress.finish();
+                eprintln!("cancelling {} …", task.id);
+                let t = engine.cancel(&task.id).await?;
+                if t.state.is_terminal() { break; }
+            }
+        }
+    }
+    progress.finish();
+    Ok(engine.task(&task.id).await?)
+}
+
+fn print_result(t: &Task) {
+    let took = render::duration(t);
+    out(&format!("{} {} in {took}\n", t.id, t.state));
+    if let Some(s) = &t.summary {
+        out(&format!("\n{}\n", s.trim()));
+    }
+    if let Some(e) = &t.error {
+        out(&format!("\nerror: {e}\n"));
+    }
+    if !t.files.is_empty() {
+        out("\nchanged files (pending; `boocoder apply ");
+        out(&format!("{}` to land them):\n", t.id));
+        for f in &t.files {
+            out(&format!("  {}\n", file_line(f)));
+        }
+    }
+}
+
+async fn show(engine: &Engine, id: &str, as_json: bool) -> Result<()> {
+    let page = |after_seq: Option<i64>, diff_offset: u64| {
+        engine.output(OutputRequest {
+            task_id: id.to_string(),
+            after_seq,
+            max_events: Some(1000),
+            diff_offset: Some(diff_offset),
+            max_diff_bytes: Some(1 << 20),
+        })
+    };
+    let first = page(None, 0).await?;
+    let total = first.diff_total_bytes;
+    let mut events = first.events;
+    let mut diff = first.diff;
+    let mut after = first.next_after_seq;
+    while let Some(a) = after {
+        let p = page(Some(a), total).await?;
+        events.extend(p.events);
+        after = p.next_after_seq;
+    }
+    let mut offset = first.next_diff_offset;
+    while let Some(o) = offset {
+        let p = page(Some(i64::MAX), o).await?;
+        diff.push_str(&p.diff);
+        offset = p.next_diff_offset;
+    }
+    let (task, final_message) = (first.task, first.final_message);
+    let change_status = first.change.map(|c| c.status.as_str().to_string());
+    if as_json {
+        return json(&serde_json::json!({
+            "status": TaskStatus::from_task(&task),
+            "final_message": final_message,
+            "transcript": events,
+            "change_status": change_status,
+            "diff": diff,
+        }));
+    }
+    let colour = std::io::stdout().is_terminal();
+    out(&format!(
+        "task     {}\nsession  {}\nstate    {}\nagent    {}\nproject  {}\ncreated  {}\ntook     {}\n",
+        task.id,
+        task.session_id,
+        task.state,
+        task.provider,
+        task.project_path,
+        render::age(task.created_at),
+        render::duration(&task)
+    ));
+    if let Some(e) = &task.error {
+        out(&format!("error    {e}\n"));
+    }
+    out("\n── transcript ──\n");
+    for e in &events {
+        let text = e.text.trim_end();
+        out(&format!("[{}] {}\n", e.kind.as_str(), text));
+    }
+    match change_status {
+        Some(s) => out(&format!(
+            "\n── diff ({s}) ──\n{}",
+            render::diff(&diff, colour)
+        )),
+        None => out("\n── no file changes ──\n"),
+    }
+    Ok(())
+}
+
+async fn providers(config: Config, as_json: bool) -> Result<i32> {
+    let registry = boocoder::providers::Registry::load(&config.providers_file);
+    let rows: Vec<(String, String, String, String, String)> = registry
+        .all()
+        .map(|p| {
+            let status = match registry.resolve(&p.id) {
+                Ok(_) => "ready".to_string(),
+                Err(boocoder::providers::ProviderError::Disabled { .. }) => "disabled".into(),
+                Err(boocoder::providers::ProviderError::NotInstalled { .. }) => {
+                    "not_installed".into()
+                }
+                Err(_) => "unavailable".into(),
+            };
+            (
+                p.id.clone(),
+                p.transport.as_str().to_string(),
+                status,
+                p.command.join(" "),
+                p.label.clone(),
+            )
+        })
+        .collect();
+    if as_json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(id, t, s, c, l)| serde_json::json!({"id": id, "transport": t, "status": s, "command": c, "label": l}))
+            .collect();
+        json(&serde_json::json!({"providers": v, "diagnostics": registry.diagnostics}))?;
+        return Ok(0);
+    }
+    let table: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(id, t, s, c, l)| vec![id, t, s, l, c])
+        .collect();
+    out(&render::table(
+        &["ID", "TRANSPORT", "STATUS", "LABEL", "COMMAND"],
+        &table,
+    ));
+    for d in &registry.diagnostics {
+        eprintln!("warning: {d}");
+    }
+    Ok(0)
+}
+
+async fn doctor(config: Config) -> Result<i32> {
+    let mut problems = 0;
+    let mut check = |ok: bool, what: &str, detail: String| {
+        if !ok {
+            problems += 1;
+        }
+        out(&format!(
+            "{} {what}: {detail}\n",
+            if ok { "ok  " } else { "FAIL" }
+        ));
+    };
+    match std::process::Command::new("git").arg("--version").output() {
+        Ok(o) if o.status.success() => check(
+            true,
+            "git",
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        ),
+        _ => check(false, "git", "not found on PATH: install git".into()),
+    }
+    let probe = config.data_dir.join(".doctor-write-test");
+    let writable = std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe));
+    check(
+        writable.is_ok(),
+        "data directory",
+        match &writable {
+            Ok(()) => format!("{} (writable)", config.data_dir.display()),
+            Err(e) => format!("{}: {e}", config.data_dir.display()),
+        },
+    );
+    match Engine::open_client(config.clone()).await {
+        Ok(engine) => {
+            let nodes = engine.live_nodes().await.unwrap_or_default();
+            check(
+                true,
+                "database",
+                format!(
+                    "{} opened and migrated; {} server(s) running",
+                    engine.store_backend(),
+                    nodes.len()
+                ),
+            );
+        }
+        Err(e) => check(false, "database", e.to_string()),
+    }
+    match &config.default_project {
+        Some(p) => check(true, "default project", p.display().to_string()),
+        None => check(
+            true,
+            "default project",
+            "none: tasks must pass `project` (or start the server with --project)".into(),
+        ),
+    }
+    let registry = boocoder::providers::Registry::load(&config.providers_file);
+    for d in &registry.diagnostics {
+        check(false, "providers file", d.clone());
+    }
+    let mut ready = 0;
+    for p in registry.all() {
+        match registry.resolve(&p.id) {
+            Ok(_) => {
+                ready += 1;
+                let path = p.command.first().and_then(|c| find_program(c));
+                check(
+                    true,
+                    &format!("provider {}", p.id),
+                    format!(
+                        "ready ({})",
+                        path.map(|p| p.display().to_string()).unwrap_or_default()
+                    ),
+                );
+            }
+            Err(e) => out(&format!("--   provider {}: {e}\n", p.id)),
+        }
+    }
+    if ready == 0 {
+        check(
+            false,
+            "providers",
+            "no provider can run: install an agent (e.g. `npm i -g opencode-ai`) or add one to the providers file".into(),
+        );
+    }
+    match &config.default_agent {
+        Some(a) => match registry.resolve(a) {
+            Ok(_) => check(true, "default agent", a.clone()),
+            Err(e) => check(false, "default agent", e.to_string()),
+        },
+        None => out("--   default agent: none (tasks must name `agent`; set --default-agent)\n"),
+    }
+    if problems > 0 {
+        out(&format!("\n{problems} problem(s) found\n"));
+        return Ok(1);
+    }
+    out("\nall checks passed\n");
+    Ok(0)
+}

@@ -1,0 +1,217 @@
+//! The CLI verbs for people, run as a user would (no terminal: plain output), and the
+//! orchestrator example.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn boocoder(env: &Env, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(env.args())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run boocoder")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_wait_shows_progress_and_the_result() {
+    let env = Env::new();
+    let o = boocoder(
+        &env,
+        &[
+            "run",
+            "write hello.txt hi there\nsay wrote hello.txt",
+            "--wait",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("completed in"), "{out}");
+    assert!(out.contains("wrote hello.txt"), "{out}");
+    assert!(out.contains("added     hello.txt (+1 -0)"), "{out}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("running] wrote hello.txt"),
+        "progress lines on stderr: {err}"
+    );
+    // Nothing landed yet; `apply` lands it.
+    assert_eq!(env.read("hello.txt"), None);
+    let ls = boocoder(&env, &["ls", "--json"]);
+    let tasks: Value = serde_json::from_slice(&ls.stdout).expect("ls --json");
+    let id = tasks[0]["task_id"].as_str().expect("task_id").to_string();
+    assert_eq!(tasks[0]["state"], "completed");
+    assert_eq!(tasks[0]["files_changed"], 1);
+    let dry = boocoder(&env, &["apply", &id, "--dry-run"]);
+    assert!(
+        stdout(&dry).contains("would apply 1 file(s)"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(env.read("hello.txt"), None);
+    let apply = boocoder(&env, &["apply", &id]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(env.read("hello.txt").as_deref(), Some("hi there\n"));
+}
+
+#[test]
+fn run_wait_json_and_exit_codes() {
+    let env = Env::new();
+    let ok = boocoder(&env, &["run", "say fine", "--wait", "--json"]);
+    assert!(ok.status.success());
+    let v: Value = serde_json::from_slice(&ok.stdout).expect("json");
+    assert_eq!(v["state"], "completed");
+    assert_eq!(v["summary"], "fine");
+    let bad = boocoder(&env, &["run", "warn broken\nexit 4", "--wait"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stdout(&bad).contains("exit status 4"), "{}", stdout(&bad));
+    let invalid = boocoder(&env, &["run", "x", "--agent", "nope"]);
+    assert!(!invalid.status.success());
+    assert!(
+        stderr(&invalid).contains("unknown provider `nope`"),
+        "{}",
+        stderr(&invalid)
+    );
+}
+
+#[test]
+fn queue_show_cancel_and_ls_table() {
+    let env = Env::new();
+    let q = boocoder(&env, &["run", "say later"]);
+    assert!(q.status.success(), "{}", stderr(&q));
+    assert!(stdout(&q).starts_with("queued t-"), "{}", stdout(&q));
+    assert!(
+        stderr(&q).contains("no boocoder server is running"),
+        "{}",
+        stderr(&q)
+    );
+    let id = stdout(&q)
+        .split_whitespace()
+        .nth(1)
+        .expect("id")
+        .to_string();
+    let table = stdout(&boocoder(&env, &["ls"]));
+    let header = table.lines().next().expect("header");
+    assert!(
+        header.starts_with("ID") && header.contains("STATE") && header.contains("SUMMARY"),
+        "{table}"
+    );
+    assert!(table.contains(&id) && table.contains("pending"), "{table}");
+    let show = stdout(&boocoder(&env, &["show", &id]));
+    assert!(show.contains("state    pending"), "{show}");
+    assert!(
+        show.contains("[prompt]") || show.contains("── transcript ──"),
+        "{show}"
+    );
+    let c = boocoder(&env, &["cancel", &id]);
+    assert!(stdout(&c).contains("is cancelled"), "{}", stdout(&c));
+    let ls = boocoder(&env, &["ls", "--state", "cancelled", "--json"]);
+    let v: Value = serde_json::from_slice(&ls.stdout).expect("json");
+    assert_eq!(v.as_array().map(|a| a.len()), Some(1));
+    let bad = boocoder(&env, &["ls", "--state", "done"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("expected one of"), "{}", stderr(&bad));
+}
+
+#[test]
+fn apply_conflict_exits_1_and_discard_resets() {
+    let env = Env::new();
+    let r = boocoder(
+        &env,
+        &["run", "append README.md agent line", "--wait", "--json"],
+    );
+    let id = serde_json::from_slice::<Value>(&r.stdout).expect("json")["task_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    std::fs::write(env.repo.join("README.md"), "mine\n").expect("edit");
+    let a = boocoder(&env, &["apply", &id]);
+    assert_eq!(a.status.code(), Some(1));
+    assert!(stderr(&a).contains("README.md"), "{}", stderr(&a));
+    assert_eq!(env.read("README.md").as_deref(), Some("mine\n"));
+    let d = boocoder(&env, &["discard", &id]);
+    assert!(stdout(&d).contains("discarded 1 file(s)"), "{}", stdout(&d));
+}
+
+#[test]
+fn providers_and_doctor() {
+    let env = Env::new();
+    let p = boocoder(&env, &["providers", "--json"]);
+    let v: Value = serde_json::from_slice(&p.stdout).expect("json");
+    let script = v["providers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["id"] == "script")
+        .cloned()
+        .expect("script");
+    assert_eq!(script["status"], "ready");
+    assert_eq!(script["transport"], "cli");
+    let table = stdout(&boocoder(&env, &["providers"]));
+    assert!(
+        table.lines().next().unwrap_or("").starts_with("ID"),
+        "{table}"
+    );
+    let d = boocoder(&env, &["doctor"]);
+    assert!(d.status.success(), "{}", stdout(&d));
+    let out = stdout(&d);
+    assert!(
+        out.contains("ok   git:") && out.contains("ok   database: sqlite"),
+        "{out}"
+    );
+    assert!(out.contains("ok   default agent: script"), "{out}");
+    std::fs::write(env.data.join("providers.json"), "{").expect("corrupt");
+    let d = boocoder(&env, &["doctor"]);
+    assert_eq!(d.status.code(), Some(1));
+    assert!(stdout(&d).contains("FAIL providers file"), "{}", stdout(&d));
+}
+
+#[test]
+fn orchestrator_example_delegates_in_parallel_and_applies() {
+    let env = Env::new();
+    let example = PathBuf::from(BIN)
+        .parent()
+        .expect("dir")
+        .join("examples/orchestrator");
+    assert!(
+        example.exists(),
+        "build the examples first (`cargo build --examples`); missing {}",
+        example.display()
+    );
+    let mut args: Vec<String> = vec![
+        "--boocoder".into(),
+        BIN.into(),
+        "--project".into(),
+        env.repo.display().to_string(),
+        "--agent".into(),
+        "script".into(),
+        "write docs/a.md part one\nsay wrote part one".into(),
+        "write src/b.rs // part two\nsay wrote part two".into(),
+        "--".into(),
+    ];
+    args.extend(env.args());
+    let o = Command::new(&example)
+        .args(&args)
+        .output()
+        .expect("run example");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(
+        out.contains("completed: wrote part one") && out.contains("completed: wrote part two"),
+        "{out}"
+    );
+    assert_eq!(out.matches("applied t-").count(), 2, "{out}");
+    assert_eq!(env.read("docs/a.md").as_deref(), Some("part one\n"));
+    assert_eq!(env.read("src/b.rs").as_deref(), Some("// part two\n"));
+}
