@@ -587,3 +587,28 @@ fn garbage_and_empty_patches_do_not_panic_or_write() {
     let err = diff(&fx.project, "not-a-commit").unwrap_err();
     assert!(matches!(err, WorktreeError::Git(_)), "{err:?}");
 }
+
+#[test]
+fn git_cli_and_libgit2_checkouts_are_identical() {
+    let fx = Fx::new();
+    let mut perms = fs::metadata(fx.project.join("script.sh"))
+        .unwrap()
+        .permissions();
+    perms.set_mode(0o755);
+    fs::set_permissions(fx.project.join("script.sh"), perms).unwrap();
+    symlink("src/lib.rs", fx.project.join("link-to-lib")).unwrap();
+    symlink("../a.txt", fx.project.join("src/up-link")).unwrap();
+    git(&fx.project, &["add", "-A"]);
+    git(&fx.project, &["commit", "-q", "-m", "modes and links"]);
+    let cli = create_with(&fx.project, &fx.wt, &fx.branch, true).unwrap();
+    let lib_wt = fx.project.parent().unwrap().join("wts/task-2");
+    let lib = create_with(&fx.project, &lib_wt, "boocoder/task-2", false).unwrap();
+    assert_eq!(cli.base_commit, lib.base_commit);
+    let a = snapshot(&cli.path);
+    assert_eq!(a, snapshot(&lib.path));
+    assert_eq!(a["script.sh"].1, 0o111, "executable bit checked out");
+    assert_eq!(a["link-to-lib"], (b"src/lib.rs".to_vec(), 0o120000));
+    assert_eq!(a["src/up-link"], (b"../a.txt".to_vec(), 0o120000));
+    let branch = git(&cli.path, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    assert_eq!(branch.trim(), fx.branch);
+}
