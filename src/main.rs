@@ -98,6 +98,12 @@ enum Command {
         /// Which tools to publish.
         #[arg(long, value_enum, default_value_t = Profile::Full)]
         tools: Profile,
+        /// Read stdio through tokio's blocking pool even on pipes (for benchmarks).
+        #[arg(long, hide = true)]
+        plain_stdio: bool,
+        /// Leave Nagle's algorithm on for HTTP connections (for benchmarks).
+        #[arg(long, hide = true)]
+        no_nodelay: bool,
     },
     /// Queue a task; with --wait, run it here with live progress (Ctrl-C cancels it).
     Run {
@@ -236,6 +242,8 @@ async fn run(cli: Cli) -> Result<()> {
             token,
             allowed_origins,
             tools,
+            plain_stdio,
+            no_nodelay,
         } => {
             let config = config(&cli.global)?;
             let engine = Engine::start(config).await.context("starting the engine")?;
@@ -249,12 +257,13 @@ async fn run(cli: Cli) -> Result<()> {
                         token,
                         allowed_origins,
                         profile: tools,
+                        nodelay: !no_nodelay,
                     },
                     shutdown.clone(),
                 )
                 .await
                 .map_err(anyhow::Error::from),
-                None => mcp::serve_stdio(engine.clone(), tools, shutdown.clone())
+                None => mcp::serve_stdio(engine.clone(), tools, plain_stdio, shutdown.clone())
                     .await
                     .map_err(anyhow::Error::from),
             };

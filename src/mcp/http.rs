@@ -38,6 +38,8 @@ pub struct HttpOptions {
     /// Extra browser origins allowed besides loopback ones.
     pub allowed_origins: Vec<String>,
     pub profile: Profile,
+    /// Set TCP_NODELAY on accepted sockets (off only to measure what it saves).
+    pub nodelay: bool,
 }
 
 /// Bind and serve until `shutdown` fires. Prints the bound address to stderr (tests and
@@ -92,8 +94,9 @@ pub async fn serve(
         eprintln!("boocoder: listening on http://{local}/mcp");
     }
     // Without TCP_NODELAY every SSE response waits on Nagle + delayed ACK (25–44 ms a call).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    let nodelay = opts.nodelay;
+    let listener = listener.tap_io(move |tcp| {
+        if let Err(e) = tcp.set_nodelay(nodelay) {
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
     });

@@ -290,16 +290,30 @@ impl ServerHandler for McpServer {
 }
 
 /// Serve one client on stdin/stdout until it disconnects (stdin EOF) or `shutdown` fires.
+/// When stdin/stdout are pipes (how MCP clients launch servers) they are driven by the async
+/// reactor, about twice as fast as tokio's blocking-pool stdio; `plain` forces the latter
+/// (ttys and files fall back to it anyway).
 pub async fn serve_stdio(
     engine: Engine,
     profile: Profile,
+    plain: bool,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), std::io::Error> {
     let server = McpServer::new(engine, profile);
-    let running = server
-        .serve_with_ct(rmcp::transport::io::stdio_pipes(), shutdown.child_token())
-        .await
-        .map_err(|e| std::io::Error::other(format!("MCP handshake failed: {e}")))?;
+    let handshake = |e: rmcp::service::ServerInitializeError| {
+        std::io::Error::other(format!("MCP handshake failed: {e}"))
+    };
+    let running = if plain {
+        server
+            .serve_with_ct(rmcp::transport::stdio(), shutdown.child_token())
+            .await
+            .map_err(handshake)?
+    } else {
+        server
+            .serve_with_ct(rmcp::transport::io::stdio_pipes(), shutdown.child_token())
+            .await
+            .map_err(handshake)?
+    };
     if let Err(e) = running.waiting().await {
         tracing::warn!(error = %e, "MCP session ended with an error");
     }
