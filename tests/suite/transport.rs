@@ -86,3 +86,43 @@ async fn orchestrator_profile_publishes_four_tools() {
     server.stop().await;
     full.stop().await;
 }
+
+/// The 2026-07-28 lifecycle (`server/discover`, per-request `_meta`, no `initialize`): what the
+/// newest SDK clients try first. The whole round trip must work there too, over stdio and HTTP.
+#[tokio::test]
+async fn discover_lifecycle_round_trip_over_stdio_and_http() {
+    use rmcp::model::ProtocolVersion;
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let discover = || ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+
+    let env = Env::new();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(env.args())
+        .arg("serve")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let io = (
+        child.stdout.take().expect("out"),
+        child.stdin.take().expect("in"),
+    );
+    let client = ().serve_with_lifecycle(io, discover()).await.expect("discover over stdio");
+    let version = client.peer_info().map(|i| i.protocol_version.to_string());
+    assert_eq!(version.as_deref(), Some("2026-07-28"));
+    crate::suite::flow::round_trip(&client, &env).await;
+    drop(client);
+    let _ = child.wait().await;
+
+    let env = Env::new();
+    let (_child, url, _log) = Server::http(&env, &[]).await;
+    let client =
+        ().serve_with_lifecycle(StreamableHttpClientTransport::from_uri(url), discover())
+            .await
+            .expect("discover over HTTP");
+    crate::suite::flow::round_trip(&client, &env).await;
+}
