@@ -121,6 +121,8 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         (Some(a), _, _) => a,
         (None, Some(s), _) => s.provider.clone(),
         (None, None, Some(d)) => d.clone(),
+        // An endpoint makes boocoder's own loop the default.
+        (None, None, None) if engine.inner.config.llm.is_some() => "native".to_string(),
         (None, None, None) => {
             return Err(invalid(
                 "agent",
@@ -150,6 +152,21 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         }
     }
 
+    if provider.transport == Transport::Native {
+        if let Some(m) = &mode {
+            return Err(invalid(
+                "mode",
+                format!("`{m}`: the native provider has no modes"),
+            ));
+        }
+        let default_model = engine.inner.config.llm.as_ref().and_then(|l| l.model.as_ref());
+        if model.is_none() && default_model.is_none() {
+            return Err(invalid(
+                "model",
+                "the native provider needs a model: pass `model`, or start boocoder with --model (BOOCODER_MODEL)",
+            ));
+        }
+    }
     let (session_id, new_session_provider) = match session {
         Some(s) => (s.id, None),
         None => (new_id("s"), Some(agent.clone())),

@@ -112,6 +112,10 @@ pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationTo
                 reason: inner.cancel_reason(id),
             }
         }
+        Ok(Err(BackendError::Stopped { reason, partial })) => Outcome::Failed {
+            error: reason,
+            summary: (!partial.trim().is_empty()).then(|| summarize(&partial)),
+        },
         Ok(Err(e)) => Outcome::Failed {
             error: e.to_string(),
             summary: None,

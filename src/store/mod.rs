@@ -590,5 +590,6 @@ impl Store {
     }
 }
 
+mod native;
 #[cfg(test)]
 mod tests;
