@@ -69,13 +69,23 @@ struct LlmFlags {
     #[arg(long, env = "BOOCODER_LLM_BASE_URL", global = true)]
     llm_base_url: Option<String>,
     /// API key sent as a bearer token to the endpoint.
-    #[arg(long, env = "BOOCODER_LLM_API_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "BOOCODER_LLM_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     llm_api_key: Option<String>,
     /// Model the native provider uses when a task names none.
     #[arg(long, env = "BOOCODER_MODEL", global = true)]
     model: Option<String>,
     /// Seconds of silence on a model response before the request fails.
-    #[arg(long, env = "BOOCODER_LLM_TIMEOUT_SECS", default_value_t = 300, global = true)]
+    #[arg(
+        long,
+        env = "BOOCODER_LLM_TIMEOUT_SECS",
+        default_value_t = 300,
+        global = true
+    )]
     llm_timeout_secs: u64,
     /// `max_tokens` of each model request [default: the server's].
     #[arg(long, env = "BOOCODER_LLM_MAX_OUTPUT_TOKENS", global = true)]
@@ -84,7 +94,12 @@ struct LlmFlags {
     #[arg(long, env = "BOOCODER_LLM_RETRIES", default_value_t = 4, global = true)]
     llm_retries: u32,
     /// First retry delay in milliseconds; doubled per attempt.
-    #[arg(long, env = "BOOCODER_LLM_RETRY_MS", default_value_t = 500, global = true)]
+    #[arg(
+        long,
+        env = "BOOCODER_LLM_RETRY_MS",
+        default_value_t = 500,
+        global = true
+    )]
     llm_retry_ms: u64,
     /// Model rounds per native turn before the task fails.
     #[arg(long, env = "BOOCODER_MAX_ROUNDS", default_value_t = 50, global = true)]
@@ -93,7 +108,12 @@ struct LlmFlags {
     #[arg(long, env = "BOOCODER_MAX_TOKENS_TOTAL", global = true)]
     max_tokens_total: Option<u64>,
     /// Estimated tokens of conversation sent per request; older tool results are dropped first.
-    #[arg(long, env = "BOOCODER_CONTEXT_TOKENS", default_value_t = 32_000, global = true)]
+    #[arg(
+        long,
+        env = "BOOCODER_CONTEXT_TOKENS",
+        default_value_t = 32_000,
+        global = true
+    )]
     context_tokens: usize,
 }
 
@@ -225,7 +245,12 @@ fn config(g: &Global) -> Result<Config> {
         max_tokens_total: l.max_tokens_total,
         context_tokens: l.context_tokens,
     };
-    if let Some(url) = l.llm_base_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+    if let Some(url) = l
+        .llm_base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--llm-base-url must start with http:// or https:// (got `{url}`)");
         }

@@ -76,7 +76,9 @@ impl crate::backend::SessionMemory for StoreMemory {
                 .await
                 .map_err(|e| e.to_string())?;
             rows.iter()
-                .map(|r| serde_json::from_str(r).map_err(|e| format!("corrupt stored message: {e}")))
+                .map(|r| {
+                    serde_json::from_str(r).map_err(|e| format!("corrupt stored message: {e}"))
+                })
                 .collect()
         })
     }

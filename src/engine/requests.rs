@@ -159,7 +159,12 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
                 format!("`{m}`: the native provider has no modes"),
             ));
         }
-        let default_model = engine.inner.config.llm.as_ref().and_then(|l| l.model.as_ref());
+        let default_model = engine
+            .inner
+            .config
+            .llm
+            .as_ref()
+            .and_then(|l| l.model.as_ref());
         if model.is_none() && default_model.is_none() {
             return Err(invalid(
                 "model",

@@ -28,20 +28,21 @@ impl Store {
         }
         let now = now_ms();
         on_pool!(self, p => {
+            // why: each row is one INSERT … SELECT so the write lock is taken before the read
+            // of MAX(seq); a SELECT-then-INSERT transaction fails with SQLITE_BUSY at once
+            // when another connection wrote in between (the busy timeout does not apply).
             let mut tx = p.begin().await?;
-            let (last,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM native_messages WHERE session_id = $1")
+            for m in messages {
+                sqlx::query(
+                    "INSERT INTO native_messages (session_id, seq, task_id, message, created_at) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM native_messages WHERE session_id = $1",
+                )
                 .bind(session_id)
-                .fetch_one(&mut *tx)
+                .bind(task_id)
+                .bind(m)
+                .bind(now)
+                .execute(&mut *tx)
                 .await?;
-            for (i, m) in messages.iter().enumerate() {
-                sqlx::query("INSERT INTO native_messages (session_id, seq, task_id, message, created_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(session_id)
-                    .bind(last + 1 + i as i64)
-                    .bind(task_id)
-                    .bind(m)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
             }
             tx.commit().await?;
         });

@@ -1,5 +1,7 @@
 mod errors;
 mod flow;
 mod lifecycle;
+mod native;
+mod native_guards;
 mod schemas;
 mod transport;

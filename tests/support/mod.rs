@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_llm;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -115,9 +117,28 @@ fn log_path(env: &Env) -> PathBuf {
 impl Server {
     /// `boocoder serve` over stdio, with extra args appended.
     pub async fn stdio(env: &Env, extra: &[&str]) -> Server {
+        Server::stdio_with(env, env.args(), extra).await
+    }
+
+    /// `boocoder serve` over stdio with the native provider on `llm_url` as the default agent
+    /// (no `--default-agent`) and `test-model` as the default model.
+    pub async fn native(env: &Env, llm_url: &str, extra: &[&str]) -> Server {
+        let mut args = env.args();
+        args.truncate(args.len() - 2); // drop `--default-agent script`
+        args.extend([
+            "--llm-base-url".into(),
+            llm_url.into(),
+            "--model".into(),
+            "test-model".into(),
+        ]);
+        Server::stdio_with(env, args, extra).await
+    }
+
+    /// `boocoder serve` over stdio with these global args.
+    pub async fn stdio_with(env: &Env, args: Vec<String>, extra: &[&str]) -> Server {
         let log = log_path(env);
         let mut child = Command::new(BIN)
-            .args(env.args())
+            .args(args)
             .arg("serve")
             .args(extra)
             .stdin(Stdio::piped())

@@ -212,7 +212,11 @@ pub async fn complete(
                     .unwrap_or_else(|| backoff(settings.retry_base, attempt))
                     .min(MAX_BACKOFF);
                 tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "model request failed; retrying");
-                emit(events, TurnEvent::Notice(format!("{e}; retrying in {} ms", wait.as_millis()))).await;
+                emit(
+                    events,
+                    TurnEvent::Notice(format!("{e}; retrying in {} ms", wait.as_millis())),
+                )
+                .await;
                 attempt += 1;
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(LlmError::Cancelled),
@@ -237,7 +241,8 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 }
 
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    base.saturating_mul(1u32 << attempt.min(16)).min(MAX_BACKOFF)
+    base.saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF)
 }
 
 /// Forward an event to the engine. A closed channel means the engine stopped listening (the
@@ -438,8 +443,14 @@ mod tests {
     fn sse_events_split_across_chunks_and_crlf() {
         let mut p = SseParser::default();
         assert!(p.push(b"data: {\"a\"").is_empty());
-        assert_eq!(p.push(b":1}\r\n\r\n: comment\n\ndata: x\ndata: y\n"), vec!["{\"a\":1}"]);
-        assert_eq!(p.push(b"\nevent: e\ndata:[DONE]\n\n"), vec!["x\ny", "[DONE]"]);
+        assert_eq!(
+            p.push(b":1}\r\n\r\n: comment\n\ndata: x\ndata: y\n"),
+            vec!["{\"a\":1}"]
+        );
+        assert_eq!(
+            p.push(b"\nevent: e\ndata:[DONE]\n\n"),
+            vec!["x\ny", "[DONE]"]
+        );
     }
 
     #[test]

@@ -240,8 +240,14 @@ async fn run_turn(
             });
         }
         let t0 = Instant::now();
-        let stop = run_calls(&turn, &done.tool_calls, &mut progress, &mut this_turn, &events)
-            .await;
+        let stop = run_calls(
+            &turn,
+            &done.tool_calls,
+            &mut progress,
+            &mut this_turn,
+            &events,
+        )
+        .await;
         save(shared, &turn, &this_turn[saved..]).await;
         saved = this_turn.len();
         tracing::debug!(
@@ -328,7 +334,9 @@ async fn run_calls(
         )
         .await;
         let result = match (&stop, parsed) {
-            (Some(_), _) => Err("error: not run: this exact call was just repeated; the turn is stopped".into()),
+            (Some(_), _) => {
+                Err("error: not run: this exact call was just repeated; the turn is stopped".into())
+            }
             (None, Err(e)) => Err(e),
             (None, Ok(input)) => {
                 let root = turn.cwd.clone();

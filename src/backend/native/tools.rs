@@ -20,27 +20,49 @@ const SEARCH_FILE_MAX: u64 = 2 << 20;
 
 /// The tool definitions sent with every request (OpenAI `tools` array).
 pub fn definitions() -> Value {
-    let tool = |name: &str, description: &str, params: Value| {
-        json!({"type": "function", "function": {"name": name, "description": description, "parameters": params}})
-    };
+    let tool = |name: &str, description: &str, params: Value| json!({"type": "function", "function": {"name": name, "description": description, "parameters": params}});
     let path = json!({"type": "string", "description": "Path relative to the worktree root"});
     json!([
-        tool("read_file", "Read a text file. Optionally a 1-based inclusive line range.", json!({
+        tool(
+            "read_file",
+            "Read a text file. Optionally a 1-based inclusive line range.",
+            json!({
             "type": "object", "required": ["path"],
-            "properties": {"path": path, "start_line": {"type": "integer", "minimum": 1}, "end_line": {"type": "integer", "minimum": 1}}})),
-        tool("list_dir", "List a directory (default: the worktree root). Directories end with '/'.", json!({
-            "type": "object", "properties": {"path": path}})),
-        tool("search", "Search file contents with a regular expression (Rust regex syntax), respecting .gitignore. Returns path:line: text.", json!({
+            "properties": {"path": path, "start_line": {"type": "integer", "minimum": 1}, "end_line": {"type": "integer", "minimum": 1}}})
+        ),
+        tool(
+            "list_dir",
+            "List a directory (default: the worktree root). Directories end with '/'.",
+            json!({
+            "type": "object", "properties": {"path": path}})
+        ),
+        tool(
+            "search",
+            "Search file contents with a regular expression (Rust regex syntax), respecting .gitignore. Returns path:line: text.",
+            json!({
             "type": "object", "required": ["pattern"],
-            "properties": {"pattern": {"type": "string"}, "path": {"type": "string", "description": "Directory or file to search in (default: the worktree root)"}}})),
-        tool("write_file", "Create or overwrite a file with the given content; parent directories are created.", json!({
+            "properties": {"pattern": {"type": "string"}, "path": {"type": "string", "description": "Directory or file to search in (default: the worktree root)"}}})
+        ),
+        tool(
+            "write_file",
+            "Create or overwrite a file with the given content; parent directories are created.",
+            json!({
             "type": "object", "required": ["path", "content"],
-            "properties": {"path": path, "content": {"type": "string"}}})),
-        tool("edit_file", "Replace one exact occurrence of old_string with new_string. old_string must occur exactly once; include surrounding lines to make it unique.", json!({
+            "properties": {"path": path, "content": {"type": "string"}}})
+        ),
+        tool(
+            "edit_file",
+            "Replace one exact occurrence of old_string with new_string. old_string must occur exactly once; include surrounding lines to make it unique.",
+            json!({
             "type": "object", "required": ["path", "old_string", "new_string"],
-            "properties": {"path": path, "old_string": {"type": "string"}, "new_string": {"type": "string"}}})),
-        tool("delete_file", "Delete a file.", json!({
-            "type": "object", "required": ["path"], "properties": {"path": path}})),
+            "properties": {"path": path, "old_string": {"type": "string"}, "new_string": {"type": "string"}}})
+        ),
+        tool(
+            "delete_file",
+            "Delete a file.",
+            json!({
+            "type": "object", "required": ["path"], "properties": {"path": path}})
+        ),
     ])
 }
 
@@ -138,7 +160,9 @@ pub fn run(root: &Path, input: &ToolInput) -> Result<String, String> {
         ToolInput::DeleteFile { path } => {
             let p = resolve(root, path)?;
             if p.is_dir() {
-                return Err(format!("error: {path} is a directory; delete files one by one"));
+                return Err(format!(
+                    "error: {path} is a directory; delete files one by one"
+                ));
             }
             std::fs::remove_file(&p).map_err(|e| io_err(path, e))?;
             Ok(format!("deleted {path}"))
@@ -270,7 +294,11 @@ fn search(root: &Path, pattern: &str, path: Option<&str>) -> Result<String, Stri
                     ));
                     break 'files;
                 }
-                hits.push(format!("{rel}:{}: {}", n + 1, cut(line.trim_end(), SEARCH_LINE)));
+                hits.push(format!(
+                    "{rel}:{}: {}",
+                    n + 1,
+                    cut(line.trim_end(), SEARCH_LINE)
+                ));
             }
         }
     }
@@ -327,10 +355,16 @@ mod tests {
         std::fs::write(root.join("a.txt"), "one\ntwo\nthree\n").expect("write");
         std::fs::write(dir.path().join("secret"), "s").expect("write");
         let run_ = |name: &str, args: Value| {
-            run(&root, &ToolInput::parse(name, &args.to_string()).expect("parse"))
+            run(
+                &root,
+                &ToolInput::parse(name, &args.to_string()).expect("parse"),
+            )
         };
         assert_eq!(
-            run_("read_file", json!({"path": "a.txt", "start_line": 2, "end_line": 2})),
+            run_(
+                "read_file",
+                json!({"path": "a.txt", "start_line": 2, "end_line": 2})
+            ),
             Ok("[a.txt: lines 2-2 of 3]\ntwo\n".into())
         );
         for bad in ["../secret", "/etc/passwd", ".git/config"] {
@@ -362,10 +396,7 @@ mod tests {
         std::fs::create_dir_all(root.join("target")).expect("mkdir");
         std::fs::write(root.join("target/x.txt"), "needle\n").expect("write");
         std::fs::write(root.join("src.txt"), "needle\n").expect("write");
-        assert_eq!(
-            search(root, "needle", None),
-            Ok("src.txt:1: needle".into())
-        );
+        assert_eq!(search(root, "needle", None), Ok("src.txt:1: needle".into()));
     }
 
     #[test]
