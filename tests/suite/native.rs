@@ -297,7 +297,10 @@ async fn follow_up_turn_sends_the_prior_conversation() {
     assert_eq!(m[4]["content"], "Wrote a.txt.");
     assert_eq!(m[5]["content"], "what does a.txt say?");
     let log = server.log();
-    assert!(!log.contains("could not store"), "nothing lost to a busy database:\n{log}");
+    assert!(
+        !log.contains("could not store"),
+        "nothing lost to a busy database:\n{log}"
+    );
     server.stop().await;
 }
 

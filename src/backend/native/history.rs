@@ -88,10 +88,11 @@ impl Message {
 /// Characters per token, for budgeting without a tokenizer.
 pub const CHARS_PER_TOKEN: usize = 4;
 
-/// Fit `messages` into `budget_tokens`. Index 0 (system) and everything from `keep_from` on
-/// (the current turn's prompt) are never removed. First the oldest tool results are replaced
-/// by a short note; if that is not enough, the oldest earlier turns are dropped whole (a turn
-/// starts at a user message) so no tool result is left without its call.
+/// Fit `messages` into `budget_tokens`. Index 0 (system) and the current turn (from
+/// `keep_from` on) are never removed. First the oldest tool results are replaced by a short
+/// note, in earlier turns and in this one, except the results of the latest round, which the
+/// model has not seen yet; if that is not enough, the oldest earlier turns are dropped whole
+/// (a turn starts at a user message) so no tool result is left without its call.
 pub fn trim(messages: &mut Vec<Message>, keep_from: usize, budget_tokens: usize) {
     let budget = budget_tokens.saturating_mul(CHARS_PER_TOKEN);
     let total = |m: &[Message]| m.iter().map(Message::weight).sum::<usize>();
@@ -100,7 +101,11 @@ pub fn trim(messages: &mut Vec<Message>, keep_from: usize, budget_tokens: usize)
         return;
     }
     let mut keep_from = keep_from.min(messages.len());
-    for m in messages.iter_mut().take(keep_from).skip(1) {
+    let latest = messages
+        .iter()
+        .rposition(|m| matches!(m, Message::Assistant { .. }))
+        .unwrap_or(0);
+    for m in messages.iter_mut().take(latest).skip(1) {
         if size <= budget {
             return;
         }
@@ -190,6 +195,38 @@ mod tests {
         let mut m = base;
         trim(&mut m, 7, 1);
         assert_eq!(m, vec![sys, user("now")]);
+    }
+
+    #[test]
+    fn long_turns_shed_their_own_old_results_but_not_the_latest() {
+        let big = "y".repeat(400);
+        let call = |id: &str| Message::Assistant {
+            content: None,
+            tool_calls: vec![WireCall::from(&ToolCall {
+                id: id.into(),
+                name: "read_file".into(),
+                arguments: "{}".into(),
+            })],
+        };
+        let sys = Message::System {
+            content: "sys".into(),
+        };
+        let mut m = vec![
+            sys,
+            user("now"),
+            call("1"),
+            tool(&big),
+            call("2"),
+            tool(&big),
+        ];
+        trim(&mut m, 1, 150);
+        assert_eq!(m[3], tool(DROPPED));
+        assert_eq!(
+            m[5],
+            tool(&big),
+            "the latest result is what the model asked for"
+        );
+        assert_eq!(m.len(), 6);
     }
 
     #[test]
