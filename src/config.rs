@@ -81,6 +81,8 @@ pub struct NativeLimits {
     pub max_tokens_total: Option<u64>,
     /// Estimated tokens of conversation sent per request.
     pub context_tokens: usize,
+    /// Longest wait for one MCP sampling answer (used when no endpoint is configured).
+    pub sampling_timeout: Duration,
 }
 
 impl Default for NativeLimits {
@@ -89,6 +91,7 @@ impl Default for NativeLimits {
             max_rounds: 50,
             max_tokens_total: None,
             context_tokens: 32_000,
+            sampling_timeout: Duration::from_secs(300),
         }
     }
 }

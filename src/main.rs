@@ -79,7 +79,8 @@ struct LlmFlags {
     /// Model the native provider uses when a task names none.
     #[arg(long, env = "BOOCODER_MODEL", global = true)]
     model: Option<String>,
-    /// Seconds of silence on a model response before the request fails.
+    /// Seconds of silence on a model response (or of waiting for an MCP sampling answer)
+    /// before the request fails.
     #[arg(
         long,
         env = "BOOCODER_LLM_TIMEOUT_SECS",
@@ -244,6 +245,7 @@ fn config(g: &Global) -> Result<Config> {
         max_rounds: l.max_rounds,
         max_tokens_total: l.max_tokens_total,
         context_tokens: l.context_tokens,
+        sampling_timeout: std::time::Duration::from_secs(l.llm_timeout_secs),
     };
     if let Some(url) = l
         .llm_base_url

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::backend::cli::{CliBackend, CliSpec, PromptMode};
 use crate::backend::native::client::LlmSettings;
-use crate::backend::native::{Limits, NativeBackend, NativeShared};
+use crate::backend::native::{Limits, NativeBackend, NativeShared, Samplers};
 use crate::backend::{Backend, SessionMemory};
 use crate::config::Config;
 
@@ -160,40 +160,51 @@ fn builtins() -> Vec<Provider> {
 /// Long-lived state backends share across turns; one per engine.
 #[derive(Default)]
 pub struct BackendShared {
-    /// The native loop's HTTP client and settings; `None` without an endpoint.
+    /// The native loop's state; `None` only when its HTTP client could not be built.
     pub native: Option<Arc<NativeShared>>,
-    /// Why `native` is `None` although an endpoint was configured.
+    /// Whether an endpoint is configured (else native runs only through MCP sampling).
+    pub native_endpoint: bool,
+    /// Why the native loop cannot run at all.
     pub native_error: Option<String>,
+    /// MCP samplers of queued tasks, for native turns without an endpoint.
+    pub samplers: Arc<Samplers>,
 }
 
 impl BackendShared {
     pub fn new(config: &Config, memory: Arc<dyn SessionMemory>) -> BackendShared {
-        let Some(llm) = &config.llm else {
-            return BackendShared::default();
-        };
-        let settings = LlmSettings {
-            base_url: llm.base_url.clone(),
-            api_key: llm.api_key.clone(),
-            default_model: llm.model.clone(),
-            max_output_tokens: llm.max_output_tokens,
-            retries: llm.retries,
-            retry_base: llm.retry_base,
-        };
+        let endpoint = config.llm.as_ref().map(|llm| {
+            let settings = LlmSettings {
+                base_url: llm.base_url.clone(),
+                api_key: llm.api_key.clone(),
+                default_model: llm.model.clone(),
+                max_output_tokens: llm.max_output_tokens,
+                retries: llm.retries,
+                retry_base: llm.retry_base,
+            };
+            (settings, llm.timeout)
+        });
         let limits = Limits {
             max_rounds: config.native.max_rounds,
             max_tokens_total: config.native.max_tokens_total,
             context_tokens: config.native.context_tokens,
+            sampling_timeout: config.native.sampling_timeout,
         };
-        match NativeShared::new(settings, limits, llm.timeout, memory) {
+        let samplers = Arc::new(Samplers::default());
+        let native_endpoint = endpoint.is_some();
+        match NativeShared::new(endpoint, limits, memory, samplers.clone()) {
             Ok(n) => BackendShared {
                 native: Some(Arc::new(n)),
+                native_endpoint,
                 native_error: None,
+                samplers,
             },
             Err(e) => {
                 tracing::error!(error = %e, "the native provider cannot start");
                 BackendShared {
                     native: None,
+                    native_endpoint,
                     native_error: Some(e.to_string()),
+                    samplers,
                 }
             }
         }
@@ -320,7 +331,18 @@ impl Registry {
         id: &str,
         shared: &BackendShared,
     ) -> Result<Arc<dyn Backend>, ProviderError> {
-        let p = self.resolve(id)?;
+        let p = match self.resolve(id) {
+            Ok(p) => p,
+            // Without an endpoint the native loop may still run through the MCP client's
+            // sampling; the backend decides per task.
+            Err(ProviderError::NotConfigured { .. }) if shared.native.is_some() => {
+                self.entries.get(id).ok_or_else(|| ProviderError::Unknown {
+                    id: id.into(),
+                    available: self.available(),
+                })?
+            }
+            Err(e) => return Err(e),
+        };
         match p.transport {
             Transport::Cli => Ok(Arc::new(CliBackend::new(CliSpec {
                 command: p.command.clone(),

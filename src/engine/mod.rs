@@ -149,8 +149,8 @@ impl Engine {
         let backends = crate::providers::BackendShared::new(&config, memory);
         let mut registry = Registry::load(&config.providers_file);
         registry.native_ready = match (&backends.native, &backends.native_error) {
-            (Some(_), _) => Ok(()),
-            (None, e) => Err(e.clone()),
+            (Some(_), _) if backends.native_endpoint => Ok(()),
+            (_, e) => Err(e.clone()),
         };
         let (updates, _) = broadcast::channel(1024);
         Engine {
@@ -204,8 +204,22 @@ impl Engine {
         if self.inner.shutdown.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
+        let sampler = req.sampler.clone();
         let row = requests::validate_new_task(self, req).await?;
-        let task = self.inner.store.insert_task(&row).await?;
+        // Registered before the row exists, so the dispatcher can never claim the task first.
+        if let Some(s) = sampler
+            && self.inner.config.llm.is_none()
+            && row.provider == "native"
+        {
+            self.inner.backends.samplers.insert(&row.id, s);
+        }
+        let task = match self.inner.store.insert_task(&row).await {
+            Ok(t) => t,
+            Err(e) => {
+                drop(self.inner.backends.samplers.take(&row.id));
+                return Err(e.into());
+            }
+        };
         tracing::info!(task_id = %task.id, session_id = %task.session_id, provider = %task.provider, "task queued");
         self.inner.publish(&task.id, TaskState::Pending, None);
         self.inner.wake.notify_one();

@@ -134,6 +134,8 @@ pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationTo
         }
     };
     record(inner, id, outcome, usage, &files).await;
+    // why: a turn that failed before its backend ran never took its sampler.
+    drop(inner.backends.samplers.take(id));
     inner.unregister(id);
 }
 

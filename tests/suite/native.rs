@@ -26,7 +26,7 @@ fn roles(req: &Value) -> Vec<String> {
         .collect()
 }
 
-pub async fn new_task(c: &Client, args: Value) -> String {
+pub async fn new_task(c: &rmcp::service::Peer<rmcp::RoleClient>, args: Value) -> String {
     let t = call(c, "new_task", args).await.expect("new_task");
     t["task_id"].as_str().expect("task_id").to_string()
 }
@@ -365,4 +365,44 @@ async fn models_are_listed_from_the_endpoint() {
         !format!("{settings:?}").contains("sk-test"),
         "the key never shows in Debug"
     );
+}
+
+#[tokio::test]
+async fn without_an_endpoint_the_loop_runs_through_mcp_sampling() {
+    use crate::support::sampling_client::{SamplingClient, answer};
+    let env = Env::new();
+    let client = SamplingClient::new(vec![
+        answer(
+            "Writing.",
+            &[("write_file", json!({"path": "a.txt", "content": "A\n"}))],
+        ),
+        answer("Wrote a.txt through sampling.", &[]),
+    ]);
+    let mut args = env.args();
+    args.truncate(args.len() - 2); // no --default-agent, no endpoint
+    let server = Server::stdio_client(&env, args, &[], client.clone()).await;
+    let c = &server.client;
+    let id = new_task(c, json!({"prompt": "make a.txt"})).await;
+    let s = wait_done(c, &id).await;
+    assert_eq!(s["state"], "completed", "{s:#}\n{}", server.log());
+    assert_eq!(s["agent"], "native");
+    assert_eq!(s["summary"], "Wrote a.txt through sampling.");
+    assert_eq!(files(&s), vec![("a.txt".to_string(), 1, 0)]);
+
+    let reqs = client.requests();
+    assert_eq!(reqs.len(), 2);
+    let system = reqs[0]["systemPrompt"].as_str().expect("system prompt");
+    assert!(system.contains("isolated git worktree"), "{system}");
+    assert!(reqs[0]["maxTokens"].as_u64().is_some());
+    assert_eq!(reqs[0]["tools"].as_array().expect("tools").len(), 6);
+    let m = &reqs[1]["messages"];
+    assert_eq!(m[0]["content"]["text"], "make a.txt");
+    assert_eq!(m[1]["content"][1]["type"], "tool_use");
+    assert_eq!(m[2]["content"][0]["type"], "tool_result");
+    assert_eq!(m[2]["content"][0]["toolUseId"], "tu_0");
+    assert_eq!(
+        m[2]["content"][0]["content"][0]["text"],
+        "wrote a.txt (2 bytes)"
+    );
+    server.stop().await;
 }

@@ -4,14 +4,15 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
+pub mod sampling_client;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::service::{Peer, RunningService};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -101,9 +102,9 @@ impl Env {
 pub type Client = RunningService<RoleClient, ()>;
 
 /// A running server and a connected client.
-pub struct Server {
+pub struct Server<H: ClientHandler = ()> {
     pub child: Child,
-    pub client: Client,
+    pub client: RunningService<RoleClient, H>,
     pub log: PathBuf,
 }
 
@@ -136,6 +137,18 @@ impl Server {
 
     /// `boocoder serve` over stdio with these global args.
     pub async fn stdio_with(env: &Env, args: Vec<String>, extra: &[&str]) -> Server {
+        Server::stdio_client(env, args, extra, ()).await
+    }
+}
+
+impl<H: ClientHandler> Server<H> {
+    /// `boocoder serve` over stdio, driven by the client `handler`.
+    pub async fn stdio_client(
+        env: &Env,
+        args: Vec<String>,
+        extra: &[&str],
+        handler: H,
+    ) -> Server<H> {
         let log = log_path(env);
         let mut child = Command::new(BIN)
             .args(args)
@@ -149,10 +162,15 @@ impl Server {
             .expect("spawn boocoder");
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take().expect("stdin");
-        let client = ().serve((stdout, stdin)).await.expect("MCP handshake over stdio");
+        let client = handler
+            .serve((stdout, stdin))
+            .await
+            .expect("MCP handshake over stdio");
         Server { child, client, log }
     }
+}
 
+impl Server {
     /// `boocoder serve --http 127.0.0.1:0`; returns the server and its URL.
     pub async fn http(env: &Env, extra: &[&str]) -> (Child, String, PathBuf) {
         let log = log_path(env);
@@ -189,7 +207,9 @@ impl Server {
         });
         (child, url, log)
     }
+}
 
+impl<H: ClientHandler> Server<H> {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -205,7 +225,7 @@ impl Server {
 }
 
 /// Call a tool; `Ok(structured)` on success, `Err(text)` when the tool reported an error.
-pub async fn call(client: &Client, tool: &str, args: Value) -> Result<Value, String> {
+pub async fn call(client: &Peer<RoleClient>, tool: &str, args: Value) -> Result<Value, String> {
     let params = CallToolRequestParams::new(tool.to_string())
         .with_arguments(args.as_object().cloned().expect("object args"));
     let r: CallToolResult = client
@@ -227,7 +247,7 @@ pub fn text_of(r: &CallToolResult) -> String {
 }
 
 /// Poll `check_task_status` with long-polls until the task is terminal.
-pub async fn wait_done(client: &Client, task_id: &str) -> Value {
+pub async fn wait_done(client: &Peer<RoleClient>, task_id: &str) -> Value {
     for _ in 0..30 {
         let s = call(
             client,
@@ -244,7 +264,7 @@ pub async fn wait_done(client: &Client, task_id: &str) -> Value {
 }
 
 /// Poll until the task is in `state`.
-pub async fn wait_state(client: &Client, task_id: &str, state: &str) -> Value {
+pub async fn wait_state(client: &Peer<RoleClient>, task_id: &str, state: &str) -> Value {
     for _ in 0..300 {
         let s = call(client, "check_task_status", json!({"task_id": task_id}))
             .await

@@ -5,13 +5,15 @@
 //!
 //! `client.rs` speaks HTTP/SSE, `tools.rs` owns the model's tools, `history.rs` the messages
 //! and their trimming. The session's conversation lives in [`SessionMemory`], so a follow-up
-//! turn continues where the last one ended.
+//! turn continues where the last one ended. Without an endpoint, the same loop can run
+//! through the calling MCP client's sampling ([`Sampler`], implemented by the MCP edge).
 
 pub mod client;
 pub mod history;
 pub mod tools;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -20,7 +22,7 @@ use super::{
     Backend, BackendError, BoxFuture, EventSink, SessionMemory, Turn, TurnEvent, TurnOutcome,
 };
 use crate::domain::Usage;
-use client::{LlmError, LlmSettings, emit};
+use client::{Completion, LlmError, LlmSettings, emit};
 use history::{Message, ToolCall, WireCall};
 use tools::ToolInput;
 
@@ -33,6 +35,68 @@ pub struct Limits {
     pub max_tokens_total: Option<u64>,
     /// Estimated tokens of conversation sent per request; older content is trimmed to fit.
     pub context_tokens: usize,
+    /// Longest wait for one sampling answer from the MCP client (it may never answer).
+    pub sampling_timeout: Duration,
+}
+
+/// `maxTokens` of a sampling request (required by MCP) when no limit is configured.
+const SAMPLING_MAX_TOKENS: u32 = 8192;
+
+/// One round asked of an MCP client's model instead of an HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct SampleRequest {
+    pub system: String,
+    /// The conversation without the system message.
+    pub messages: Vec<Message>,
+    /// The tool definitions in the OpenAI shape ([`tools::definitions`]).
+    pub tools: serde_json::Value,
+    pub max_tokens: u32,
+    /// The task's model, passed as a preference hint.
+    pub model_hint: Option<String>,
+}
+
+/// A model reached through the MCP client that submitted the task (`sampling/createMessage`).
+/// Implemented by the MCP edge so this module never sees the protocol crate.
+pub trait Sampler: Send + Sync {
+    fn sample<'a>(&'a self, req: SampleRequest) -> BoxFuture<'a, Result<Completion, String>>;
+}
+
+/// A cloneable, printable handle on a [`Sampler`].
+#[derive(Clone)]
+pub struct SamplerHandle(pub Arc<dyn Sampler>);
+
+impl std::fmt::Debug for SamplerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SamplerHandle")
+    }
+}
+
+/// Samplers of queued tasks, by task id: a task keeps the client that submitted it.
+#[derive(Default)]
+pub struct Samplers(Mutex<HashMap<String, SamplerHandle>>);
+
+impl Samplers {
+    pub fn insert(&self, task_id: &str, s: SamplerHandle) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(task_id.to_string(), s);
+    }
+
+    pub fn take(&self, task_id: &str) -> Option<SamplerHandle> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(task_id)
+    }
+}
+
+/// Where a turn's completions come from.
+enum Route<'a> {
+    Http(&'a Endpoint),
+    Sampling(SamplerHandle),
+}
+
+/// A configured OpenAI-compatible endpoint and the client that talks to it.
+pub struct Endpoint {
+    pub http: reqwest::Client,
+    pub settings: LlmSettings,
 }
 
 /// The same call this many times in a row is a loop, not progress.
@@ -40,33 +104,44 @@ pub const DOOM_REPEATS: usize = 3;
 /// Tool output kept in the transcript per call (the model gets up to [`tools::RESULT_CAP`]).
 const TRANSCRIPT_OUTPUT: usize = 2000;
 
-/// Engine-owned state shared by every native turn: one HTTP client (connection reuse), the
-/// endpoint settings and the session memory.
+/// Engine-owned state shared by every native turn: the endpoint (one HTTP client, for
+/// connection reuse) when configured, the samplers of queued tasks, and the session memory.
 pub struct NativeShared {
-    pub http: reqwest::Client,
-    pub settings: LlmSettings,
+    pub endpoint: Option<Endpoint>,
     pub limits: Limits,
     pub memory: Arc<dyn SessionMemory>,
+    pub samplers: Arc<Samplers>,
 }
 
 impl NativeShared {
+    /// `endpoint`: settings and the read timeout, or `None` to rely on MCP sampling.
     pub fn new(
-        settings: LlmSettings,
+        endpoint: Option<(LlmSettings, Duration)>,
         limits: Limits,
-        read_timeout: Duration,
         memory: Arc<dyn SessionMemory>,
+        samplers: Arc<Samplers>,
     ) -> Result<NativeShared, LlmError> {
+        let endpoint = match endpoint {
+            Some((settings, read_timeout)) => Some(Endpoint {
+                http: client::http_client(read_timeout)?,
+                settings,
+            }),
+            None => None,
+        };
         Ok(NativeShared {
-            http: client::http_client(read_timeout)?,
-            settings,
+            endpoint,
             limits,
             memory,
+            samplers,
         })
     }
 
     /// Model ids the endpoint serves, for the providers snapshot.
     pub async fn models(&self) -> Result<Vec<String>, LlmError> {
-        client::list_models(&self.http, &self.settings).await
+        match &self.endpoint {
+            Some(e) => client::list_models(&e.http, &e.settings).await,
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -175,15 +250,30 @@ async fn run_turn(
             "the native provider has no modes (got `{m}`)"
         )));
     }
-    let Some(model) = turn
-        .model
-        .clone()
-        .or_else(|| shared.settings.default_model.clone())
-    else {
+    let sampler = shared.samplers.take(&turn.task_id);
+    let route = match (&shared.endpoint, sampler) {
+        (Some(e), _) => Route::Http(e),
+        (None, Some(s)) => Route::Sampling(s),
+        (None, None) => {
+            return Err(BackendError::Unsupported(
+                "the native provider has no model endpoint (start boocoder with --llm-base-url) \
+                 and the client that submitted the task offers no MCP sampling"
+                    .into(),
+            ));
+        }
+    };
+    let model = match &route {
+        Route::Http(e) => turn
+            .model
+            .clone()
+            .or_else(|| e.settings.default_model.clone()),
+        Route::Sampling(_) => turn.model.clone(),
+    };
+    if model.is_none() && matches!(route, Route::Http(_)) {
         return Err(BackendError::Unsupported(
             "no model: pass `model` with the task or start boocoder with --model".into(),
         ));
-    };
+    }
     let prior: Vec<Message> = shared
         .memory
         .load(&turn.session_id)
@@ -214,13 +304,16 @@ async fn run_turn(
         let keep_from = messages.len();
         messages.extend(this_turn.iter().cloned());
         history::trim(&mut messages, keep_from, limits.context_tokens);
-        let body = client::request_body(&shared.settings, &model, &messages, &tool_defs);
-        let done = client::complete(&shared.http, &shared.settings, &body, &cancel, &events)
-            .await
-            .map_err(|e| match e {
-                LlmError::Cancelled => BackendError::Cancelled,
-                other => BackendError::Endpoint(other.to_string()),
-            })?;
+        let done = complete(
+            &route,
+            limits,
+            model.as_deref(),
+            messages,
+            &tool_defs,
+            &cancel,
+            &events,
+        )
+        .await?;
         if let Some(u) = done.usage {
             progress.usage.add(u);
             emit(&events, TurnEvent::Usage(u)).await;
@@ -276,6 +369,65 @@ async fn run_turn(
         limits.max_rounds
     );
     Err(stopped(&events, reason, &progress).await)
+}
+
+/// One round from whichever route serves this turn.
+async fn complete(
+    route: &Route<'_>,
+    limits: &Limits,
+    model: Option<&str>,
+    messages: Vec<Message>,
+    tool_defs: &serde_json::Value,
+    cancel: &CancellationToken,
+    events: &EventSink,
+) -> Result<Completion, BackendError> {
+    match route {
+        Route::Http(e) => {
+            let body =
+                client::request_body(&e.settings, model.unwrap_or_default(), &messages, tool_defs);
+            client::complete(&e.http, &e.settings, &body, cancel, events)
+                .await
+                .map_err(|e| match e {
+                    LlmError::Cancelled => BackendError::Cancelled,
+                    other => BackendError::Endpoint(other.to_string()),
+                })
+        }
+        Route::Sampling(s) => {
+            let mut messages = messages.into_iter();
+            let system = match messages.next() {
+                Some(Message::System { content }) => content,
+                _ => String::new(),
+            };
+            let req = SampleRequest {
+                system,
+                messages: messages.collect(),
+                tools: tool_defs.clone(),
+                max_tokens: SAMPLING_MAX_TOKENS,
+                model_hint: model.map(str::to_string),
+            };
+            let timeout = limits.sampling_timeout;
+            let done = tokio::select! {
+                _ = cancel.cancelled() => return Err(BackendError::Cancelled),
+                r = tokio::time::timeout(timeout, s.0.sample(req)) => r,
+            };
+            let done = match done {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    return Err(BackendError::Endpoint(format!("MCP sampling failed: {e}")));
+                }
+                Err(_) => {
+                    return Err(BackendError::Endpoint(format!(
+                        "MCP sampling: the client did not answer within {} s",
+                        timeout.as_secs()
+                    )));
+                }
+            };
+            if !done.text.is_empty() {
+                emit(events, TurnEvent::Text(done.text.clone())).await;
+            }
+            Ok(done)
+        }
+    }
 }
 
 async fn stopped(events: &EventSink, reason: String, progress: &Progress) -> BackendError {
