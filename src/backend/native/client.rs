@@ -522,6 +522,20 @@ mod tests {
     }
 
     #[test]
+    fn only_rate_limits_server_and_network_errors_are_retried() {
+        let status = |status| LlmError::Status {
+            status,
+            message: String::new(),
+        };
+        assert!(status(429).retryable());
+        assert!(status(503).retryable());
+        assert!(!status(400).retryable());
+        assert!(!status(401).retryable());
+        assert!(LlmError::Network("reset".into()).retryable());
+        assert!(!LlmError::Protocol("bad".into()).retryable());
+    }
+
+    #[test]
     fn backoff_doubles_and_caps() {
         let b = Duration::from_millis(100);
         assert_eq!(backoff(b, 0), Duration::from_millis(100));

@@ -10,10 +10,12 @@
 
 pub mod client;
 pub mod history;
+pub mod sampler;
 pub mod tools;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+pub use sampler::{SampleRequest, Sampler, SamplerHandle, Samplers};
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -37,54 +39,6 @@ pub struct Limits {
     pub context_tokens: usize,
     /// Longest wait for one sampling answer from the MCP client (it may never answer).
     pub sampling_timeout: Duration,
-}
-
-/// `maxTokens` of a sampling request (required by MCP) when no limit is configured.
-const SAMPLING_MAX_TOKENS: u32 = 8192;
-
-/// One round asked of an MCP client's model instead of an HTTP endpoint.
-#[derive(Debug, Clone)]
-pub struct SampleRequest {
-    pub system: String,
-    /// The conversation without the system message.
-    pub messages: Vec<Message>,
-    /// The tool definitions in the OpenAI shape ([`tools::definitions`]).
-    pub tools: serde_json::Value,
-    pub max_tokens: u32,
-    /// The task's model, passed as a preference hint.
-    pub model_hint: Option<String>,
-}
-
-/// A model reached through the MCP client that submitted the task (`sampling/createMessage`).
-/// Implemented by the MCP edge so this module never sees the protocol crate.
-pub trait Sampler: Send + Sync {
-    fn sample<'a>(&'a self, req: SampleRequest) -> BoxFuture<'a, Result<Completion, String>>;
-}
-
-/// A cloneable, printable handle on a [`Sampler`].
-#[derive(Clone)]
-pub struct SamplerHandle(pub Arc<dyn Sampler>);
-
-impl std::fmt::Debug for SamplerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SamplerHandle")
-    }
-}
-
-/// Samplers of queued tasks, by task id: a task keeps the client that submitted it.
-#[derive(Default)]
-pub struct Samplers(Mutex<HashMap<String, SamplerHandle>>);
-
-impl Samplers {
-    pub fn insert(&self, task_id: &str, s: SamplerHandle) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(task_id.to_string(), s);
-    }
-
-    pub fn take(&self, task_id: &str) -> Option<SamplerHandle> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.remove(task_id)
-    }
 }
 
 /// Where a turn's completions come from.
@@ -393,39 +347,7 @@ async fn complete(
                 })
         }
         Route::Sampling(s) => {
-            let mut messages = messages.into_iter();
-            let system = match messages.next() {
-                Some(Message::System { content }) => content,
-                _ => String::new(),
-            };
-            let req = SampleRequest {
-                system,
-                messages: messages.collect(),
-                tools: tool_defs.clone(),
-                max_tokens: SAMPLING_MAX_TOKENS,
-                model_hint: model.map(str::to_string),
-            };
-            let timeout = limits.sampling_timeout;
-            let done = tokio::select! {
-                _ = cancel.cancelled() => return Err(BackendError::Cancelled),
-                r = tokio::time::timeout(timeout, s.0.sample(req)) => r,
-            };
-            let done = match done {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    return Err(BackendError::Endpoint(format!("MCP sampling failed: {e}")));
-                }
-                Err(_) => {
-                    return Err(BackendError::Endpoint(format!(
-                        "MCP sampling: the client did not answer within {} s",
-                        timeout.as_secs()
-                    )));
-                }
-            };
-            if !done.text.is_empty() {
-                emit(events, TurnEvent::Text(done.text.clone())).await;
-            }
-            Ok(done)
+            sampler::round(s, limits, model, messages, tool_defs, cancel, events).await
         }
     }
 }
