@@ -406,3 +406,40 @@ async fn without_an_endpoint_the_loop_runs_through_mcp_sampling() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn follow_up_drops_old_tool_results_to_fit_the_context_budget() {
+    let env = Env::new();
+    std::fs::write(env.repo.join("big.txt"), "b".repeat(8000)).expect("write");
+    git(&env.repo, &["add", "-A"]);
+    git(&env.repo, &["commit", "-q", "-m", "big"]);
+    let llm = FakeLlm::start(
+        vec![
+            tools("", &[("read_file", json!({"path": "big.txt"}))], 10, 1),
+            text("It is all b.", 10, 1),
+            text("Still all b.", 10, 1),
+        ],
+        None,
+    )
+    .await;
+    let server = Server::native(&env, &llm.url, &["--context-tokens", "1000"]).await;
+    let c = &server.client;
+    let id1 = new_task(c, json!({"prompt": "read big.txt"})).await;
+    assert_eq!(wait_done(c, &id1).await["state"], "completed");
+    let id2 = new_task(c, json!({"prompt": "and now?", "continue_task_id": id1})).await;
+    assert_eq!(wait_done(c, &id2).await["state"], "completed");
+
+    let reqs = llm.requests();
+    // Within turn one the fresh result is sent whole, even over budget: the model asked for it.
+    assert_eq!(tool_results(&reqs[1]), ["b".repeat(8000)]);
+    // The follow-up keeps the earlier turn's shape but drops its bulky result.
+    assert_eq!(
+        roles(&reqs[2]),
+        ["system", "user", "assistant", "tool", "assistant", "user"]
+    );
+    assert_eq!(
+        tool_results(&reqs[2]),
+        ["[earlier tool result dropped to fit the context budget]"]
+    );
+    server.stop().await;
+}

@@ -121,13 +121,25 @@ async fn rate_limit_is_retried_then_succeeds() {
         None,
     )
     .await;
-    let server = Server::native(&env, &llm.url, &["--llm-retry-ms", "10"]).await;
+    let server = Server::native(
+        &env,
+        &llm.url,
+        &["--llm-retry-ms", "10", "--llm-api-key", "sk-very-secret"],
+    )
+    .await;
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "hi"})).await;
     let s = wait_done(c, &id).await;
     assert_eq!(s["state"], "completed", "{s:#}");
     assert_eq!(s["summary"], "ok");
     assert_eq!(llm.requests().len(), 3);
+    assert_eq!(
+        llm.auth_headers(),
+        vec![Some("Bearer sk-very-secret".to_string()); 3]
+    );
+    let log = server.log();
+    assert!(log.contains("retrying"), "{log}");
+    assert!(!log.contains("sk-very-secret"), "the key is never logged");
     server.stop().await;
 }
 

@@ -85,6 +85,8 @@ struct Inner {
     /// Served when the script is empty (for "forever" scenarios).
     fallback: Option<Reply>,
     requests: Vec<Value>,
+    /// The `Authorization` header of each request, if any.
+    auth: Vec<Option<String>>,
     /// (arrival, reply written) per request.
     times: Vec<(Instant, Instant)>,
 }
@@ -123,6 +125,10 @@ impl FakeLlm {
         self.inner.lock().expect("lock").requests.clone()
     }
 
+    pub fn auth_headers(&self) -> Vec<Option<String>> {
+        self.inner.lock().expect("lock").auth.clone()
+    }
+
     /// Our time between rounds: from the end of one reply to the arrival of the next request.
     pub fn gaps(&self) -> Vec<Duration> {
         let t = self.inner.lock().expect("lock").times.clone();
@@ -151,10 +157,20 @@ async fn models() -> impl IntoResponse {
     )
 }
 
-async fn chat(State(inner): State<Arc<Mutex<Inner>>>, body: String) -> Response {
+async fn chat(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
     let arrived = Instant::now();
     let reply = {
         let mut g = inner.lock().expect("lock");
+        g.auth.push(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        );
         g.requests
             .push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
         let r = g.script.pop_front().or_else(|| g.fallback.clone());
