@@ -204,44 +204,8 @@ async fn run_turn(
             "the native provider has no modes (got `{m}`)"
         )));
     }
-    let sampler = shared.samplers.take(&turn.task_id);
-    let route = match (&shared.endpoint, sampler) {
-        (Some(e), _) => Route::Http(e),
-        (None, Some(s)) => Route::Sampling(s),
-        (None, None) => {
-            return Err(BackendError::Unsupported(
-                "the native provider has no model endpoint (start boocoder with --llm-base-url) \
-                 and the client that submitted the task offers no MCP sampling"
-                    .into(),
-            ));
-        }
-    };
-    let model = match &route {
-        Route::Http(e) => turn
-            .model
-            .clone()
-            .or_else(|| e.settings.default_model.clone()),
-        Route::Sampling(_) => turn.model.clone(),
-    };
-    if model.is_none() && matches!(route, Route::Http(_)) {
-        return Err(BackendError::Unsupported(
-            "no model: pass `model` with the task or start boocoder with --model".into(),
-        ));
-    }
-    let prior: Vec<Message> = shared
-        .memory
-        .load(&turn.session_id)
-        .await
-        .map_err(|e| BackendError::Unsupported(format!("could not load the conversation: {e}")))?
-        .into_iter()
-        .filter_map(|v| match serde_json::from_value(v) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping an unreadable stored message");
-                None
-            }
-        })
-        .collect();
+    let (route, model) = pick_route(shared, &turn)?;
+    let prior = load_prior(shared, &turn.session_id).await?;
     let system = system_prompt(&turn);
     let tool_defs = tools::definitions();
     let mut this_turn = vec![Message::User {
@@ -305,16 +269,7 @@ async fn run_turn(
         if cancel.is_cancelled() {
             return Err(BackendError::Cancelled);
         }
-        if let Some(reason) = stop {
-            return Err(stopped(&events, reason, &progress).await);
-        }
-        let spent = progress.usage.input_tokens + progress.usage.output_tokens;
-        if let Some(budget) = limits.max_tokens_total
-            && spent >= budget
-        {
-            let reason = format!(
-                "stopped: the token budget is spent ({spent} of {budget} tokens; raise --max-tokens-total)"
-            );
+        if let Some(reason) = stop.or_else(|| over_budget(limits, &progress)) {
             return Err(stopped(&events, reason, &progress).await);
         }
     }
@@ -323,6 +278,63 @@ async fn run_turn(
         limits.max_rounds
     );
     Err(stopped(&events, reason, &progress).await)
+}
+
+/// The endpoint when configured, else the submitting client's sampling; and the model.
+fn pick_route<'a>(
+    shared: &'a NativeShared,
+    turn: &Turn,
+) -> Result<(Route<'a>, Option<String>), BackendError> {
+    match (&shared.endpoint, shared.samplers.take(&turn.task_id)) {
+        (Some(e), _) => {
+            let model = turn
+                .model
+                .clone()
+                .or_else(|| e.settings.default_model.clone());
+            if model.is_none() {
+                return Err(BackendError::Unsupported(
+                    "no model: pass `model` with the task or start boocoder with --model".into(),
+                ));
+            }
+            Ok((Route::Http(e), model))
+        }
+        // The client picks its model; the task's is only a hint.
+        (None, Some(s)) => Ok((Route::Sampling(s), turn.model.clone())),
+        (None, None) => Err(BackendError::Unsupported(
+            "the native provider has no model endpoint (start boocoder with --llm-base-url) \
+             and the client that submitted the task offers no MCP sampling"
+                .into(),
+        )),
+    }
+}
+
+/// The session's earlier conversation; an unreadable row is skipped rather than failing.
+async fn load_prior(shared: &NativeShared, session_id: &str) -> Result<Vec<Message>, BackendError> {
+    let items =
+        shared.memory.load(session_id).await.map_err(|e| {
+            BackendError::Unsupported(format!("could not load the conversation: {e}"))
+        })?;
+    Ok(items
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value(v) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable stored message");
+                None
+            }
+        })
+        .collect())
+}
+
+/// The stop reason once the task has spent its token budget.
+fn over_budget(limits: &Limits, progress: &Progress) -> Option<String> {
+    let spent = progress.usage.input_tokens + progress.usage.output_tokens;
+    let budget = limits.max_tokens_total?;
+    (spent >= budget).then(|| {
+        format!(
+            "stopped: the token budget is spent ({spent} of {budget} tokens; raise --max-tokens-total)"
+        )
+    })
 }
 
 /// One round from whichever route serves this turn.
