@@ -184,6 +184,13 @@ async fn native_task_reads_edits_creates_and_deletes() {
         s["usage"]["output_tokens"],
         reqs.len()
     );
+    let sizes: Vec<usize> = reqs.iter().map(|r| r.to_string().len()).collect();
+    eprintln!(
+        "FIGURE request bodies of that task: {:?} bytes, ~{} prompt tokens in all at 4 bytes/token (tool definitions {} bytes per request)",
+        sizes,
+        sizes.iter().sum::<usize>() / 4,
+        reqs[0]["tools"].to_string().len()
+    );
     server.stop().await;
 }
 
