@@ -240,7 +240,9 @@ async fn run_turn(
             progress.last_text = done.text.clone();
         }
         this_turn.push(Message::Assistant {
-            content: (!done.text.is_empty()).then(|| done.text.clone()),
+            // `null` only beside tool calls; a bare answer keeps its (maybe empty) text.
+            content: (!done.text.is_empty() || done.tool_calls.is_empty())
+                .then(|| done.text.clone()),
             tool_calls: done.tool_calls.iter().map(WireCall::from).collect(),
         });
         if done.tool_calls.is_empty() {
