@@ -29,6 +29,79 @@ pub struct Config {
     pub listen: bool,
     /// Safety-net poll of the queue; wake-ups normally come from an in-process notify.
     pub poll_interval: Duration,
+    /// The OpenAI-compatible endpoint of the `native` provider; `None` when not configured.
+    pub llm: Option<LlmConfig>,
+    /// Limits of native turns (they apply whichever endpoint serves them).
+    pub native: NativeLimits,
+}
+
+/// Where the native loop sends its requests. The API key is secret: `Debug` redacts it.
+#[derive(Clone)]
+pub struct LlmConfig {
+    /// Up to and including the API version, e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    pub api_key: Option<String>,
+    /// Model used when a task names none.
+    pub model: Option<String>,
+    /// Longest silence on a response stream before the request fails.
+    pub timeout: Duration,
+    /// `max_tokens` per request; `None` leaves it to the server.
+    pub max_output_tokens: Option<u32>,
+    /// Retries of a request after 429, 5xx or a network failure.
+    pub retries: u32,
+    /// First retry delay; doubled per attempt.
+    pub retry_base: Duration,
+}
+
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+impl LlmConfig {
+    pub fn new(base_url: String) -> LlmConfig {
+        LlmConfig {
+            base_url,
+            api_key: None,
+            model: None,
+            timeout: Duration::from_secs(300),
+            max_output_tokens: None,
+            retries: 4,
+            retry_base: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Guards of the native loop.
+#[derive(Debug, Clone)]
+pub struct NativeLimits {
+    /// Model rounds per turn before the task fails.
+    pub max_rounds: u32,
+    /// Tokens (prompt + completion) one task may spend; `None` for no limit.
+    pub max_tokens_total: Option<u64>,
+    /// Estimated tokens of conversation sent per request.
+    pub context_tokens: usize,
+    /// Longest wait for one MCP sampling answer (used when no endpoint is configured).
+    pub sampling_timeout: Duration,
+}
+
+impl Default for NativeLimits {
+    fn default() -> NativeLimits {
+        NativeLimits {
+            max_rounds: 50,
+            max_tokens_total: None,
+            context_tokens: 32_000,
+            sampling_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Config {
@@ -47,6 +120,8 @@ impl Config {
             lease: Duration::from_secs(30),
             listen: true,
             poll_interval: Duration::from_secs(2),
+            llm: None,
+            native: NativeLimits::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use boocoder::config::{Config, default_data_dir};
+use boocoder::config::{Config, LlmConfig, default_data_dir};
 use boocoder::engine::Engine;
 use boocoder::mcp::{self, Profile};
 
@@ -56,7 +56,7 @@ struct Global {
         global = true
     )]
     max_concurrent: usize,
-    /// Provider used when a task names no agent.
+    /// Provider used when a task names no agent [default: native when --llm-base-url is set].
     #[arg(long, env = "BOOCODER_DEFAULT_AGENT", global = true)]
     default_agent: Option<String>,
     /// `postgres://…` to share one task queue between several boocoder nodes [default: the
@@ -80,6 +80,65 @@ struct Global {
     /// Seconds between safety-net polls of the queue.
     #[arg(long, default_value_t = 2.0, global = true, hide = true)]
     poll_secs: f64,
+    #[command(flatten)]
+    llm: LlmFlags,
+}
+
+/// The native provider's endpoint and limits.
+#[derive(clap::Args)]
+struct LlmFlags {
+    /// OpenAI-compatible endpoint for the native provider, up to the API version
+    /// (e.g. http://127.0.0.1:8080/v1 for llama-server, https://api.openai.com/v1).
+    #[arg(long, env = "BOOCODER_LLM_BASE_URL", global = true)]
+    llm_base_url: Option<String>,
+    /// API key sent as a bearer token to the endpoint.
+    #[arg(
+        long,
+        env = "BOOCODER_LLM_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    llm_api_key: Option<String>,
+    /// Model the native provider uses when a task names none.
+    #[arg(long, env = "BOOCODER_MODEL", global = true)]
+    model: Option<String>,
+    /// Seconds of silence on a model response (or of waiting for an MCP sampling answer)
+    /// before the request fails.
+    #[arg(
+        long,
+        env = "BOOCODER_LLM_TIMEOUT_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    llm_timeout_secs: u64,
+    /// `max_tokens` of each model request [default: the server's].
+    #[arg(long, env = "BOOCODER_LLM_MAX_OUTPUT_TOKENS", global = true)]
+    llm_max_output_tokens: Option<u32>,
+    /// Retries of a model request after 429, 5xx or a network error.
+    #[arg(long, env = "BOOCODER_LLM_RETRIES", default_value_t = 4, global = true)]
+    llm_retries: u32,
+    /// First retry delay in milliseconds; doubled per attempt.
+    #[arg(
+        long,
+        env = "BOOCODER_LLM_RETRY_MS",
+        default_value_t = 500,
+        global = true
+    )]
+    llm_retry_ms: u64,
+    /// Model rounds per native turn before the task fails.
+    #[arg(long, env = "BOOCODER_MAX_ROUNDS", default_value_t = 50, global = true)]
+    max_rounds: u32,
+    /// Tokens (prompt + completion) one native task may spend before it is stopped.
+    #[arg(long, env = "BOOCODER_MAX_TOKENS_TOTAL", global = true)]
+    max_tokens_total: Option<u64>,
+    /// Estimated tokens of conversation sent per request; older tool results are dropped first.
+    #[arg(
+        long,
+        env = "BOOCODER_CONTEXT_TOKENS",
+        default_value_t = 32_000,
+        global = true
+    )]
+    context_tokens: usize,
 }
 
 #[derive(Subcommand)]
@@ -328,6 +387,37 @@ fn config(g: &Global) -> Result<Config> {
         bail!("--poll-secs must be between 0 and 3600");
     }
     config.poll_interval = std::time::Duration::from_secs_f64(g.poll_secs);
+    let l = &g.llm;
+    if l.max_rounds == 0 {
+        bail!("--max-rounds must be at least 1");
+    }
+    if l.llm_timeout_secs == 0 {
+        bail!("--llm-timeout-secs must be at least 1");
+    }
+    config.native = boocoder::config::NativeLimits {
+        max_rounds: l.max_rounds,
+        max_tokens_total: l.max_tokens_total,
+        context_tokens: l.context_tokens,
+        sampling_timeout: std::time::Duration::from_secs(l.llm_timeout_secs),
+    };
+    if let Some(url) = l
+        .llm_base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--llm-base-url must start with http:// or https:// (got `{url}`)");
+        }
+        let mut llm = LlmConfig::new(url.to_string());
+        llm.api_key = l.llm_api_key.clone().filter(|k| !k.is_empty());
+        llm.model = l.model.clone().filter(|m| !m.is_empty());
+        llm.timeout = std::time::Duration::from_secs(l.llm_timeout_secs);
+        llm.max_output_tokens = l.llm_max_output_tokens;
+        llm.retries = l.llm_retries;
+        llm.retry_base = std::time::Duration::from_millis(l.llm_retry_ms);
+        config.llm = Some(llm);
+    }
     Ok(config)
 }
 

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backend::Backend;
 use crate::backend::cli::{CliBackend, CliSpec, PromptMode};
+use crate::backend::native::client::LlmSettings;
+use crate::backend::native::{Limits, NativeBackend, NativeShared, Samplers};
+use crate::backend::{Backend, SessionMemory};
+use crate::config::Config;
 
 /// How boocoder talks to a provider.
 #[derive(
@@ -27,8 +30,8 @@ impl Transport {
     /// Whether this build can run providers of this transport.
     pub fn runnable(self) -> bool {
         match self {
-            Transport::Cli => true,
-            Transport::Native | Transport::Acp => false,
+            Transport::Cli | Transport::Native => true,
+            Transport::Acp => false,
         }
     }
 
@@ -90,12 +93,22 @@ pub enum ProviderError {
         program: String,
         available: Vec<String>,
     },
+    #[error("provider `{id}` has no model endpoint configured: start boocoder with --llm-base-url URL (or set BOOCODER_LLM_BASE_URL), e.g. http://127.0.0.1:8080/v1 for llama-server or https://api.openai.com/v1 with --llm-api-key{}; available: {}", endpoint_detail(.detail), list(.available))]
+    NotConfigured {
+        id: String,
+        detail: Option<String>,
+        available: Vec<String>,
+    },
     #[error("provider `{id}` uses the {transport} transport, which this build cannot run yet; available: {}", list(.available))]
     Unsupported {
         id: String,
         transport: &'static str,
         available: Vec<String>,
     },
+}
+
+fn endpoint_detail(d: &Option<String>) -> String {
+    d.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
 }
 
 fn list(items: &[String]) -> String {
@@ -122,6 +135,18 @@ fn builtins() -> Vec<Provider> {
         builtin: true,
     };
     vec![
+        Provider {
+            id: "native".into(),
+            label: "Native loop (OpenAI-compatible endpoint)".into(),
+            transport: Transport::Native,
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            prompt: PromptMode::Stdin,
+            model_args: Vec::new(),
+            enabled: true,
+            timeout: DEFAULT_TIMEOUT,
+            builtin: true,
+        },
         cli(
             "claude",
             "Claude Code (claude -p)",
@@ -134,7 +159,57 @@ fn builtins() -> Vec<Provider> {
 
 /// Long-lived state backends share across turns; one per engine.
 #[derive(Default)]
-pub struct BackendShared {}
+pub struct BackendShared {
+    /// The native loop's state; `None` only when its HTTP client could not be built.
+    pub native: Option<Arc<NativeShared>>,
+    /// Whether an endpoint is configured (else native runs only through MCP sampling).
+    pub native_endpoint: bool,
+    /// Why the native loop cannot run at all.
+    pub native_error: Option<String>,
+    /// MCP samplers of queued tasks, for native turns without an endpoint.
+    pub samplers: Arc<Samplers>,
+}
+
+impl BackendShared {
+    pub fn new(config: &Config, memory: Arc<dyn SessionMemory>) -> BackendShared {
+        let endpoint = config.llm.as_ref().map(|llm| {
+            let settings = LlmSettings {
+                base_url: llm.base_url.clone(),
+                api_key: llm.api_key.clone(),
+                default_model: llm.model.clone(),
+                max_output_tokens: llm.max_output_tokens,
+                retries: llm.retries,
+                retry_base: llm.retry_base,
+            };
+            (settings, llm.timeout)
+        });
+        let limits = Limits {
+            max_rounds: config.native.max_rounds,
+            max_tokens_total: config.native.max_tokens_total,
+            context_tokens: config.native.context_tokens,
+            sampling_timeout: config.native.sampling_timeout,
+        };
+        let samplers = Arc::new(Samplers::default());
+        let native_endpoint = endpoint.is_some();
+        match NativeShared::new(endpoint, limits, memory, samplers.clone()) {
+            Ok(n) => BackendShared {
+                native: Some(Arc::new(n)),
+                native_endpoint,
+                native_error: None,
+                samplers,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "the native provider cannot start");
+                BackendShared {
+                    native: None,
+                    native_endpoint,
+                    native_error: Some(e.to_string()),
+                    samplers,
+                }
+            }
+        }
+    }
+}
 
 /// Built-ins ∪ the providers file.
 #[derive(Debug, Clone)]
@@ -143,6 +218,8 @@ pub struct Registry {
     /// Problems found while loading the providers file; shown to people and clients.
     pub diagnostics: Vec<String>,
     pub path: PathBuf,
+    /// Whether the native provider has an endpoint (set by the engine from its config).
+    pub native_ready: Result<(), Option<String>>,
 }
 
 impl Registry {
@@ -152,6 +229,7 @@ impl Registry {
             entries: builtins().into_iter().map(|p| (p.id.clone(), p)).collect(),
             diagnostics: Vec::new(),
             path: path.to_path_buf(),
+            native_ready: Err(None),
         };
         match std::fs::read_to_string(path) {
             Ok(text) => match serde_json::from_str::<ProvidersFile>(&text) {
@@ -196,7 +274,7 @@ impl Registry {
     pub fn available(&self) -> Vec<String> {
         self.entries
             .values()
-            .filter(|p| p.enabled && p.transport.runnable() && installed(p).is_ok())
+            .filter(|p| p.enabled && p.transport.runnable() && self.installed(p).is_ok())
             .map(|p| p.id.clone())
             .collect()
     }
@@ -222,14 +300,28 @@ impl Registry {
                 available: self.available(),
             });
         }
-        if let Err(program) = installed(p) {
-            return Err(ProviderError::NotInstalled {
+        match self.installed(p) {
+            Ok(()) => Ok(p),
+            Err(Missing::Program(program)) => Err(ProviderError::NotInstalled {
                 id: id.into(),
                 program,
                 available: self.available(),
-            });
+            }),
+            Err(Missing::Endpoint(detail)) => Err(ProviderError::NotConfigured {
+                id: id.into(),
+                detail,
+                available: self.available(),
+            }),
         }
-        Ok(p)
+    }
+
+    /// Whether the provider can be started: its program on PATH, or for the native loop an
+    /// endpoint.
+    fn installed(&self, p: &Provider) -> Result<(), Missing> {
+        match p.transport {
+            Transport::Native => self.native_ready.clone().map_err(Missing::Endpoint),
+            Transport::Acp | Transport::Cli => installed(p).map_err(Missing::Program),
+        }
     }
 
     /// A backend for a resolved provider. `shared` carries what outlives one turn (warm agent
@@ -237,9 +329,20 @@ impl Registry {
     pub fn backend(
         &self,
         id: &str,
-        _shared: &BackendShared,
+        shared: &BackendShared,
     ) -> Result<Arc<dyn Backend>, ProviderError> {
-        let p = self.resolve(id)?;
+        let p = match self.resolve(id) {
+            Ok(p) => p,
+            // Without an endpoint the native loop may still run through the MCP client's
+            // sampling; the backend decides per task.
+            Err(ProviderError::NotConfigured { .. }) if shared.native.is_some() => {
+                self.entries.get(id).ok_or_else(|| ProviderError::Unknown {
+                    id: id.into(),
+                    available: self.available(),
+                })?
+            }
+            Err(e) => return Err(e),
+        };
         match p.transport {
             Transport::Cli => Ok(Arc::new(CliBackend::new(CliSpec {
                 command: p.command.clone(),
@@ -248,13 +351,27 @@ impl Registry {
                 env: p.env.clone(),
                 timeout: p.timeout,
             }))),
-            Transport::Native | Transport::Acp => Err(ProviderError::Unsupported {
+            Transport::Native => match &shared.native {
+                Some(n) => Ok(Arc::new(NativeBackend::new(n.clone()))),
+                None => Err(ProviderError::NotConfigured {
+                    id: id.into(),
+                    detail: shared.native_error.clone(),
+                    available: self.available(),
+                }),
+            },
+            Transport::Acp => Err(ProviderError::Unsupported {
                 id: id.into(),
                 transport: p.transport.as_str(),
                 available: self.available(),
             }),
         }
     }
+}
+
+/// Why a provider cannot start.
+enum Missing {
+    Program(String),
+    Endpoint(Option<String>),
 }
 
 /// Merge one file entry over its base (a built-in of the same id, or nothing).

@@ -3,6 +3,7 @@
 //! [`TurnOutcome`]; the engine owns persistence, worktrees and notifications.
 
 pub mod cli;
+pub mod native;
 pub mod process;
 
 use std::future::Future;
@@ -137,6 +138,13 @@ pub enum BackendError {
     Cancelled,
     #[error("{0}")]
     Unsupported(String),
+    /// The model endpoint failed for good (after retries); the message quotes the server.
+    #[error("{0}")]
+    Endpoint(String),
+    /// The backend stopped the turn on purpose (a guard tripped): `reason` becomes the task
+    /// error and `partial` what was achieved so far, so the caller gets a summary anyway.
+    #[error("{reason}")]
+    Stopped { reason: String, partial: String },
     #[error("agent I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -147,6 +155,23 @@ fn stderr_suffix(tail: &str) -> String {
     } else {
         format!("; last stderr lines:\n{tail}")
     }
+}
+
+/// What a backend may remember about a session between its turns (the native loop keeps its
+/// conversation here). The engine implements it over the store, so backends never see SQL.
+pub trait SessionMemory: Send + Sync {
+    /// Items recorded for the session so far, oldest first.
+    fn load<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, String>>;
+    /// Append items produced by `task_id`.
+    fn append<'a>(
+        &'a self,
+        session_id: &'a str,
+        task_id: &'a str,
+        items: Vec<serde_json::Value>,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -62,6 +62,44 @@ fn describe_conflict(r: &ConflictReport) -> String {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// Backends' per-session memory, kept in the store (the native loop's conversation).
+struct StoreMemory(Store);
+
+impl crate::backend::SessionMemory for StoreMemory {
+    fn load<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> crate::backend::BoxFuture<'a, std::result::Result<Vec<serde_json::Value>, String>> {
+        Box::pin(async move {
+            let rows = self
+                .0
+                .native_messages(session_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            rows.iter()
+                .map(|r| {
+                    serde_json::from_str(r).map_err(|e| format!("corrupt stored message: {e}"))
+                })
+                .collect()
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        session_id: &'a str,
+        task_id: &'a str,
+        items: Vec<serde_json::Value>,
+    ) -> crate::backend::BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async move {
+            let rows: Vec<String> = items.iter().map(|v| v.to_string()).collect();
+            self.0
+                .append_native_messages(session_id, task_id, &rows)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// A state change or progress line of one task, broadcast to waiters.
 #[derive(Debug, Clone)]
 pub struct TaskUpdate {
@@ -130,13 +168,19 @@ impl Engine {
     }
 
     fn with_store(config: Config, store: Store) -> Engine {
-        let registry = Registry::load(&config.providers_file);
+        let memory = Arc::new(StoreMemory(store.clone()));
+        let backends = crate::providers::BackendShared::new(&config, memory);
+        let mut registry = Registry::load(&config.providers_file);
+        registry.native_ready = match (&backends.native, &backends.native_error) {
+            (Some(_), _) if backends.native_endpoint => Ok(()),
+            (_, e) => Err(e.clone()),
+        };
         let (updates, _) = broadcast::channel(1024);
         Engine {
             inner: Arc::new(Inner {
                 store,
                 registry: RwLock::new(Arc::new(registry)),
-                backends: Default::default(),
+                backends,
                 config,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
@@ -184,8 +228,22 @@ impl Engine {
         if self.inner.shutdown.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
+        let sampler = req.sampler.clone();
         let row = requests::validate_new_task(self, req).await?;
-        let task = self.inner.store.insert_task(&row).await?;
+        // Registered before the row exists, so the dispatcher can never claim the task first.
+        if let Some(s) = sampler
+            && self.inner.config.llm.is_none()
+            && row.provider == "native"
+        {
+            self.inner.backends.samplers.insert(&row.id, s);
+        }
+        let task = match self.inner.store.insert_task(&row).await {
+            Ok(t) => t,
+            Err(e) => {
+                drop(self.inner.backends.samplers.take(&row.id));
+                return Err(e.into());
+            }
+        };
         tracing::info!(task_id = %task.id, session_id = %task.session_id, provider = %task.provider, "task queued");
         self.inner.publish(&task.id, TaskState::Pending, None);
         self.inner.wake.notify_one();

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use super::{Engine, EngineError, Result, blocking, canonical_dir};
+use crate::backend::native::SamplerHandle;
 use crate::domain::{PendingChange, Task, TaskEvent, TaskState, new_id};
-use crate::providers::Transport;
+use crate::providers::{ProviderError, Transport};
 use crate::store::{NewTaskRow, TaskFilter};
 use crate::worktree::{self, FileChange};
 
@@ -22,6 +23,9 @@ pub struct NewTask {
     pub parent_task_id: Option<String>,
     pub session_id: Option<String>,
     pub continue_task_id: Option<String>,
+    /// The submitting MCP client's sampling, when it offers it: the native loop's model when
+    /// no endpoint is configured.
+    pub sampler: Option<SamplerHandle>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
@@ -121,6 +125,10 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         (Some(a), _, _) => a,
         (None, Some(s), _) => s.provider.clone(),
         (None, None, Some(d)) => d.clone(),
+        // An endpoint (or a client that can sample) makes boocoder's own loop the default.
+        (None, None, None) if engine.inner.config.llm.is_some() || req.sampler.is_some() => {
+            "native".to_string()
+        }
         (None, None, None) => {
             return Err(invalid(
                 "agent",
@@ -131,9 +139,18 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
             ));
         }
     };
-    let provider = registry
-        .resolve(&agent)
-        .map_err(|e| invalid("agent", e.to_string()))?;
+    let provider = match registry.resolve(&agent) {
+        Ok(p) => p,
+        Err(ProviderError::NotConfigured { .. })
+            if req.sampler.is_some() && engine.inner.backends.native.is_some() =>
+        {
+            registry
+                .all()
+                .find(|p| p.id == agent)
+                .ok_or_else(|| invalid("agent", format!("unknown provider `{agent}`")))?
+        }
+        Err(e) => return Err(invalid("agent", e.to_string())),
+    };
     let (model, mode) = (opt(req.model), opt(req.mode));
     if provider.transport == Transport::Cli {
         if let Some(m) = &mode {
@@ -150,6 +167,27 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         }
     }
 
+    if provider.transport == Transport::Native {
+        if let Some(m) = &mode {
+            return Err(invalid(
+                "mode",
+                format!("`{m}`: the native provider has no modes"),
+            ));
+        }
+        // Through MCP sampling the client picks the model; an endpoint needs one named.
+        let needs_model = engine
+            .inner
+            .config
+            .llm
+            .as_ref()
+            .is_some_and(|l| l.model.is_none());
+        if model.is_none() && needs_model {
+            return Err(invalid(
+                "model",
+                "the native provider needs a model: pass `model`, or start boocoder with --model (BOOCODER_MODEL)",
+            ));
+        }
+    }
     let (session_id, new_session_provider) = match session {
         Some(s) => (s.id, None),
         None => (new_id("s"), Some(agent.clone())),

@@ -112,6 +112,10 @@ pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationTo
                 reason: inner.cancel_reason(id),
             }
         }
+        Ok(Err(BackendError::Stopped { reason, partial })) => Outcome::Failed {
+            error: reason,
+            summary: (!partial.trim().is_empty()).then(|| summarize(&partial)),
+        },
         Ok(Err(e)) => Outcome::Failed {
             error: e.to_string(),
             summary: None,
@@ -130,6 +134,8 @@ pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationTo
         }
     };
     record(inner, id, outcome, usage, &files).await;
+    // why: a turn that failed before its backend ran never took its sampler.
+    drop(inner.backends.samplers.take(id));
     inner.unregister(id);
 }
 

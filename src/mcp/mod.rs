@@ -3,6 +3,7 @@
 //! (`isError`) the calling model can read.
 
 pub mod http;
+pub mod sampling;
 pub mod types;
 
 use std::time::Duration;
@@ -100,6 +101,7 @@ impl McpServer {
                 parent_task_id: p.parent_task_id,
                 session_id: p.session_id,
                 continue_task_id: p.continue_task_id,
+                sampler: sampling::sampler_for(&ctx.peer),
             })
             .await
             .map_err(fail)?;

@@ -15,10 +15,12 @@ pub struct NewTaskParams {
     /// agent sees nothing of your conversation). Required.
     pub prompt: String,
     /// Provider id of the agent to run (see `list_providers`); defaults to the session's agent
-    /// for follow-ups, else the server's default.
+    /// for follow-ups, else the server's default (`native`, boocoder's own loop, when a model
+    /// endpoint is configured).
     #[serde(default)]
     pub agent: Option<String>,
-    /// Model id for the agent, when it accepts one.
+    /// Model id for the agent, when it accepts one (for `native`: a model the endpoint serves;
+    /// overrides the server's --model).
     #[serde(default)]
     pub model: Option<String>,
     /// Agent mode (ACP agents only, e.g. "code" or "ask").

@@ -512,15 +512,16 @@ impl Store {
         }
         let now = now_ms();
         on_pool!(self, p => {
+            // why: INSERT … SELECT takes the write lock before reading MAX(seq); a separate
+            // SELECT first makes the transaction a reader that fails with SQLITE_BUSY at once
+            // when it must upgrade after another connection wrote (no busy wait applies).
             let mut tx = p.begin().await?;
-            let (last,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = $1")
-                .bind(task_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            for (i, (kind, text, data)) in events.iter().enumerate() {
-                sqlx::query("INSERT INTO task_events (task_id, seq, kind, at, text, data) VALUES ($1, $2, $3, $4, $5, $6)")
+            for (kind, text, data) in events {
+                sqlx::query(
+                    "INSERT INTO task_events (task_id, seq, kind, at, text, data) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM task_events WHERE task_id = $1",
+                )
                     .bind(task_id)
-                    .bind(last + 1 + i as i64)
                     .bind(kind.as_str())
                     .bind(now)
                     .bind(text)
@@ -673,5 +674,6 @@ impl Store {
     }
 }
 
+mod native;
 #[cfg(test)]
 mod tests;

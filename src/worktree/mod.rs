@@ -163,6 +163,7 @@ fn create_with(
     let name = worktree_name(wt_path)?;
     let wt_abs = absolute_worktree_path(wt_path, &name)?;
     let repo = Repository::open(&root)?;
+    let _lock = lock_worktrees(&repo)?;
     match try_create(&repo, &name, &wt_abs, branch, use_cli) {
         Ok(info) => Ok(info),
         Err(first) => {
@@ -582,6 +583,22 @@ pub fn remove(project: &Path, wt_path: &Path, branch: &str) -> Result<(), Worktr
         Some(parent) if parent.exists() => fs::canonicalize(parent)?.join(&name),
         _ => wt_path.to_path_buf(),
     };
+    let _lock = lock_worktrees(&repo)?;
     clean_up(&repo, &name, &wt_abs, branch, false)?;
     Ok(())
+}
+
+/// Serialise worktree creation and removal on one repository across threads and processes:
+/// `git worktree add` reads every registered worktree and fails ("failed to read
+/// .git/worktrees/…") when another one is being written at that moment, which several
+/// sessions (or several boocoder nodes) starting at once would otherwise hit.
+fn lock_worktrees(repo: &Repository) -> Result<nix::fcntl::Flock<fs::File>, WorktreeError> {
+    let path = repo.commondir().join("boocoder-worktrees.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| WorktreeError::Io(std::io::Error::from(errno)))
 }

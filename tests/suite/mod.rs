@@ -2,6 +2,8 @@ mod cli;
 mod errors;
 mod flow;
 mod lifecycle;
+mod native;
+mod native_guards;
 mod nodes;
 mod schemas;
 mod transport;

@@ -18,7 +18,18 @@ async fn completed(c: &Client, n: usize) -> Vec<serde_json::Value> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("fewer than {n} tasks completed");
+    let others = call(c, "list_tasks", json!({"limit": 200}))
+        .await
+        .expect("list");
+    let stuck: Vec<String> = others["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t["state"] != "completed")
+        .map(|t| format!("{} {} {}", t["task_id"], t["state"], t["result"]))
+        .collect();
+    panic!("fewer than {n} tasks completed; others: {stuck:#?}");
 }
 
 #[tokio::test]

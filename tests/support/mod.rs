@@ -3,13 +3,16 @@
 
 #![allow(dead_code)]
 
+pub mod fake_llm;
+pub mod sampling_client;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::service::{Peer, RunningService};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -192,9 +195,9 @@ impl Env {
 pub type Client = RunningService<RoleClient, ()>;
 
 /// A running server and a connected client.
-pub struct Server {
+pub struct Server<H: ClientHandler = ()> {
     pub child: Child,
-    pub client: Client,
+    pub client: RunningService<RoleClient, H>,
     pub log: PathBuf,
 }
 
@@ -208,9 +211,43 @@ fn log_path(env: &Env) -> PathBuf {
 impl Server {
     /// `boocoder serve` over stdio, with extra args appended.
     pub async fn stdio(env: &Env, extra: &[&str]) -> Server {
+        Server::stdio_with(env, env.args(), extra).await
+    }
+
+    /// `boocoder serve` over stdio with the native provider on `llm_url` as the default agent
+    /// (no `--default-agent`) and `test-model` as the default model.
+    pub async fn native(env: &Env, llm_url: &str, extra: &[&str]) -> Server {
+        let mut args = env.args();
+        // Drop `--default-agent script`: the native provider is the default with an endpoint.
+        if let Some(i) = args.iter().position(|a| a == "--default-agent") {
+            args.drain(i..i + 2);
+        }
+        args.extend([
+            "--llm-base-url".into(),
+            llm_url.into(),
+            "--model".into(),
+            "test-model".into(),
+        ]);
+        Server::stdio_with(env, args, extra).await
+    }
+
+    /// `boocoder serve` over stdio with these global args.
+    pub async fn stdio_with(env: &Env, args: Vec<String>, extra: &[&str]) -> Server {
+        Server::stdio_client(env, args, extra, ()).await
+    }
+}
+
+impl<H: ClientHandler> Server<H> {
+    /// `boocoder serve` over stdio, driven by the client `handler`.
+    pub async fn stdio_client(
+        env: &Env,
+        args: Vec<String>,
+        extra: &[&str],
+        handler: H,
+    ) -> Server<H> {
         let log = log_path(env);
         let mut child = Command::new(BIN)
-            .args(env.args())
+            .args(args)
             .arg("serve")
             .args(extra)
             .stdin(Stdio::piped())
@@ -221,10 +258,15 @@ impl Server {
             .expect("spawn boocoder");
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take().expect("stdin");
-        let client = ().serve((stdout, stdin)).await.expect("MCP handshake over stdio");
+        let client = handler
+            .serve((stdout, stdin))
+            .await
+            .expect("MCP handshake over stdio");
         Server { child, client, log }
     }
+}
 
+impl Server {
     /// `boocoder serve --http 127.0.0.1:0`; returns the server and its URL.
     pub async fn http(env: &Env, extra: &[&str]) -> (Child, String, PathBuf) {
         let log = log_path(env);
@@ -261,7 +303,9 @@ impl Server {
         });
         (child, url, log)
     }
+}
 
+impl<H: ClientHandler> Server<H> {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -277,7 +321,7 @@ impl Server {
 }
 
 /// Call a tool; `Ok(structured)` on success, `Err(text)` when the tool reported an error.
-pub async fn call(client: &Client, tool: &str, args: Value) -> Result<Value, String> {
+pub async fn call(client: &Peer<RoleClient>, tool: &str, args: Value) -> Result<Value, String> {
     let params = CallToolRequestParams::new(tool.to_string())
         .with_arguments(args.as_object().cloned().expect("object args"));
     let r: CallToolResult = client
@@ -299,7 +343,7 @@ pub fn text_of(r: &CallToolResult) -> String {
 }
 
 /// Poll `check_task_status` with long-polls until the task is terminal.
-pub async fn wait_done(client: &Client, task_id: &str) -> Value {
+pub async fn wait_done(client: &Peer<RoleClient>, task_id: &str) -> Value {
     for _ in 0..30 {
         let s = call(
             client,
@@ -316,7 +360,7 @@ pub async fn wait_done(client: &Client, task_id: &str) -> Value {
 }
 
 /// Poll until the task is in `state`.
-pub async fn wait_state(client: &Client, task_id: &str, state: &str) -> Value {
+pub async fn wait_state(client: &Peer<RoleClient>, task_id: &str, state: &str) -> Value {
     for _ in 0..300 {
         let s = call(client, "check_task_status", json!({"task_id": task_id}))
             .await

@@ -1,0 +1,51 @@
+//! The native loop's session memory: chat messages as opaque JSON text, in order. The store
+//! does not interpret them; the backend owns their shape.
+
+use super::{Db, Result, Store};
+use crate::domain::now_ms;
+
+impl Store {
+    /// Every stored message of the session, oldest first.
+    pub async fn native_messages(&self, session_id: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT message FROM native_messages WHERE session_id = $1 ORDER BY seq")
+                .bind(session_id)
+                .fetch_all(p)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(m,)| m).collect())
+    }
+
+    /// Append messages after the session's last one, in one transaction.
+    pub async fn append_native_messages(
+        &self,
+        session_id: &str,
+        task_id: &str,
+        messages: &[String],
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        on_pool!(self, p => {
+            // why: each row is one INSERT … SELECT so the write lock is taken before the read
+            // of MAX(seq); a SELECT-then-INSERT transaction fails with SQLITE_BUSY at once
+            // when another connection wrote in between (the busy timeout does not apply).
+            let mut tx = p.begin().await?;
+            for m in messages {
+                sqlx::query(
+                    "INSERT INTO native_messages (session_id, seq, task_id, message, created_at) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM native_messages WHERE session_id = $1",
+                )
+                .bind(session_id)
+                .bind(task_id)
+                .bind(m)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
