@@ -230,11 +230,13 @@ impl Store {
             .await?;
             tx.commit().await?;
         });
-        self.notify(CHANNEL_TASKS, &row.id).await;
-        self.task(&row.id).await?.ok_or(StoreError::Corrupt {
+        // Read the row back before waking other nodes, so the caller sees it as queued.
+        let task = self.task(&row.id).await?.ok_or(StoreError::Corrupt {
             table: "tasks",
             detail: format!("task {} vanished after insert", row.id),
-        })
+        })?;
+        self.notify(CHANNEL_TASKS, &row.id).await;
+        Ok(task)
     }
 
     pub async fn task(&self, id: &str) -> Result<Option<Task>> {
