@@ -21,6 +21,8 @@ pub struct Config {
     pub node_id: String,
     /// Safety-net poll of the queue; wake-ups normally come from an in-process notify.
     pub poll_interval: Duration,
+    /// Warm ACP agents: idle TTL and the cap on live processes.
+    pub acp_pool: crate::backend::acp::PoolConfig,
 }
 
 impl Config {
@@ -35,6 +37,7 @@ impl Config {
             default_agent: None,
             node_id: default_node_id(),
             poll_interval: Duration::from_secs(2),
+            acp_pool: Default::default(),
         }
     }
 

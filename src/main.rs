@@ -54,6 +54,22 @@ struct Global {
         global = true
     )]
     max_concurrent: usize,
+    /// Stop a warm ACP agent after this many idle seconds.
+    #[arg(
+        long,
+        env = "BOOCODER_ACP_IDLE_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    acp_idle_secs: u64,
+    /// Most warm ACP agent processes kept alive (idle ones are stopped, least recently used first).
+    #[arg(
+        long,
+        env = "BOOCODER_ACP_MAX_LIVE",
+        default_value_t = 8,
+        global = true
+    )]
+    acp_max_live: usize,
     /// Provider used when a task names no agent.
     #[arg(long, env = "BOOCODER_DEFAULT_AGENT", global = true)]
     default_agent: Option<String>,
@@ -174,6 +190,13 @@ fn config(g: &Global) -> Result<Config> {
         bail!("--max-concurrent must be at least 1");
     }
     config.max_concurrent = g.max_concurrent;
+    if g.acp_idle_secs == 0 || g.acp_max_live == 0 {
+        bail!("--acp-idle-secs and --acp-max-live must be at least 1");
+    }
+    config.acp_pool = boocoder::backend::acp::PoolConfig {
+        idle_ttl: std::time::Duration::from_secs(g.acp_idle_secs),
+        max_live: g.acp_max_live,
+    };
     config.default_agent = g.default_agent.clone();
     Ok(config)
 }

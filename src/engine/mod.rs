@@ -113,7 +113,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 registry: RwLock::new(Arc::new(registry)),
-                backends: Default::default(),
+                backends: crate::providers::BackendShared::new(config.acp_pool),
                 config,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
@@ -399,6 +399,8 @@ impl Engine {
         {
             tracing::warn!("in-flight turns did not stop within 10 s");
         }
+        // Warm agents outlive turns; none may outlive the server.
+        self.inner.backends.shutdown().await;
         self.inner.store.close().await;
     }
 }

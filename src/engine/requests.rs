@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{Engine, EngineError, Result, blocking, canonical_dir};
-use crate::domain::{PendingChange, Task, TaskEvent, TaskState, new_id};
+use crate::domain::{PendingChange, PermissionPolicy, Task, TaskEvent, TaskState, new_id};
 use crate::providers::Transport;
 use crate::store::{NewTaskRow, TaskFilter};
 use crate::worktree::{self, FileChange};
@@ -18,6 +18,8 @@ pub struct NewTask {
     pub agent: Option<String>,
     pub model: Option<String>,
     pub mode: Option<String>,
+    /// `allow`, `deny` or `ask`; ACP providers only.
+    pub permission: Option<String>,
     pub project: Option<String>,
     pub parent_task_id: Option<String>,
     pub session_id: Option<String>,
@@ -135,6 +137,24 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         .resolve(&agent)
         .map_err(|e| invalid("agent", e.to_string()))?;
     let (model, mode) = (opt(req.model), opt(req.mode));
+    let permission =
+        match opt(req.permission) {
+            None => None,
+            Some(p) => Some(PermissionPolicy::parse(&p).ok_or_else(|| {
+                invalid("permission", format!("`{p}`: use one of allow, deny, ask"))
+            })?),
+        };
+    // ACP agents announce their modes and models only in `session/new`, so they are checked
+    // when the turn starts (an unknown one fails the task naming the valid ones).
+    if let (Some(p), Transport::Cli | Transport::Native) = (permission, provider.transport) {
+        return Err(invalid(
+            "permission",
+            format!(
+                "`{}`: provider `{agent}` is not an ACP agent and asks no permissions",
+                p.as_str()
+            ),
+        ));
+    }
     if provider.transport == Transport::Cli {
         if let Some(m) = &mode {
             return Err(invalid(
@@ -164,6 +184,7 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         provider: agent,
         model,
         mode,
+        permission,
     })
 }
 

@@ -1,0 +1,631 @@
+//! One live agent: the process (own process group, cwd = the worktree), the ACP connection
+//! over its stdio, and the client-side handlers. Handlers never wait on the agent inside the
+//! dispatch loop: anything that waits (permission questions, terminal exits) is spawned.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent_client_protocol::schema::ProtocolVersion;
+use agent_client_protocol::v1::{ConnectionTo, Responder, schema as s};
+use agent_client_protocol::{Agent, ByteStreams, Client, JsonRpcRequest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio_util::sync::CancellationToken;
+
+use super::permissions::{self, PermissionCtx};
+use super::terminals::{Spawn, Terminals};
+use super::{fs, updates};
+use crate::backend::process::{GroupGuard, Tail};
+use crate::backend::{BackendError, TurnEvent};
+
+/// How long `initialize` and session set-up may take (opencode needs ~4 s on a slow box).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bytes of agent stderr kept for error messages.
+const STDERR_TAIL: usize = 64 << 10;
+/// Lines of stderr quoted when the agent dies.
+const STDERR_QUOTE_LINES: usize = 20;
+/// Grace between SIGTERM and SIGKILL when closing an agent.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// What starts an agent.
+#[derive(Debug, Clone)]
+pub(super) struct Launch {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Advertise and serve `fs/*` (off for agents whose fs client support is broken).
+    pub client_fs: bool,
+}
+
+/// The running turn, as the handlers see it.
+#[derive(Clone)]
+pub(super) struct TurnSlot {
+    pub perm: PermissionCtx,
+    /// The agent's message text of this turn (the final message).
+    pub text: Arc<Mutex<String>>,
+}
+
+/// State the handlers share with the turn driver.
+pub(super) struct Shared {
+    pub root: PathBuf,
+    pub client_fs: bool,
+    turn: Mutex<Option<TurnSlot>>,
+    pub terminals: Terminals,
+    stderr: Mutex<Tail>,
+    /// The latest slash commands the agent announced (for probes).
+    pub commands: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Shared {
+    pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {
+        *lock(&self.turn) = slot;
+    }
+
+    fn turn(&self) -> Option<TurnSlot> {
+        lock(&self.turn).clone()
+    }
+
+    /// A transcript line from boocoder itself, when a turn is listening.
+    fn notice(&self, text: String) {
+        if let Some(t) = self.turn()
+            && t.perm.events.try_send(TurnEvent::Notice(text)).is_err()
+        {
+            tracing::debug!("transcript busy or closed; notice dropped");
+        }
+    }
+
+    pub(super) fn stderr_tail(&self) -> String {
+        lock(&self.stderr).last_lines(STDERR_QUOTE_LINES)
+    }
+}
+
+/// The ACP session the connection drives.
+#[derive(Debug, Clone)]
+pub(super) struct SessionState {
+    pub id: s::SessionId,
+    pub modes: Option<s::SessionModeState>,
+    pub config_options: Vec<s::SessionConfigOption>,
+    /// How the session came to be: "new", "loaded" or "resumed".
+    pub how: &'static str,
+}
+
+/// A live agent process and its connection. Dropping it kills the process group.
+pub(super) struct AgentConn {
+    pub cx: ConnectionTo<Agent>,
+    pub shared: Arc<Shared>,
+    pub pid: Option<u32>,
+    group: GroupGuard,
+    /// Fires when the process has exited.
+    pub dead: CancellationToken,
+    exit: Arc<Mutex<Option<String>>>,
+    stop: CancellationToken,
+    pub init: s::InitializeResponse,
+    pub session: Mutex<Option<SessionState>>,
+    pub started: Instant,
+    pub init_time: Duration,
+}
+
+impl Drop for AgentConn {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.shared.terminals.clear();
+    }
+}
+
+impl AgentConn {
+    /// Start the agent in `root` and run `initialize`.
+    pub(super) async fn start(launch: &Launch, root: &Path) -> Result<AgentConn, BackendError> {
+        let started = Instant::now();
+        let Some((program, args)) = launch.command.split_first() else {
+            return Err(BackendError::Unsupported("empty agent command".into()));
+        };
+        let root = root.canonicalize()?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .envs(&launch.env)
+            .current_dir(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        let group = GroupGuard::new(pid);
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(BackendError::Unsupported(
+                "agent stdio was not captured".into(),
+            ));
+        };
+        let shared = Arc::new(Shared {
+            root: root.clone(),
+            client_fs: launch.client_fs,
+            turn: Mutex::new(None),
+            terminals: Terminals::new(root),
+            stderr: Mutex::new(Tail::new(STDERR_TAIL)),
+            commands: Mutex::new(Vec::new()),
+        });
+        tokio::spawn(read_stderr(stderr, shared.clone()));
+
+        let dead = CancellationToken::new();
+        let exit = Arc::new(Mutex::new(None));
+        {
+            let (dead, exit) = (dead.clone(), exit.clone());
+            tokio::spawn(async move {
+                let status = match child.wait().await {
+                    Ok(st) => describe(st),
+                    Err(e) => format!("an unknown status ({e})"),
+                };
+                *lock(&exit) = Some(status);
+                dead.cancel();
+            });
+        }
+
+        let stop = CancellationToken::new();
+        let (cx_tx, cx_rx) = tokio::sync::oneshot::channel();
+        let io = ByteStreams::new(stdin.compat_write(), stdout.compat());
+        spawn_connection(shared.clone(), io, cx_tx, stop.clone());
+        let cx = cx_rx.await.map_err(|_| {
+            BackendError::Agent("the agent connection ended before it started".into())
+        })?;
+
+        let mut conn = AgentConn {
+            cx,
+            shared,
+            pid,
+            group,
+            dead,
+            exit,
+            stop,
+            init: s::InitializeResponse::new(ProtocolVersion::V1),
+            session: Mutex::new(None),
+            started,
+            init_time: Duration::ZERO,
+        };
+        let caps = s::ClientCapabilities::new()
+            .fs(s::FileSystemCapabilities::new()
+                .read_text_file(launch.client_fs)
+                .write_text_file(launch.client_fs))
+            .terminal(true);
+        let req = s::InitializeRequest::new(ProtocolVersion::V1)
+            .client_capabilities(caps)
+            .client_info(s::Implementation::new(
+                "boocoder",
+                env!("CARGO_PKG_VERSION"),
+            ));
+        conn.init = conn.call(req, SETUP_TIMEOUT).await?;
+        conn.init_time = started.elapsed();
+        Ok(conn)
+    }
+
+    /// Send a request and wait for its answer, failing fast if the process dies meanwhile.
+    pub(super) async fn call<R: JsonRpcRequest>(
+        &self,
+        req: R,
+        timeout: Duration,
+    ) -> Result<R::Response, BackendError> {
+        let method = req.method().to_string();
+        let sent = self.cx.send_request(req).block_task();
+        tokio::select! {
+            r = sent => match r {
+                Ok(resp) => Ok(resp),
+                Err(e) => {
+                    // A failed request is often the first sign of a dying agent: give its
+                    // exit a moment to be observed so the error quotes its stderr.
+                    if tokio::time::timeout(Duration::from_millis(300), self.dead.cancelled()).await.is_ok() {
+                        return Err(self.exited());
+                    }
+                    Err(BackendError::Agent(format!("`{method}` failed: {e}")))
+                }
+            },
+            _ = self.dead.cancelled() => Err(self.exited()),
+            _ = tokio::time::sleep(timeout) => Err(BackendError::Timeout {
+                secs: timeout.as_secs(),
+                stderr_tail: self.shared.stderr_tail(),
+            }),
+        }
+    }
+
+    /// The error for a process that is gone, quoting its last stderr lines.
+    pub(super) fn exited(&self) -> BackendError {
+        // Let the stderr reader drain what the dying agent wrote last.
+        BackendError::Exited {
+            status: lock(&self.exit)
+                .clone()
+                .unwrap_or_else(|| "an unknown status".into()),
+            stderr_tail: self.shared.stderr_tail(),
+        }
+    }
+
+    pub(super) fn is_dead(&self) -> bool {
+        self.dead.is_cancelled()
+    }
+
+    /// Open the ACP session: load or resume `previous` when the agent can, else a new one.
+    pub(super) async fn open_session(
+        &self,
+        previous: Option<&s::SessionId>,
+    ) -> Result<SessionState, BackendError> {
+        let root = self.shared.root.clone();
+        let caps = &self.init.agent_capabilities;
+        if let Some(prev) = previous {
+            if caps.load_session {
+                match self
+                    .call(
+                        s::LoadSessionRequest::new(prev.clone(), root.clone()),
+                        SETUP_TIMEOUT,
+                    )
+                    .await
+                {
+                    Ok(r) => {
+                        return Ok(self.set_session(
+                            prev.clone(),
+                            r.modes,
+                            r.config_options,
+                            "loaded",
+                        ));
+                    }
+                    Err(e) if self.is_dead() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session/load failed; starting a new session")
+                    }
+                }
+            } else if caps.session_capabilities.resume.is_some() {
+                match self
+                    .call(
+                        s::ResumeSessionRequest::new(prev.clone(), root.clone()),
+                        SETUP_TIMEOUT,
+                    )
+                    .await
+                {
+                    Ok(r) => {
+                        return Ok(self.set_session(
+                            prev.clone(),
+                            r.modes,
+                            r.config_options,
+                            "resumed",
+                        ));
+                    }
+                    Err(e) if self.is_dead() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session/resume failed; starting a new session")
+                    }
+                }
+            }
+        }
+        let r = self
+            .call(s::NewSessionRequest::new(root), SETUP_TIMEOUT)
+            .await?;
+        Ok(self.set_session(r.session_id, r.modes, r.config_options, "new"))
+    }
+
+    fn set_session(
+        &self,
+        id: s::SessionId,
+        modes: Option<s::SessionModeState>,
+        config_options: Option<Vec<s::SessionConfigOption>>,
+        how: &'static str,
+    ) -> SessionState {
+        let st = SessionState {
+            id,
+            modes,
+            config_options: config_options.unwrap_or_default(),
+            how,
+        };
+        *lock(&self.session) = Some(st.clone());
+        st
+    }
+
+    pub(super) fn session(&self) -> Option<SessionState> {
+        lock(&self.session).clone()
+    }
+
+    /// Stop the agent: end the connection (stdin EOF), SIGTERM the group, SIGKILL after a
+    /// grace period. Terminals die with it.
+    pub(super) async fn close(&self) {
+        self.shared.terminals.clear();
+        self.stop.cancel();
+        self.group.signal(nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(CLOSE_GRACE, self.dead.cancelled())
+            .await
+            .is_err()
+        {
+            self.group.signal(nix::sys::signal::Signal::SIGKILL);
+        }
+        // Children the agent left behind in its group go too.
+        self.group.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        (None, None) => "an unknown status".into(),
+    }
+}
+
+async fn read_stderr(stream: tokio::process::ChildStderr, shared: Arc<Shared>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                lock(&shared.stderr).push(&line);
+                if let Some(t) = shared.turn() {
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    // why: a full transcript channel must not stall the agent's stderr pipe.
+                    let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
+                }
+            }
+        }
+    }
+}
+
+fn rpc_error(code: i32, msg: impl Into<String>) -> agent_client_protocol::Error {
+    agent_client_protocol::Error::new(code, msg.into())
+}
+
+/// Answer a request, logging (not propagating) a failure to deliver: a handler error would
+/// tear the whole connection down.
+fn answer<T: agent_client_protocol::JsonRpcResponse>(
+    r: Responder<T>,
+    result: Result<T, agent_client_protocol::Error>,
+) -> Result<(), agent_client_protocol::Error> {
+    let sent = match result {
+        Ok(v) => r.respond(v),
+        Err(e) => r.respond_with_error(e),
+    };
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "could not answer the agent");
+    }
+    Ok(())
+}
+
+const INVALID_PARAMS: i32 = -32602;
+const INTERNAL: i32 = -32603;
+
+/// The client side: every method we advertise, answered for real. Requests for anything else
+/// get the SDK's method-not-found reply. The connection runs in its own task until `stop`
+/// fires or the agent closes its stdout; its handle is sent back through `cx_tx`.
+fn spawn_connection(
+    shared: Arc<Shared>,
+    io: impl agent_client_protocol::ConnectTo<Client> + 'static,
+    cx_tx: tokio::sync::oneshot::Sender<ConnectionTo<Agent>>,
+    stop: CancellationToken,
+) {
+    let (sh1, sh2, sh3, sh4, sh5, sh6, sh7, sh8, sh9) = (
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        shared,
+    );
+    let builder = Client
+        .v1()
+        .name("boocoder")
+        .on_receive_notification(
+            async move |n: s::SessionNotification, _cx: ConnectionTo<Agent>| {
+                if let s::SessionUpdate::AvailableCommandsUpdate(c) = &n.update {
+                    *lock(&sh1.commands) = c
+                        .available_commands
+                        .iter()
+                        .map(|c| format!("/{}", c.name))
+                        .collect();
+                }
+                let Some(turn) = sh1.turn() else {
+                    return Ok(());
+                };
+                for ev in updates::map_update(n.update) {
+                    if let TurnEvent::Text(t) = &ev {
+                        lock(&turn.text).push_str(t);
+                    }
+                    // Waits only on our own transcript writer, never on the agent.
+                    if turn.perm.events.send(ev).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+            agent_client_protocol::on_receive_notification!(),
+        )
+        .on_receive_request(
+            async move |req: s::RequestPermissionRequest,
+                        r: Responder<s::RequestPermissionResponse>,
+                        cx: ConnectionTo<Agent>| {
+                let ctx = sh2.turn().map(|t| t.perm);
+                cx.spawn(async move {
+                    let outcome = permissions::decide(ctx, &req).await;
+                    answer(r, Ok(s::RequestPermissionResponse::new(outcome)))
+                })
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: s::ReadTextFileRequest,
+                        r: Responder<s::ReadTextFileResponse>,
+                        _cx: ConnectionTo<Agent>| {
+                if !sh3.client_fs {
+                    return answer(r, Err(agent_client_protocol::Error::method_not_found()));
+                }
+                let res = fs::read(&sh3.root, &req.path, req.line, req.limit).await;
+                answer(
+                    r,
+                    res.map(s::ReadTextFileResponse::new).map_err(|e| {
+                        if e.is_refusal() {
+                            sh3.notice(format!(
+                                "refused fs/read_text_file {}: {e}",
+                                req.path.display()
+                            ));
+                        }
+                        rpc_error(
+                            if e.is_refusal() {
+                                INVALID_PARAMS
+                            } else {
+                                INTERNAL
+                            },
+                            e.to_string(),
+                        )
+                    }),
+                )
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: s::WriteTextFileRequest,
+                        r: Responder<s::WriteTextFileResponse>,
+                        _cx: ConnectionTo<Agent>| {
+                if !sh4.client_fs {
+                    return answer(r, Err(agent_client_protocol::Error::method_not_found()));
+                }
+                let res = fs::write(&sh4.root, &req.path, &req.content).await;
+                answer(
+                    r,
+                    res.map(|()| s::WriteTextFileResponse::new()).map_err(|e| {
+                        if e.is_refusal() {
+                            sh4.notice(format!(
+                                "refused fs/write_text_file {}: {e}",
+                                req.path.display()
+                            ));
+                        }
+                        rpc_error(
+                            if e.is_refusal() {
+                                INVALID_PARAMS
+                            } else {
+                                INTERNAL
+                            },
+                            e.to_string(),
+                        )
+                    }),
+                )
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: s::CreateTerminalRequest,
+                        r: Responder<s::CreateTerminalResponse>,
+                        _cx: ConnectionTo<Agent>| {
+                let env = req
+                    .env
+                    .iter()
+                    .map(|e| (e.name.clone(), e.value.clone()))
+                    .collect();
+                let res = sh5.terminals.create(Spawn {
+                    command: &req.command,
+                    args: &req.args,
+                    env,
+                    cwd: req.cwd.as_deref(),
+                    output_byte_limit: req.output_byte_limit,
+                });
+                match &res {
+                    Ok(id) => sh5.notice(format!("terminal {id}: {} {:?}", req.command, req.args)),
+                    Err(e) => sh5.notice(format!("terminal refused: {e}")),
+                }
+                answer(
+                    r,
+                    res.map(s::CreateTerminalResponse::new)
+                        .map_err(|e| rpc_error(INVALID_PARAMS, e.to_string())),
+                )
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: s::TerminalOutputRequest,
+                        r: Responder<s::TerminalOutputResponse>,
+                        _cx: ConnectionTo<Agent>| {
+                let res = sh6
+                    .terminals
+                    .output(&req.terminal_id.0)
+                    .map(|(out, truncated, exit)| {
+                        s::TerminalOutputResponse::new(out, truncated)
+                            .exit_status(exit.map(exit_status))
+                    });
+                answer(r, res.map_err(|e| rpc_error(INVALID_PARAMS, e.to_string())))
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: s::WaitForTerminalExitRequest,
+                        r: Responder<s::WaitForTerminalExitResponse>,
+                        cx: ConnectionTo<Agent>| {
+                match sh7.terminals.waiter(&req.terminal_id.0) {
+                    Ok(w) => cx.spawn(async move {
+                        let exit = w.await;
+                        answer(
+                            r,
+                            Ok(s::WaitForTerminalExitResponse::new(exit_status(exit))),
+                        )
+                    }),
+                    Err(e) => answer(r, Err(rpc_error(INVALID_PARAMS, e.to_string()))),
+                }
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: s::KillTerminalRequest,
+                        r: Responder<s::KillTerminalResponse>,
+                        _cx: ConnectionTo<Agent>| {
+                let res = sh8
+                    .terminals
+                    .kill(&req.terminal_id.0)
+                    .map(|()| s::KillTerminalResponse::new());
+                answer(r, res.map_err(|e| rpc_error(INVALID_PARAMS, e.to_string())))
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: s::ReleaseTerminalRequest,
+                        r: Responder<s::ReleaseTerminalResponse>,
+                        _cx: ConnectionTo<Agent>| {
+                let res = sh9
+                    .terminals
+                    .release(&req.terminal_id.0)
+                    .map(|()| s::ReleaseTerminalResponse::new());
+                answer(r, res.map_err(|e| rpc_error(INVALID_PARAMS, e.to_string())))
+            },
+            agent_client_protocol::on_receive_request!(),
+        );
+    tokio::spawn(async move {
+        let r = builder
+            .connect_with(io, async move |cx: ConnectionTo<Agent>| {
+                // why: a dropped receiver means start() gave up; the stop token ends us.
+                let _ = cx_tx.send(cx.clone());
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = cx.incoming_closed() => {}
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "agent connection ended with an error");
+        }
+    });
+}
+
+fn exit_status(e: super::terminals::ExitInfo) -> s::TerminalExitStatus {
+    s::TerminalExitStatus::new()
+        .exit_code(e.code)
+        .signal(e.signal)
+}
