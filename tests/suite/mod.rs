@@ -1,3 +1,4 @@
+mod acp;
 mod errors;
 mod flow;
 mod lifecycle;

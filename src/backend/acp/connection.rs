@@ -54,8 +54,11 @@ pub(super) struct Shared {
     turn: Mutex<Option<TurnSlot>>,
     pub terminals: Terminals,
     stderr: Mutex<Tail>,
-    /// The latest slash commands the agent announced (for probes).
+    /// The latest slash commands the agent announced (for probes and the transcript).
     pub commands: Mutex<Vec<String>>,
+    /// Whether `commands` reached a transcript; agents announce them right after
+    /// `session/new`, before any turn listens.
+    commands_sent: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -81,6 +84,15 @@ impl Shared {
         {
             tracing::debug!("transcript busy or closed; notice dropped");
         }
+    }
+
+    /// The announced commands if no transcript has them yet (marks them sent).
+    pub(super) fn unsent_commands(&self) -> Option<Vec<String>> {
+        let cmds = lock(&self.commands).clone();
+        let was_sent = self
+            .commands_sent
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        (!was_sent && !cmds.is_empty()).then_some(cmds)
     }
 
     pub(super) fn stderr_tail(&self) -> String {
@@ -158,6 +170,7 @@ impl AgentConn {
             terminals: Terminals::new(root),
             stderr: Mutex::new(Tail::new(STDERR_TAIL)),
             commands: Mutex::new(Vec::new()),
+            commands_sent: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(read_stderr(stderr, shared.clone()));
 

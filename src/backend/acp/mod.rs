@@ -123,6 +123,9 @@ impl AcpBackend {
             },
             text: text.clone(),
         }));
+        if let Some(cmds) = conn.shared.unsent_commands() {
+            send(&events, TurnEvent::Commands(cmds)).await;
+        }
         let result = self
             .prompt(&conn, &session, &turn, &cancel, &perm_cancel, &events)
             .await;
