@@ -75,7 +75,7 @@ pub async fn probe(
     let report = ProbeReport {
         agent_name: init.agent_info.as_ref().map(|i| i.name.clone()),
         agent_version: init.agent_info.as_ref().map(|i| i.version.clone()),
-        protocol_version: serde_json::to_value(&init.protocol_version)
+        protocol_version: serde_json::to_value(init.protocol_version)
             .map(|v| v.to_string())
             .unwrap_or_default(),
         auth_methods: init.auth_methods.iter().map(auth_name).collect(),
