@@ -19,6 +19,8 @@
 //! pid                      says `pid=<process id>`
 //! whoami                   says `mode=<mode> model=<model>`
 //! history                  says `turns=<prompts in this session> how=<new|loaded>`
+//! unknown                  sends a non-standard request (as qwen's `craft/drainMidTurnQueue`)
+//!                          and says the error code it got back
 //! crash                    writes to stderr and exits with status 3
 //! ```
 //!
@@ -349,6 +351,20 @@ async fn run_prompt(
                 )?;
             }
             "pid" => say(&cx, &sid, format!("pid={}", std::process::id()))?,
+            "unknown" => {
+                let msg = agent_client_protocol::UntypedMessage::new(
+                    "craft/drainMidTurnQueue",
+                    serde_json::json!({"sessionId": sid.0.to_string()}),
+                )?;
+                match cx.send_request(msg).block_task().await {
+                    Ok(v) => say(&cx, &sid, format!("unknown method answered: {v}"))?,
+                    Err(e) => say(
+                        &cx,
+                        &sid,
+                        format!("unknown method error code {}", i32::from(e.code)),
+                    )?,
+                }
+            }
             "whoami" => say(
                 &cx,
                 &sid,

@@ -104,7 +104,7 @@ async fn turn_streams_mapped_updates_and_queues_the_fixture_edits() {
     let env = Env::new();
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let prompt = "think planning the edit\nplan read; write\ntool list files\nwrite src/hello.txt hello from acp\nread src/hello.txt\nusage 120 8000\nterm printf %s-%s hello world\nsay all done";
+    let prompt = "think planning the edit\nplan read; write\ntool list files\nwrite src/hello.txt hello from acp\nread src/hello.txt\nusage 120 8000\nterm printf %s-%s hello world\nunknown\nsay all done";
     let (id, s) = run(c, json!({"prompt": prompt, "agent": "fake"})).await;
     assert_eq!(s["state"], "completed", "{s:#}");
     assert_eq!(files(&s), vec![("src/hello.txt".to_string(), 1, 0)]);
@@ -142,6 +142,7 @@ async fn turn_streams_mapped_updates_and_queues_the_fixture_edits() {
         "{dump}"
     );
     assert!(dump.contains("/fixture-help"), "{dump}");
+    assert!(dump.contains("unknown method error code -32601"), "{dump}");
 
     let out = call(c, "get_task_output", json!({"task_id": id}))
         .await

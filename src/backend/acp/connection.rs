@@ -27,6 +27,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 const STDERR_TAIL: usize = 64 << 10;
 /// Lines of stderr quoted when the agent dies.
 const STDERR_QUOTE_LINES: usize = 20;
+/// How long an exited agent's stderr may take to drain before its death is reported.
+const STDERR_DRAIN: Duration = Duration::from_millis(300);
 /// Grace between SIGTERM and SIGKILL when closing an agent.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -172,7 +174,7 @@ impl AgentConn {
             commands: Mutex::new(Vec::new()),
             commands_sent: std::sync::atomic::AtomicBool::new(false),
         });
-        tokio::spawn(read_stderr(stderr, shared.clone()));
+        let stderr_done = tokio::spawn(read_stderr(stderr, shared.clone()));
 
         let dead = CancellationToken::new();
         let exit = Arc::new(Mutex::new(None));
@@ -183,6 +185,14 @@ impl AgentConn {
                     Ok(st) => describe(st),
                     Err(e) => format!("an unknown status ({e})"),
                 };
+                // Let the reader take in the dying agent's last words before anyone quotes
+                // them; a grandchild holding the pipe open must not delay the news for long.
+                if tokio::time::timeout(STDERR_DRAIN, stderr_done)
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("agent stderr still open after exit");
+                }
                 *lock(&exit) = Some(status);
                 dead.cancel();
             });
@@ -239,7 +249,7 @@ impl AgentConn {
                 Err(e) => {
                     // A failed request is often the first sign of a dying agent: give its
                     // exit a moment to be observed so the error quotes its stderr.
-                    if tokio::time::timeout(Duration::from_millis(300), self.dead.cancelled()).await.is_ok() {
+                    if tokio::time::timeout(STDERR_DRAIN * 2, self.dead.cancelled()).await.is_ok() {
                         return Err(self.exited());
                     }
                     Err(BackendError::Agent(format!("`{method}` failed: {e}")))
@@ -255,7 +265,6 @@ impl AgentConn {
 
     /// The error for a process that is gone, quoting its last stderr lines.
     pub(super) fn exited(&self) -> BackendError {
-        // Let the stderr reader drain what the dying agent wrote last.
         BackendError::Exited {
             status: lock(&self.exit)
                 .clone()

@@ -91,11 +91,18 @@ impl Drop for Lease {
             .is_some_and(|e| Arc::ptr_eq(&e.conn, &self.conn))
         {
             inner.live.remove(&self.key);
-            let conn = self.conn.clone();
-            tokio::spawn(async move { conn.close().await });
+            close_later(self.conn.clone());
         }
         drop(inner);
         self.pool.enforce_cap();
+    }
+}
+
+/// Stop an agent in the background. Outside a runtime, dropping the last handle still kills
+/// its process group (the connection's guard does).
+fn close_later(conn: Arc<AgentConn>) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move { conn.close().await });
     }
 }
 
@@ -181,8 +188,7 @@ impl Pool {
                     last_used: Instant::now(),
                 },
             ) {
-                let c = old.conn;
-                tokio::spawn(async move { c.close().await });
+                close_later(old.conn);
             }
         }
         self.enforce_cap();
@@ -215,7 +221,7 @@ impl Pool {
         };
         for c in victims {
             tracing::info!(pid = ?c.pid, "evicting the least recently used idle agent (pool cap)");
-            tokio::spawn(async move { c.close().await });
+            close_later(c);
         }
     }
 
