@@ -482,3 +482,35 @@ async fn probe_reports_what_the_agent_offers() {
         boocoder::backend::acp::probe(&["/nonexistent/agent".into()], &env, true, dir.path()).await;
     assert!(missing.is_err());
 }
+
+#[tokio::test]
+async fn the_lru_cap_evicts_idle_agents_never_a_busy_one() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &["--acp-max-live", "1"]).await;
+    let c = &server.client;
+    // A is busy for a while; B runs and finishes meanwhile, taking the pool over its cap.
+    let a = start(
+        c,
+        json!({"prompt": "pid\nsleep 1500\nsay a done", "agent": "fake"}),
+    )
+    .await;
+    wait_for_text(c, &a, "pid=").await;
+    let (b, sb) = run(c, json!({"prompt": "pid", "agent": "fake"})).await;
+    assert_eq!(sb["state"], "completed", "{sb:#}");
+    let sa = wait_done(c, &a).await;
+    assert_eq!(
+        sa["state"], "completed",
+        "the busy agent must not be evicted: {sa:#}"
+    );
+    let (pa, pb) = (
+        pid_in(&transcript(c, &a).await),
+        pid_in(&transcript(c, &b).await),
+    );
+    assert!(
+        wait_dead(pb).await,
+        "the idle agent over the cap was not evicted"
+    );
+    assert!(alive(pa), "the agent within the cap must stay warm");
+    server.stop().await;
+    assert!(wait_dead(pa).await);
+}

@@ -401,6 +401,14 @@ async fn read_stderr(stream: tokio::process::ChildStderr, shared: Arc<Shared>) {
     }
 }
 
+/// Resolves only when the agent really cancelled the request (`$/cancel_request`).
+async fn withdrawn_by_agent(c: &agent_client_protocol::RequestCancellation) {
+    c.cancelled().await;
+    if !c.is_cancelled() {
+        std::future::pending::<()>().await;
+    }
+}
+
 fn rpc_error(code: i32, msg: impl Into<String>) -> agent_client_protocol::Error {
     agent_client_protocol::Error::new(code, msg.into())
 }
@@ -477,8 +485,18 @@ fn spawn_connection(
                         r: Responder<s::RequestPermissionResponse>,
                         cx: ConnectionTo<Agent>| {
                 let ctx = sh2.turn().map(|t| t.perm);
+                let withdrawn = r.cancellation();
                 cx.spawn(async move {
-                    let outcome = permissions::decide(ctx, &req).await;
+                    let outcome = tokio::select! {
+                        o = permissions::decide(ctx.clone(), &req) => o,
+                        () = withdrawn_by_agent(&withdrawn) => {
+                            if let Some(c) = &ctx {
+                                // why: a closed transcript only means the turn already ended.
+                                let _ = c.events.try_send(TurnEvent::Unblocked("the agent withdrew its permission request".into()));
+                            }
+                            s::RequestPermissionOutcome::Cancelled
+                        }
+                    };
                     answer(r, Ok(s::RequestPermissionResponse::new(outcome)))
                 })
             },
