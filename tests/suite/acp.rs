@@ -491,7 +491,7 @@ async fn the_lru_cap_evicts_idle_agents_never_a_busy_one() {
     // A is busy for a while; B runs and finishes meanwhile, taking the pool over its cap.
     let a = start(
         c,
-        json!({"prompt": "pid\nsleep 1500\nsay a done", "agent": "fake"}),
+        json!({"prompt": "pid\nsleep 5000\nsay a done", "agent": "fake"}),
     )
     .await;
     wait_for_text(c, &a, "pid=").await;

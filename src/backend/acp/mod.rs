@@ -8,6 +8,7 @@
 
 mod connection;
 mod fs;
+mod handlers;
 mod permissions;
 mod pool;
 mod probe;
