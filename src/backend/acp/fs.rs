@@ -30,6 +30,16 @@ impl FsError {
     pub(super) fn is_refusal(&self) -> bool {
         matches!(self, FsError::Refused(_))
     }
+
+    /// The JSON-RPC error code: invalid params for a refused path, ACP's resource-not-found
+    /// for a missing file (agents test for it before creating one), internal otherwise.
+    pub(super) fn code(&self) -> i32 {
+        match self {
+            FsError::Refused(_) => -32602,
+            FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => -32002,
+            FsError::Io { .. } | FsError::TooLarge { .. } | FsError::NotText(_) => -32603,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
@@ -140,6 +150,10 @@ mod tests {
             assert!(err.is_refusal(), "{bad:?}: {err}");
         }
         assert!(!evil.join("x.txt").exists());
+        let missing = read(&root, &root.join("nope.txt"), None, None)
+            .await
+            .expect_err("missing");
+        assert_eq!(missing.code(), -32002);
         assert!(
             read(&root, &root.join("../wt-evil/x"), None, None)
                 .await

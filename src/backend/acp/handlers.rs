@@ -43,7 +43,6 @@ fn answer<T: agent_client_protocol::JsonRpcResponse>(
 }
 
 const INVALID_PARAMS: i32 = -32602;
-const INTERNAL: i32 = -32603;
 
 /// The client side: every method we advertise, answered for real. Requests for anything else
 /// get the SDK's method-not-found reply. The connection runs in its own task until `stop`
@@ -132,14 +131,7 @@ pub(super) fn spawn_connection(
                                 req.path.display()
                             ));
                         }
-                        rpc_error(
-                            if e.is_refusal() {
-                                INVALID_PARAMS
-                            } else {
-                                INTERNAL
-                            },
-                            e.to_string(),
-                        )
+                        rpc_error(e.code(), e.to_string())
                     }),
                 )
             },
@@ -162,14 +154,7 @@ pub(super) fn spawn_connection(
                                 req.path.display()
                             ));
                         }
-                        rpc_error(
-                            if e.is_refusal() {
-                                INVALID_PARAMS
-                            } else {
-                                INTERNAL
-                            },
-                            e.to_string(),
-                        )
+                        rpc_error(e.code(), e.to_string())
                     }),
                 )
             },
