@@ -129,6 +129,10 @@ async fn turn_streams_mapped_updates_and_queues_the_fixture_edits() {
     }
     assert!(dump.contains("write src/hello.txt: ok"), "{dump}");
     assert!(
+        dump.contains("wrote src/hello.txt (15 bytes) via fs/write_text_file"),
+        "{dump}"
+    );
+    assert!(
         dump.contains("read src/hello.txt: hello from acp"),
         "{dump}"
     );

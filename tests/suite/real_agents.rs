@@ -16,39 +16,66 @@ fn enabled() -> bool {
     std::env::var("BOOCODER_E2E_REAL_AGENTS").is_ok_and(|v| v == "1")
 }
 
-/// The `opencode` launcher: from the environment, or installed with npm under target/.
-fn opencode_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BOOCODER_OPENCODE_BIN") {
+/// An agent's launcher: `$var` if set, else installed with npm under target/e2e-agents.
+fn agent_bin(var: &str, bin: &str, package: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-agents");
-    let bin = dir.join("node_modules/.bin/opencode");
-    if !bin.exists() {
+    let path = dir.join("node_modules/.bin").join(bin);
+    if !path.exists() {
         std::fs::create_dir_all(&dir).expect("mkdir e2e-agents");
         let st = std::process::Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .arg("opencode-ai@1.18.33")
+            .arg(package)
             .status()
             .expect("run npm");
-        assert!(st.success(), "npm install opencode-ai failed");
+        assert!(st.success(), "npm install {package} failed");
     }
-    bin
+    path
 }
 
-/// What the scripted model saw: one entry per request (for the figures and debugging).
+/// What the scripted model saw (one entry per request) and which files it already wrote.
 #[derive(Clone, Default)]
 struct Script {
     requests: Arc<Mutex<Vec<Value>>>,
+    written: Arc<Mutex<Vec<String>>>,
+    /// `DATA/worktrees/`: the session's worktree is found in the agent's system prompt.
+    worktrees: String,
 }
 
-/// `FILE=name TEXT=words` in the latest user message makes the model call the `write` tool;
-/// after a tool result it says it is done; anything else (titles, summaries) gets plain text.
+/// The write tool the agent offers and how it names the path argument.
+fn write_tool(req: &Value) -> Option<(String, String)> {
+    req["tools"].as_array()?.iter().find_map(|t| {
+        let f = &t["function"];
+        let name = f["name"].as_str()?;
+        if !matches!(name, "write" | "write_file") {
+            return None;
+        }
+        let props = f["parameters"]["properties"].as_object()?;
+        let arg = ["filePath", "file_path", "path"]
+            .into_iter()
+            .find(|k| props.contains_key(*k))?;
+        Some((name.to_string(), arg.to_string()))
+    })
+}
+
+/// `FILE=name TEXT=words` in the latest user message makes the model call the agent's write
+/// tool, once per file (agents make background calls that quote the conversation); after a
+/// tool result it says it is done; anything else (titles, summaries) gets plain text.
 async fn completions(State(script): State<Script>, body: String) -> Response {
     let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if let Ok(mut r) = script.requests.lock() {
         r.push(req.clone());
     }
+    let cwd = body.find(&script.worktrees).map(|at| {
+        let rest = &body[at..];
+        let end = rest[script.worktrees.len()..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .map_or(rest.len(), |e| e + script.worktrees.len());
+        rest[..end].to_string()
+    });
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let has_tools = req["tools"].as_array().is_some_and(|t| !t.is_empty());
     let last_role = messages
@@ -81,16 +108,35 @@ async fn completions(State(script): State<Script>, body: String) -> Response {
         json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "fake-model",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let events = match (has_tools, last_role.as_deref(), directive) {
-        (true, Some("user"), Some((name, text))) => vec![
-            chunk(
-                json!({"role": "assistant", "tool_calls": [{"index": 0, "id": format!("call_{name}"), "type": "function",
-                "function": {"name": "write", "arguments": json!({"filePath": name, "content": format!("{text}\n")}).to_string()}}]}),
-                Value::Null,
-            ),
-            chunk(json!({}), json!("tool_calls")),
-        ],
-        (true, Some("tool"), _) => vec![
+    let fresh = directive.filter(|(name, _)| {
+        script
+            .written
+            .lock()
+            .map(|mut w| {
+                let new = !w.contains(name);
+                if new && has_tools && last_role.as_deref() == Some("user") {
+                    w.push(name.clone());
+                }
+                new
+            })
+            .unwrap_or(false)
+    });
+    let events = match (write_tool(&req), last_role.as_deref(), fresh) {
+        (Some((tool, arg)), Some("user"), Some((name, text))) => {
+            let path = cwd.as_ref().map_or(name.clone(), |c| format!("{c}/{name}"));
+            let mut args = serde_json::Map::new();
+            args.insert(arg, json!(path));
+            args.insert("content".into(), json!(format!("{text}\n")));
+            vec![
+                chunk(
+                    json!({"role": "assistant", "tool_calls": [{"index": 0, "id": format!("call_{name}"), "type": "function",
+                        "function": {"name": tool, "arguments": Value::Object(args).to_string()}}]}),
+                    Value::Null,
+                ),
+                chunk(json!({}), json!("tool_calls")),
+            ]
+        }
+        (Some(_), Some("tool"), _) => vec![
             chunk(
                 json!({"role": "assistant", "content": "done: the file is written"}),
                 Value::Null,
@@ -117,8 +163,11 @@ async fn completions(State(script): State<Script>, body: String) -> Response {
     ([("content-type", "text/event-stream")], sse).into_response()
 }
 
-async fn fake_llm() -> (String, Script) {
-    let script = Script::default();
+async fn fake_llm(env: &Env) -> (String, Script) {
+    let script = Script {
+        worktrees: format!("{}/", env.data.join("worktrees").display()),
+        ..Script::default()
+    };
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
         .with_state(script.clone());
@@ -134,52 +183,37 @@ async fn fake_llm() -> (String, Script) {
     (format!("http://{addr}"), script)
 }
 
-#[tokio::test]
-async fn opencode_edits_arrive_as_a_pending_change() {
-    if !enabled() {
-        eprintln!("skipped: set BOOCODER_E2E_REAL_AGENTS=1 to run real agents");
-        return;
-    }
-    let bin = opencode_bin();
-    let (base, script) = fake_llm().await;
-    let env = Env::new();
-    let home = env.root().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let config = json!({
-        "model": "fake/fake-model", "small_model": "fake/fake-model", "autoupdate": false, "share": "disabled",
-        "provider": {"fake": {"npm": "@ai-sdk/openai-compatible",
-            "options": {"baseURL": format!("{base}/v1"), "apiKey": "fake-key"},
-            "models": {"fake-model": {"tool_call": true}}}},
-        "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"}
-    });
-    let path = format!(
+/// Register `agent` in the providers file with `command` and `env`.
+fn register(env: &Env, agent: &str, command: Value, agent_env: Value) {
+    let file = env.data.join("providers.json");
+    let mut providers: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("providers")).expect("json");
+    providers["providers"][agent] = json!({"command": command, "env": agent_env});
+    std::fs::write(&file, providers.to_string()).expect("write providers");
+}
+
+fn path_with(bin: &Path) -> String {
+    format!(
         "{}:{}",
         bin.parent().expect("bin dir").display(),
         std::env::var("PATH").unwrap_or_default()
-    );
-    let providers_file = env.data.join("providers.json");
-    let mut providers: Value =
-        serde_json::from_str(&std::fs::read_to_string(&providers_file).expect("providers"))
-            .expect("json");
-    providers["providers"]["opencode"] = json!({
-        "command": [bin, "acp"],
-        "env": {"HOME": home, "PATH": path, "DO_NOT_TRACK": "1",
-                "OPENCODE_CONFIG_CONTENT": config.to_string(),
-                "OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
-                "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-                "OPENCODE_DISABLE_SHARE": "1", "OPENCODE_DISABLE_CLAUDE_CODE": "1"}
-    });
-    std::fs::write(&providers_file, providers.to_string()).expect("write providers");
+    )
+}
 
-    let server = Server::stdio(&env, &[]).await;
+/// Two turns in one session, each writing a file; prints (first update, done) per turn.
+/// Returns the transcripts.
+async fn two_turns(env: &Env, agent: &str, script: &Script) -> Vec<String> {
+    let server = Server::stdio(env, &[]).await;
     let c = &server.client;
     let mut figures = Vec::new();
+    let mut transcripts = Vec::new();
     let mut session: Option<String> = None;
     for (file, text) in [
-        ("hello.txt", "hello from opencode"),
+        ("hello.txt", "hello from the agent"),
         ("second.txt", "second turn"),
     ] {
-        let mut args = json!({"prompt": format!("Create the file. FILE={file} TEXT={text}"), "agent": "opencode"});
+        let mut args =
+            json!({"prompt": format!("Create the file. FILE={file} TEXT={text}"), "agent": agent});
         if let Some(s) = &session {
             args["session_id"] = json!(s);
         }
@@ -190,7 +224,7 @@ async fn opencode_edits_arrive_as_a_pending_change() {
         let out = call(c, "get_task_output", json!({"task_id": id}))
             .await
             .expect("output");
-        assert_eq!(s["state"], "completed", "{s:#}\n{out:#}");
+        assert_eq!(s["state"], "completed", "{s:#}\n{out:#}\n{}", server.log());
         assert!(
             out["diff"]
                 .as_str()
@@ -199,28 +233,121 @@ async fn opencode_edits_arrive_as_a_pending_change() {
             "{out:#}"
         );
         let events = out["transcript"].as_array().cloned().unwrap_or_default();
-        let start = chrono::DateTime::parse_from_rfc3339(s["started_at"].as_str().expect("start"))
-            .expect("rfc")
-            .timestamp_millis();
-        let end = chrono::DateTime::parse_from_rfc3339(s["ended_at"].as_str().expect("end"))
-            .expect("rfc")
-            .timestamp_millis();
+        transcripts.push(
+            events
+                .iter()
+                .map(|e| {
+                    format!(
+                        "[{}] {}",
+                        e["kind"].as_str().unwrap_or(""),
+                        e["text"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        let permissions = events
+            .iter()
+            .filter(|e| {
+                e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("permission for"))
+            })
+            .count();
+        let ms = |v: &Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().expect("timestamp"))
+                .expect("rfc")
+                .timestamp_millis()
+        };
+        let (start, end) = (ms(&s["started_at"]), ms(&s["ended_at"]));
         let first = events
             .iter()
             .find(|e| matches!(e["kind"].as_str(), Some("text" | "reasoning" | "tool_call")))
             .and_then(|e| e["at"].as_i64())
             .unwrap_or(start);
-        figures.push((first - start, end - start));
+        figures.push((first - start, end - start, permissions));
     }
     eprintln!(
-        "FIGURES opencode first turn: first update {} ms, done {} ms; second (warm) turn: first update {} ms, done {} ms; model requests {}",
+        "FIGURES {agent} first turn: first update {} ms, done {} ms; second (warm) turn: first update {} ms, done {} ms; permission decisions {}+{}; model requests {}",
         figures[0].0,
         figures[0].1,
         figures[1].0,
         figures[1].1,
+        figures[0].2,
+        figures[1].2,
         script.requests.lock().map(|r| r.len()).unwrap_or(0)
     );
     server.stop().await;
+    transcripts
+}
+
+/// opencode writes files itself and asks no permissions with this config.
+#[tokio::test]
+async fn opencode_edits_arrive_as_a_pending_change() {
+    if !enabled() {
+        eprintln!("skipped: set BOOCODER_E2E_REAL_AGENTS=1 to run real agents");
+        return;
+    }
+    let bin = agent_bin("BOOCODER_OPENCODE_BIN", "opencode", "opencode-ai@1.18.33");
+    let env = Env::new();
+    let (base, script) = fake_llm(&env).await;
+    let home = env.root().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let config = json!({
+        "model": "fake/fake-model", "small_model": "fake/fake-model", "autoupdate": false, "share": "disabled",
+        "provider": {"fake": {"npm": "@ai-sdk/openai-compatible",
+            "options": {"baseURL": format!("{base}/v1"), "apiKey": "fake-key"},
+            "models": {"fake-model": {"tool_call": true}}}},
+        "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"}
+    });
+    register(
+        &env,
+        "opencode",
+        json!([bin, "acp"]),
+        json!({
+            "HOME": home, "PATH": path_with(&bin), "DO_NOT_TRACK": "1",
+            "OPENCODE_CONFIG_CONTENT": config.to_string(),
+            "OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            "OPENCODE_DISABLE_SHARE": "1", "OPENCODE_DISABLE_CLAUDE_CODE": "1"
+        }),
+    );
+    two_turns(&env, "opencode", &script).await;
+}
+
+/// qwen-code writes through the client's `fs/write_text_file` and asks permission first, so
+/// this exercises boocoder's fs handler and permission policy with a real agent.
+#[tokio::test]
+async fn qwen_writes_through_client_fs_and_the_edit_arrives() {
+    if !enabled() {
+        eprintln!("skipped: set BOOCODER_E2E_REAL_AGENTS=1 to run real agents");
+        return;
+    }
+    let bin = agent_bin("BOOCODER_QWEN_BIN", "qwen", "@qwen-code/qwen-code@0.24.4");
+    let env = Env::new();
+    let (base, script) = fake_llm(&env).await;
+    let home = env.root().join("home");
+    std::fs::create_dir_all(home.join(".qwen")).expect("home");
+    let settings = json!({"general": {"enableAutoUpdate": false, "disableAutoUpdate": true},
+        "privacy": {"usageStatisticsEnabled": false}, "telemetry": {"enabled": false},
+        "security": {"auth": {"selectedType": "openai"}}, "model": {"name": "fake-model"}});
+    std::fs::write(home.join(".qwen/settings.json"), settings.to_string()).expect("settings");
+    register(
+        &env,
+        "qwen",
+        json!([bin, "--acp"]),
+        json!({
+            "HOME": home, "PATH": path_with(&bin), "DO_NOT_TRACK": "1",
+            "OPENAI_API_KEY": "fake-key", "OPENAI_BASE_URL": format!("{base}/v1"), "OPENAI_MODEL": "fake-model"
+        }),
+    );
+    let transcripts = two_turns(&env, "qwen", &script).await;
+    for t in &transcripts {
+        assert!(
+            t.contains("via fs/write_text_file"),
+            "qwen did not write through the client:\n{t}"
+        );
+    }
 }
 
 async fn wait_long(c: &Client, id: &str) -> Value {

@@ -145,6 +145,15 @@ pub(super) fn spawn_connection(
                     return answer(r, Err(agent_client_protocol::Error::method_not_found()));
                 }
                 let res = fs::write(&sh4.root, &req.path, &req.content).await;
+                if res.is_ok() {
+                    // The agent's edits through us are part of the record, like its tool calls.
+                    let rel = req.path.strip_prefix(&sh4.root).unwrap_or(&req.path);
+                    sh4.notice(format!(
+                        "wrote {} ({} bytes) via fs/write_text_file",
+                        rel.display(),
+                        req.content.len()
+                    ));
+                }
                 answer(
                     r,
                     res.map(|()| s::WriteTextFileResponse::new()).map_err(|e| {
