@@ -87,7 +87,9 @@ impl Env {
             "script-arg": {"extends": "cli", "command": [fixture("script-agent.sh"), "--prompt-arg"], "prompt": "arg"},
             "fake": {"extends": "acp", "command": [fake_acp_agent()], "env": fake_env,
                      "label": "Fixture ACP agent", "permission_timeout_secs": 1},
-            "fake-deny": {"extends": "acp", "command": [fake_acp_agent()], "env": fake_env, "permission": "deny"}
+            "fake-deny": {"extends": "acp", "command": [fake_acp_agent()], "env": fake_env, "permission": "deny"},
+            "fake-ask": {"extends": "acp", "command": [fake_acp_agent()], "env": fake_env, "permission": "ask",
+                         "permission_timeout_secs": 300}
         }});
         std::fs::write(data.join("providers.json"), providers.to_string()).expect("providers");
         Env { tmp, repo, data }
