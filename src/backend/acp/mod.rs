@@ -193,20 +193,20 @@ impl AcpBackend {
         let req = s::PromptRequest::new(session.id.clone(), vec![turn.prompt.clone().into()]);
         let sent = conn.call(req, self.spec.timeout);
         tokio::pin!(sent);
-        let why = tokio::select! {
+        tokio::select! {
             r = &mut sent => {
                 return match r {
                     Ok(resp) => Ok(resp.stop_reason),
                     Err(e @ BackendError::Timeout { .. }) => {
                         cancel_agent(conn, session, perm_cancel).await;
+                        conn.close().await;
                         Err((e, false))
                     }
                     Err(e) => Err((e, !conn.is_dead())),
                 };
             }
-            _ = cancel.cancelled() => "cancelled",
-        };
-        tracing::debug!(why, "cancelling the agent's turn");
+            _ = cancel.cancelled() => {}
+        }
         cancel_agent(conn, session, perm_cancel).await;
         let keep = match tokio::time::timeout(CANCEL_GRACE, &mut sent).await {
             Ok(Ok(resp)) if resp.stop_reason == s::StopReason::Cancelled => true,
@@ -216,6 +216,9 @@ impl AcpBackend {
             }
             Ok(Err(_)) | Err(_) => false,
         };
+        if !keep {
+            conn.close().await;
+        }
         let note = if keep {
             "turn cancelled: the agent acknowledged session/cancel".to_string()
         } else {
