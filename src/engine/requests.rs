@@ -144,8 +144,6 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
                 invalid("permission", format!("`{p}`: use one of allow, deny, ask"))
             })?),
         };
-    // ACP agents announce their modes and models only in `session/new`, so they are checked
-    // when the turn starts (an unknown one fails the task naming the valid ones).
     if let (Some(p), Transport::Cli | Transport::Native) = (permission, provider.transport) {
         return Err(invalid(
             "permission",
@@ -155,6 +153,8 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
             ),
         ));
     }
+    // ACP agents announce their modes and models only in `session/new`, so theirs are checked
+    // when the turn starts (an unknown one fails the task naming the valid ones).
     if provider.transport == Transport::Cli {
         if let Some(m) = &mode {
             return Err(invalid(
