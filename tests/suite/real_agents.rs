@@ -69,13 +69,7 @@ async fn completions(State(script): State<Script>, body: String) -> Response {
     if let Ok(mut r) = script.requests.lock() {
         r.push(req.clone());
     }
-    let cwd = body.find(&script.worktrees).map(|at| {
-        let rest = &body[at..];
-        let end = rest[script.worktrees.len()..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .map_or(rest.len(), |e| e + script.worktrees.len());
-        rest[..end].to_string()
-    });
+    let cwd = find_cwd(&body, &script.worktrees);
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let has_tools = req["tools"].as_array().is_some_and(|t| !t.is_empty());
     let last_role = messages
@@ -87,23 +81,7 @@ async fn completions(State(script): State<Script>, body: String) -> Response {
         .find(|m| m["role"] == "user")
         .map(|m| m["content"].to_string())
         .unwrap_or_default();
-    let directive = last_user.find("FILE=").map(|at| {
-        let rest = &last_user[at + 5..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '\\')
-            .collect();
-        let text = rest
-            .find("TEXT=")
-            .map(|t| {
-                rest[t + 5..]
-                    .chars()
-                    .take_while(|c| *c != '"' && *c != '\\')
-                    .collect::<String>()
-            })
-            .unwrap_or_default();
-        (name, text)
-    });
+    let directive = parse_directive(&last_user);
     let chunk = |delta: Value, finish: Value| {
         json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "fake-model",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
@@ -163,6 +141,131 @@ async fn completions(State(script): State<Script>, body: String) -> Response {
     ([("content-type", "text/event-stream")], sse).into_response()
 }
 
+/// The Anthropic Messages API flavour of the same script (claude-code-acp), streamed as SSE.
+async fn messages(State(script): State<Script>, body: String) -> Response {
+    let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if let Ok(mut r) = script.requests.lock() {
+        r.push(req.clone());
+    }
+    let cwd = find_cwd(&body, &script.worktrees);
+    let messages = req["messages"].as_array().cloned().unwrap_or_default();
+    let last = messages.last().cloned().unwrap_or(Value::Null);
+    // Claude Code merges a new prompt into the user message that carries the last tool
+    // result, so look at the text blocks for a directive before treating it as a result.
+    let blocks = last["content"].as_array().cloned().unwrap_or_default();
+    let texts: String = blocks
+        .iter()
+        .filter(|b| b["type"] == "text")
+        .map(|b| b["text"].as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let after_tool = blocks.iter().any(|b| b["type"] == "tool_result");
+    let tool = req["tools"].as_array().and_then(|tools| {
+        tools.iter().find_map(|t| {
+            let name = t["name"].as_str()?;
+            (matches!(name, "mcp__acp__Write" | "Write")
+                && t["input_schema"]["properties"]["file_path"].is_object())
+            .then(|| name.to_string())
+        })
+    });
+    let fresh = match &tool {
+        Some(_) if last["role"] == "user" => parse_directive(&texts).filter(|(name, _)| {
+            script
+                .written
+                .lock()
+                .map(|mut w| {
+                    let new = !w.contains(name);
+                    if new {
+                        w.push(name.clone());
+                    }
+                    new
+                })
+                .unwrap_or(false)
+        }),
+        _ => None,
+    };
+    let (block, delta, stop) = match (tool, fresh) {
+        (Some(tool), Some((name, text))) => {
+            let path = cwd.as_ref().map_or(name.clone(), |c| format!("{c}/{name}"));
+            let input = json!({"file_path": path, "content": format!("{text}\n")});
+            (
+                json!({"type": "tool_use", "id": format!("toolu_{}", name.replace('.', "_")), "name": tool, "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": input.to_string()}),
+                "tool_use",
+            )
+        }
+        _ => (
+            json!({"type": "text", "text": ""}),
+            json!({"type": "text_delta", "text": if after_tool { "done: the file is written" } else { "scripted title" }}),
+            "end_turn",
+        ),
+    };
+    let model = req["model"].as_str().unwrap_or("claude-fake").to_string();
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": block}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+            "usage": {"output_tokens": 5}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let mut sse = String::new();
+    for (name, data) in events {
+        sse.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    }
+    ([("content-type", "text/event-stream")], sse).into_response()
+}
+
+/// The session worktree named in the agent's system prompt (`DATA/worktrees/s-…`).
+fn find_cwd(body: &str, worktrees: &str) -> Option<String> {
+    body.find(worktrees).map(|at| {
+        let rest = &body[at..];
+        let end = rest[worktrees.len()..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .map_or(rest.len(), |e| e + worktrees.len());
+        rest[..end].to_string()
+    })
+}
+
+/// `FILE=name TEXT=words` in a message.
+fn parse_directive(text: &str) -> Option<(String, String)> {
+    text.find("FILE=").map(|at| {
+        let rest = &text[at + 5..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '\\')
+            .collect();
+        let text = rest
+            .find("TEXT=")
+            .map(|t| {
+                rest[t + 5..]
+                    .chars()
+                    .take_while(|c| *c != '"' && *c != '\\')
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        (name, text)
+    })
+}
+
 async fn fake_llm(env: &Env) -> (String, Script) {
     let script = Script {
         worktrees: format!("{}/", env.data.join("worktrees").display()),
@@ -170,6 +273,7 @@ async fn fake_llm(env: &Env) -> (String, Script) {
     };
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
+        .route("/v1/messages", axum::routing::post(messages))
         .with_state(script.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -364,4 +468,43 @@ async fn wait_long(c: &Client, id: &str) -> Value {
         }
     }
     panic!("task {id} did not finish in 300 s");
+}
+
+/// claude-code-acp asks permission before every write and writes through the client's fs:
+/// the permission policy and the fs handler meet a real agent.
+#[tokio::test]
+async fn claude_code_acp_asks_permission_and_writes_through_client_fs() {
+    if !enabled() {
+        eprintln!("skipped: set BOOCODER_E2E_REAL_AGENTS=1 to run real agents");
+        return;
+    }
+    let bin = agent_bin(
+        "BOOCODER_CLAUDE_CODE_ACP_BIN",
+        "claude-code-acp",
+        "@zed-industries/claude-code-acp@0.16.2",
+    );
+    let env = Env::new();
+    let (base, script) = fake_llm(&env).await;
+    let home = env.root().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    register(
+        &env,
+        "claude-code",
+        json!([bin]),
+        json!({
+            "HOME": home, "PATH": path_with(&bin), "DO_NOT_TRACK": "1",
+            "ANTHROPIC_BASE_URL": base, "ANTHROPIC_API_KEY": "fake-key",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1",
+        // Claude Code refuses to run as root outside a declared sandbox (CI containers are).
+        "IS_SANDBOX": "1"
+        }),
+    );
+    let transcripts = two_turns(&env, "claude-code", &script).await;
+    for t in &transcripts {
+        assert!(
+            t.contains("by policy allow"),
+            "no recorded permission decision:\n{t}"
+        );
+    }
 }

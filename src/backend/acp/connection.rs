@@ -252,7 +252,13 @@ impl AgentConn {
                     if tokio::time::timeout(STDERR_DRAIN * 2, self.dead.cancelled()).await.is_ok() {
                         return Err(self.exited());
                     }
-                    Err(BackendError::Agent(format!("`{method}` failed: {e}")))
+                    let tail = self.shared.stderr_tail();
+                    let tail = if tail.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!("; last stderr lines:\n{tail}")
+                    };
+                    Err(BackendError::Agent(format!("`{method}` failed: {e}{tail}")))
                 }
             },
             _ = self.dead.cancelled() => Err(self.exited()),
