@@ -266,6 +266,110 @@ fn parse_directive(text: &str) -> Option<(String, String)> {
     })
 }
 
+/// Schema-valid JSON for gemini-cli's structured side calls (its model router).
+fn synth(schema: &Value) -> Value {
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    let ty = schema["type"].as_str().unwrap_or("").to_ascii_lowercase();
+    match ty.as_str() {
+        "object" => Value::Object(
+            schema["properties"]
+                .as_object()
+                .map(|p| p.iter().map(|(k, v)| (k.clone(), synth(v))).collect())
+                .unwrap_or_default(),
+        ),
+        "array" => json!([]),
+        "integer" | "number" => json!(1),
+        "boolean" => json!(false),
+        _ => json!("simple"),
+    }
+}
+
+/// The Gemini API flavour of the script (gemini-cli): `models/{model}:{action}`.
+async fn gemini(
+    State(script): State<Script>,
+    axum::extract::Path(spec): axum::extract::Path<String>,
+    body: String,
+) -> Response {
+    let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if spec.ends_with(":countTokens") {
+        return (
+            [("content-type", "application/json")],
+            json!({"totalTokens": 10}).to_string(),
+        )
+            .into_response();
+    }
+    if let Ok(mut r) = script.requests.lock() {
+        r.push(req.clone());
+    }
+    let cwd = find_cwd(&body, &script.worktrees);
+    let config = &req["generationConfig"];
+    let schema = [&config["responseJsonSchema"], &config["responseSchema"]]
+        .into_iter()
+        .find(|s| s.is_object())
+        .cloned();
+    let last = req["contents"]
+        .as_array()
+        .and_then(|c| c.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let parts = last["parts"].as_array().cloned().unwrap_or_default();
+    let texts: String = parts
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let after_tool = parts.iter().any(|p| p["functionResponse"].is_object());
+    let has_write = req["tools"].as_array().is_some_and(|tools| {
+        tools.iter().any(|t| {
+            t["functionDeclarations"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|f| f["name"] == "write_file"))
+        })
+    });
+    let fresh = if has_write && last["role"] == "user" {
+        parse_directive(&texts).filter(|(name, _)| {
+            script
+                .written
+                .lock()
+                .map(|mut w| {
+                    let new = !w.contains(name);
+                    if new {
+                        w.push(name.clone());
+                    }
+                    new
+                })
+                .unwrap_or(false)
+        })
+    } else {
+        None
+    };
+    let part = match (schema, fresh) {
+        (Some(schema), _) => json!({"text": synth(&schema).to_string()}),
+        (None, Some((name, text))) => {
+            let path = cwd.as_ref().map_or(name.clone(), |c| format!("{c}/{name}"));
+            json!({"functionCall": {"name": "write_file", "args": {"file_path": path, "content": format!("{text}\n")}}})
+        }
+        (None, None) if after_tool => json!({"text": "done: the file is written"}),
+        (None, None) => json!({"text": "scripted title"}),
+    };
+    let response = json!({
+        "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+        "modelVersion": "gemini-fake"
+    });
+    if spec.ends_with(":streamGenerateContent") {
+        (
+            [("content-type", "text/event-stream")],
+            format!("data: {response}\n\n"),
+        )
+            .into_response()
+    } else {
+        ([("content-type", "application/json")], response.to_string()).into_response()
+    }
+}
+
 async fn fake_llm(env: &Env) -> (String, Script) {
     let script = Script {
         worktrees: format!("{}/", env.data.join("worktrees").display()),
@@ -274,6 +378,7 @@ async fn fake_llm(env: &Env) -> (String, Script) {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
         .route("/v1/messages", axum::routing::post(messages))
+        .route("/v1beta/models/{spec}", axum::routing::post(gemini))
         .with_state(script.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -505,6 +610,40 @@ async fn claude_code_acp_asks_permission_and_writes_through_client_fs() {
         assert!(
             t.contains("by policy allow"),
             "no recorded permission decision:\n{t}"
+        );
+    }
+}
+
+/// gemini-cli runs with client fs off (it mishandles fs error replies) and writes itself.
+#[tokio::test]
+async fn gemini_cli_with_client_fs_off_edits_arrive() {
+    if !enabled() {
+        eprintln!("skipped: set BOOCODER_E2E_REAL_AGENTS=1 to run real agents");
+        return;
+    }
+    let bin = agent_bin("BOOCODER_GEMINI_BIN", "gemini", "@google/gemini-cli@0.61.0");
+    let env = Env::new();
+    let (base, script) = fake_llm(&env).await;
+    let home = env.root().join("home");
+    std::fs::create_dir_all(home.join(".gemini")).expect("home");
+    let settings = json!({"general": {"disableAutoUpdate": true, "disableUpdateNag": true},
+        "privacy": {"usageStatisticsEnabled": false}, "telemetry": {"enabled": false},
+        "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": false}}});
+    std::fs::write(home.join(".gemini/settings.json"), settings.to_string()).expect("settings");
+    register(
+        &env,
+        "gemini",
+        json!([bin, "--acp"]),
+        json!({
+            "HOME": home, "PATH": path_with(&bin), "DO_NOT_TRACK": "1",
+            "GEMINI_API_KEY": "fake-key", "GOOGLE_GEMINI_BASE_URL": base
+        }),
+    );
+    let transcripts = two_turns(&env, "gemini", &script).await;
+    for t in &transcripts {
+        assert!(
+            !t.contains("via fs/write_text_file"),
+            "client fs must be off for gemini:\n{t}"
         );
     }
 }
