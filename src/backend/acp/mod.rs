@@ -105,6 +105,15 @@ impl AcpBackend {
             )
         };
         send(&events, TurnEvent::Notice(note)).await;
+        if lease.restarted && session.how == "new" {
+            send(
+                &events,
+                TurnEvent::Notice(
+                    "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged".into(),
+                ),
+            )
+            .await;
+        }
 
         if let Err(e) = self.configure(&conn, &session, &turn, &events).await {
             if conn.is_dead() {

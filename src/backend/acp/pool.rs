@@ -66,6 +66,9 @@ pub(super) struct Lease {
     pub session: SessionState,
     /// True when this turn started the process (for the transcript and latency figures).
     pub fresh: bool,
+    /// True when an earlier agent of this key died or was evicted (its session was offered
+    /// to the new one via `session/load`/`session/resume`).
+    pub restarted: bool,
     keep: bool,
 }
 
@@ -157,6 +160,7 @@ impl Pool {
                             conn: e.conn.clone(),
                             session,
                             fresh: false,
+                            restarted: false,
                             keep: true,
                         });
                     }
@@ -198,6 +202,7 @@ impl Pool {
             conn,
             session,
             fresh: true,
+            restarted: previous.is_some(),
             keep: true,
         })
     }
