@@ -33,6 +33,8 @@ pub struct Config {
     pub llm: Option<LlmConfig>,
     /// Limits of native turns (they apply whichever endpoint serves them).
     pub native: NativeLimits,
+    /// Warm ACP agents: idle TTL and the cap on live processes.
+    pub acp_pool: crate::backend::acp::PoolConfig,
 }
 
 /// Where the native loop sends its requests. The API key is secret: `Debug` redacts it.
@@ -122,6 +124,7 @@ impl Config {
             poll_interval: Duration::from_secs(2),
             llm: None,
             native: NativeLimits::default(),
+            acp_pool: Default::default(),
         }
     }
 

@@ -83,6 +83,41 @@ impl std::fmt::Display for TaskState {
     }
 }
 
+/// What boocoder answers when an ACP agent asks permission for a tool call. Every decision is
+/// written to the transcript, whichever policy made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionPolicy {
+    /// Select the agent's allow-once option. Safe enough by default: the agent works in an
+    /// isolated worktree and nothing reaches the checkout before `apply_pending`.
+    Allow,
+    /// Reject every request.
+    Deny,
+    /// Mark the task `blocked` and wait for a decision; without one before the provider's
+    /// timeout, deny.
+    Ask,
+}
+
+impl PermissionPolicy {
+    pub const ALL: [PermissionPolicy; 3] = [
+        PermissionPolicy::Allow,
+        PermissionPolicy::Deny,
+        PermissionPolicy::Ask,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionPolicy::Allow => "allow",
+            PermissionPolicy::Deny => "deny",
+            PermissionPolicy::Ask => "ask",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PermissionPolicy> {
+        PermissionPolicy::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
 /// Token counts, summed per task. Zero when the agent does not report usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
@@ -108,6 +143,8 @@ pub struct Task {
     pub provider: String,
     pub model: Option<String>,
     pub mode: Option<String>,
+    /// Per-task permission policy for ACP agents; `None` means the provider's.
+    pub permission: Option<PermissionPolicy>,
     pub state: TaskState,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -310,6 +347,9 @@ mod tests {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(TaskState::parse("done"), None);
+        for p in PermissionPolicy::ALL {
+            assert_eq!(PermissionPolicy::parse(p.as_str()), Some(p));
+        }
     }
 
     #[test]

@@ -56,6 +56,22 @@ struct Global {
         global = true
     )]
     max_concurrent: usize,
+    /// Stop a warm ACP agent after this many idle seconds.
+    #[arg(
+        long,
+        env = "BOOCODER_ACP_IDLE_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    acp_idle_secs: u64,
+    /// Most warm ACP agent processes kept alive (idle ones are stopped, least recently used first).
+    #[arg(
+        long,
+        env = "BOOCODER_ACP_MAX_LIVE",
+        default_value_t = 8,
+        global = true
+    )]
+    acp_max_live: usize,
     /// Provider used when a task names no agent [default: native when --llm-base-url is set].
     #[arg(long, env = "BOOCODER_DEFAULT_AGENT", global = true)]
     default_agent: Option<String>,
@@ -372,6 +388,13 @@ fn config(g: &Global) -> Result<Config> {
         bail!("--max-concurrent must be at least 1");
     }
     config.max_concurrent = g.max_concurrent;
+    if g.acp_idle_secs == 0 || g.acp_max_live == 0 {
+        bail!("--acp-idle-secs and --acp-max-live must be at least 1");
+    }
+    config.acp_pool = boocoder::backend::acp::PoolConfig {
+        idle_ttl: std::time::Duration::from_secs(g.acp_idle_secs),
+        max_live: g.acp_max_live,
+    };
     config.default_agent = g.default_agent.clone();
     config.database_url = g.database_url.clone().filter(|u| !u.is_empty());
     if g.lease_secs == 0 {
@@ -421,11 +444,27 @@ fn config(g: &Global) -> Result<Config> {
     Ok(config)
 }
 
+/// Keys in sorted order, so the checked-in files do not depend on whether some dependency
+/// turned on serde_json's `preserve_order` (agent-client-protocol does).
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let by_key: std::collections::BTreeMap<String, serde_json::Value> =
+                m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(by_key.into_iter().collect())
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
+}
+
 fn schemas(write: bool, dir: &std::path::Path) -> Result<()> {
     let defs = mcp::tool_definitions();
     if !write {
         let all: serde_json::Map<String, serde_json::Value> = defs.into_iter().collect();
-        let text = serde_json::to_string_pretty(&all)?;
+        let text = serde_json::to_string_pretty(&sorted(serde_json::Value::Object(all)))?;
         #[allow(clippy::print_stdout)]
         {
             println!("{text}");
@@ -437,7 +476,7 @@ fn schemas(write: bool, dir: &std::path::Path) -> Result<()> {
         let path = dir.join(format!("{name}.json"));
         std::fs::write(
             &path,
-            format!("{}\n", serde_json::to_string_pretty(&value)?),
+            format!("{}\n", serde_json::to_string_pretty(&sorted(value))?),
         )
         .with_context(|| format!("writing {}", path.display()))?;
     }

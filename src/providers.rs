@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backend::acp::{AcpBackend, AcpSpec, Pool};
 use crate::backend::cli::{CliBackend, CliSpec, PromptMode};
 use crate::backend::native::client::LlmSettings;
 use crate::backend::native::{Limits, NativeBackend, NativeShared, Samplers};
 use crate::backend::{Backend, SessionMemory};
 use crate::config::Config;
+use crate::domain::PermissionPolicy;
 
 /// How boocoder talks to a provider.
 #[derive(
@@ -30,8 +32,7 @@ impl Transport {
     /// Whether this build can run providers of this transport.
     pub fn runnable(self) -> bool {
         match self {
-            Transport::Cli | Transport::Native => true,
-            Transport::Acp => false,
+            Transport::Cli | Transport::Native | Transport::Acp => true,
         }
     }
 
@@ -57,6 +58,12 @@ pub struct Provider {
     pub enabled: bool,
     pub timeout: Duration,
     pub builtin: bool,
+    /// ACP: advertise and serve the client `fs/*` methods (gemini-cli needs them off).
+    pub client_fs: bool,
+    /// ACP: how permission requests are answered unless a task overrides it.
+    pub permission: PermissionPolicy,
+    /// ACP: how long an `ask` permission waits before it is denied.
+    pub permission_timeout: Duration,
 }
 
 /// One entry of the providers file: every field optional, merged over the built-in of the
@@ -72,6 +79,9 @@ pub struct ProviderOverride {
     pub model_args: Option<Vec<String>>,
     pub enabled: Option<bool>,
     pub timeout_secs: Option<u64>,
+    pub client_fs: Option<bool>,
+    pub permission: Option<PermissionPolicy>,
+    pub permission_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -120,46 +130,80 @@ fn list(items: &[String]) -> String {
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Nobody answers `ask` yet (forwarding to the client comes later), so keep the wait short.
+const DEFAULT_PERMISSION_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn builtins() -> Vec<Provider> {
-    let cli = |id: &str, label: &str, command: &[&str], model_flag: &str| Provider {
+/// A provider with every field at its default; built-ins and custom entries start here.
+fn provider_defaults(id: &str, label: &str, transport: Transport, command: &[&str]) -> Provider {
+    Provider {
         id: id.into(),
         label: label.into(),
-        transport: Transport::Cli,
+        transport,
         command: command.iter().map(|s| s.to_string()).collect(),
         env: BTreeMap::new(),
-        prompt: PromptMode::Arg,
-        model_args: vec![model_flag.into(), "{model}".into()],
+        prompt: PromptMode::Stdin,
+        model_args: Vec::new(),
         enabled: true,
         timeout: DEFAULT_TIMEOUT,
         builtin: true,
+        client_fs: true,
+        permission: PermissionPolicy::Allow,
+        permission_timeout: DEFAULT_PERMISSION_TIMEOUT,
+    }
+}
+
+fn builtins() -> Vec<Provider> {
+    let cli = |id: &str, label: &str, command: &[&str], model_flag: &str| Provider {
+        prompt: PromptMode::Arg,
+        model_args: vec![model_flag.into(), "{model}".into()],
+        ..provider_defaults(id, label, Transport::Cli, command)
+    };
+    let acp = |id: &str, label: &str, command: &[&str]| {
+        provider_defaults(id, label, Transport::Acp, command)
+    };
+    // `codex` is one id with two launchers: the ACP adapter when it is installed (warm
+    // sessions, streaming, permissions), else the one-shot CLI. Override with the providers
+    // file (`"codex": {"extends": "cli", ...}`) to pin one.
+    let codex = if find_program("codex-acp").is_some() {
+        acp("codex", "Codex (codex-acp)", &["codex-acp"])
+    } else {
+        cli("codex", "Codex (codex exec)", &["codex", "exec"], "--model")
     };
     vec![
-        Provider {
-            id: "native".into(),
-            label: "Native loop (OpenAI-compatible endpoint)".into(),
-            transport: Transport::Native,
-            command: Vec::new(),
-            env: BTreeMap::new(),
-            prompt: PromptMode::Stdin,
-            model_args: Vec::new(),
-            enabled: true,
-            timeout: DEFAULT_TIMEOUT,
-            builtin: true,
-        },
+        provider_defaults(
+            "native",
+            "Native loop (OpenAI-compatible endpoint)",
+            Transport::Native,
+            &[],
+        ),
         cli(
             "claude",
             "Claude Code (claude -p)",
             &["claude", "-p"],
             "--model",
         ),
-        cli("codex", "Codex (codex exec)", &["codex", "exec"], "--model"),
+        codex,
+        acp("opencode", "opencode (ACP)", &["opencode", "acp"]),
+        acp("goose", "goose (ACP)", &["goose", "acp"]),
+        acp("qwen", "Qwen Code (ACP)", &["qwen", "--acp"]),
+        Provider {
+            // gemini-cli 0.61 mishandles the client's fs error replies (a missing file looks
+            // like a failure), so it reads and writes files itself.
+            client_fs: false,
+            ..acp("gemini", "Gemini CLI (ACP)", &["gemini", "--acp"])
+        },
+        acp(
+            "claude-code",
+            "Claude Code (claude-code-acp)",
+            &["claude-code-acp"],
+        ),
     ]
 }
 
-/// Long-lived state backends share across turns; one per engine.
-#[derive(Default)]
+/// Long-lived state backends share across turns; one per engine, so a registry reload keeps
+/// warm agents.
 pub struct BackendShared {
+    acp: Arc<Pool>,
     /// The native loop's state; `None` only when its HTTP client could not be built.
     pub native: Option<Arc<NativeShared>>,
     /// Whether an endpoint is configured (else native runs only through MCP sampling).
@@ -190,9 +234,11 @@ impl BackendShared {
             sampling_timeout: config.native.sampling_timeout,
         };
         let samplers = Arc::new(Samplers::default());
+        let acp = Arc::new(Pool::new(config.acp_pool));
         let native_endpoint = endpoint.is_some();
         match NativeShared::new(endpoint, limits, memory, samplers.clone()) {
             Ok(n) => BackendShared {
+                acp,
                 native: Some(Arc::new(n)),
                 native_endpoint,
                 native_error: None,
@@ -201,6 +247,7 @@ impl BackendShared {
             Err(e) => {
                 tracing::error!(error = %e, "the native provider cannot start");
                 BackendShared {
+                    acp,
                     native: None,
                     native_endpoint,
                     native_error: Some(e.to_string()),
@@ -208,6 +255,16 @@ impl BackendShared {
                 }
             }
         }
+    }
+
+    /// Live ACP agent processes.
+    pub fn live_agents(&self) -> usize {
+        self.acp.live()
+    }
+
+    /// Stop every long-lived agent process (server shutdown).
+    pub async fn shutdown(&self) {
+        self.acp.shutdown().await;
     }
 }
 
@@ -359,11 +416,18 @@ impl Registry {
                     available: self.available(),
                 }),
             },
-            Transport::Acp => Err(ProviderError::Unsupported {
-                id: id.into(),
-                transport: p.transport.as_str(),
-                available: self.available(),
-            }),
+            Transport::Acp => Ok(Arc::new(AcpBackend::new(
+                AcpSpec {
+                    provider_id: p.id.clone(),
+                    command: p.command.clone(),
+                    env: p.env.clone(),
+                    client_fs: p.client_fs,
+                    permission: p.permission,
+                    permission_timeout: p.permission_timeout,
+                    timeout: p.timeout,
+                },
+                shared.acp.clone(),
+            ))),
         }
     }
 }
@@ -391,16 +455,8 @@ fn merge_entry(
         (Some(b), None) => b.clone(),
         (Some(b), Some(t)) if t == b.transport => b.clone(),
         (_, Some(transport)) => Provider {
-            id: id.into(),
-            label: id.into(),
-            transport,
-            command: Vec::new(),
-            env: BTreeMap::new(),
-            prompt: PromptMode::Stdin,
-            model_args: Vec::new(),
-            enabled: true,
-            timeout: DEFAULT_TIMEOUT,
             builtin: false,
+            ..provider_defaults(id, id, transport, &[])
         },
         (None, None) => {
             return Err(
@@ -431,6 +487,22 @@ fn merge_entry(
             return Err("timeout_secs must be at least 1".into());
         }
         p.timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = o.client_fs {
+        p.client_fs = v;
+    }
+    if let Some(v) = o.permission {
+        p.permission = v;
+    }
+    if let Some(v) = o.permission_timeout_secs {
+        p.permission_timeout = Duration::from_secs(v);
+    }
+    if p.transport != Transport::Acp
+        && (o.client_fs.is_some() || o.permission.is_some() || o.permission_timeout_secs.is_some())
+    {
+        return Err(
+            "client_fs, permission and permission_timeout_secs apply to ACP agents only".into(),
+        );
     }
     if p.transport != Transport::Native && p.command.first().is_none_or(|c| c.is_empty()) {
         return Err(
@@ -529,6 +601,54 @@ mod tests {
             reg.resolve("nocmd"),
             Err(ProviderError::Unknown { .. })
         ));
+    }
+
+    #[test]
+    fn acp_fields_merge_and_custom_acp_agents_load() {
+        let (_d, reg) = load(
+            r#"{"providers":{
+                "gemini":{"permission":"ask","permission_timeout_secs":5},
+                "mine":{"extends":"acp","command":["my-acp","--stdio"],"env":{"K":"V"},"client_fs":false},
+                "claude":{"permission":"deny"}}}"#,
+        );
+        let gemini = reg.all().find(|p| p.id == "gemini").expect("gemini");
+        assert_eq!(gemini.permission, PermissionPolicy::Ask);
+        assert_eq!(gemini.permission_timeout, Duration::from_secs(5));
+        assert!(!gemini.client_fs, "built-in default kept");
+        assert_eq!(gemini.command, vec!["gemini", "--acp"]);
+        let mine = reg.all().find(|p| p.id == "mine").expect("mine");
+        assert_eq!(mine.transport, Transport::Acp);
+        assert!(!mine.client_fs);
+        assert_eq!(mine.permission, PermissionPolicy::Allow);
+        assert_eq!(mine.env.get("K").map(String::as_str), Some("V"));
+        assert!(!mine.builtin);
+        let all = reg.diagnostics.join("\n");
+        assert!(
+            all.contains("providers.claude: client_fs, permission"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn builtin_acp_agents_are_listed() {
+        let (_d, reg) = load("{}");
+        for id in [
+            "opencode",
+            "goose",
+            "qwen",
+            "gemini",
+            "claude-code",
+            "codex",
+        ] {
+            assert!(reg.all().any(|p| p.id == id), "{id}");
+        }
+        let codex = reg.all().find(|p| p.id == "codex").expect("codex");
+        let want = if find_program("codex-acp").is_some() {
+            Transport::Acp
+        } else {
+            Transport::Cli
+        };
+        assert_eq!(codex.transport, want);
     }
 
     #[test]

@@ -370,6 +370,7 @@ pub async fn cold_start(opts: &Opts) -> Result<Vec<Figure>> {
                     provider: "noop".into(),
                     model: None,
                     mode: None,
+                    permission: None,
                 })
                 .await?;
         }
@@ -696,6 +697,7 @@ async fn transitions(store: &boocoder::store::Store, n: usize, tag: &str) -> Res
                 provider: "noop".into(),
                 model: None,
                 mode: None,
+                permission: None,
             })
             .await?;
     }

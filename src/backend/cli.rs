@@ -266,6 +266,7 @@ mod tests {
             cwd: std::env::temp_dir(),
             model: model.map(str::to_string),
             mode: None,
+            permission: None,
         }
     }
 

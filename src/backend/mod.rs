@@ -2,6 +2,7 @@
 //! native build on the same trait) gets a [`Turn`], streams [`TurnEvent`]s and returns a
 //! [`TurnOutcome`]; the engine owns persistence, worktrees and notifications.
 
+pub mod acp;
 pub mod cli;
 pub mod native;
 pub mod process;
@@ -13,7 +14,7 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{EventKind, Usage};
+use crate::domain::{EventKind, PermissionPolicy, Usage};
 
 /// One agent turn: what to do and where.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Turn {
     pub cwd: PathBuf,
     pub model: Option<String>,
     pub mode: Option<String>,
+    /// Per-task permission policy (ACP); `None` means the provider's.
+    pub permission: Option<PermissionPolicy>,
 }
 
 /// What a backend reports while it runs. The vocabulary is shared by all backends so the
@@ -136,6 +139,9 @@ pub enum BackendError {
     Timeout { secs: u64, stderr_tail: String },
     #[error("cancelled")]
     Cancelled,
+    /// The agent answered a protocol request with an error, or broke the protocol.
+    #[error("agent error: {0}")]
+    Agent(String),
     #[error("{0}")]
     Unsupported(String),
     /// The model endpoint failed for good (after retries); the message quotes the server.

@@ -497,6 +497,8 @@ impl Engine {
         {
             tracing::warn!("in-flight turns did not stop within 10 s");
         }
+        // Warm agents outlive turns; none may outlive the server.
+        self.inner.backends.shutdown().await;
         if let Err(e) = self
             .inner
             .store

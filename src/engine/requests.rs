@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{Engine, EngineError, Result, blocking, canonical_dir};
 use crate::backend::native::SamplerHandle;
-use crate::domain::{PendingChange, Task, TaskEvent, TaskState, new_id};
+use crate::domain::{PendingChange, PermissionPolicy, Task, TaskEvent, TaskState, new_id};
 use crate::providers::{ProviderError, Transport};
 use crate::store::{NewTaskRow, TaskFilter};
 use crate::worktree::{self, FileChange};
@@ -19,6 +19,8 @@ pub struct NewTask {
     pub agent: Option<String>,
     pub model: Option<String>,
     pub mode: Option<String>,
+    /// `allow`, `deny` or `ask`; ACP providers only.
+    pub permission: Option<String>,
     pub project: Option<String>,
     pub parent_task_id: Option<String>,
     pub session_id: Option<String>,
@@ -152,6 +154,24 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         Err(e) => return Err(invalid("agent", e.to_string())),
     };
     let (model, mode) = (opt(req.model), opt(req.mode));
+    let permission =
+        match opt(req.permission) {
+            None => None,
+            Some(p) => Some(PermissionPolicy::parse(&p).ok_or_else(|| {
+                invalid("permission", format!("`{p}`: use one of allow, deny, ask"))
+            })?),
+        };
+    if let (Some(p), Transport::Cli | Transport::Native) = (permission, provider.transport) {
+        return Err(invalid(
+            "permission",
+            format!(
+                "`{}`: provider `{agent}` is not an ACP agent and asks no permissions",
+                p.as_str()
+            ),
+        ));
+    }
+    // ACP agents announce their modes and models only in `session/new`, so theirs are checked
+    // when the turn starts (an unknown one fails the task naming the valid ones).
     if provider.transport == Transport::Cli {
         if let Some(m) = &mode {
             return Err(invalid(
@@ -202,6 +222,7 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
         provider: agent,
         model,
         mode,
+        permission,
     })
 }
 

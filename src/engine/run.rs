@@ -206,6 +206,7 @@ async fn run_turn(
         cwd,
         model: task.model.clone(),
         mode: task.mode.clone(),
+        permission: task.permission,
     };
     let result = backend.run(turn, tx, cancel).await;
     // The sender is gone with the backend's future; wait for the last events to be stored.

@@ -97,6 +97,7 @@ impl McpServer {
                 agent: p.agent,
                 model: p.model,
                 mode: p.mode,
+                permission: p.permission,
                 project: p.project,
                 parent_task_id: p.parent_task_id,
                 session_id: p.session_id,

@@ -19,13 +19,22 @@ pub struct NewTaskParams {
     /// endpoint is configured).
     #[serde(default)]
     pub agent: Option<String>,
-    /// Model id for the agent, when it accepts one (for `native`: a model the endpoint serves;
-    /// overrides the server's --model).
+    /// Model id for the agent, when it accepts one (for `native`: a model the endpoint serves,
+    /// overriding the server's --model). ACP agents list their models only once a session
+    /// starts: an id the agent does not offer fails the task with the valid ids.
     #[serde(default)]
     pub model: Option<String>,
-    /// Agent mode (ACP agents only, e.g. "code" or "ask").
+    /// Agent mode (ACP agents only, e.g. "code" or "ask"). Like `model`, checked against what
+    /// the agent offers when its session starts.
     #[serde(default)]
     pub mode: Option<String>,
+    /// How to answer the agent's permission requests in this task (ACP agents only):
+    /// "allow" (approve once), "deny" (reject), or "ask" (the task shows `blocked` while it
+    /// waits; unanswered requests are denied after the provider's timeout). Omit to use the
+    /// provider's policy. Every decision is recorded in the transcript.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::domain::PermissionPolicy>")]
+    pub permission: Option<String>,
     /// Absolute path of the git repository to work on; defaults to the server's project.
     #[serde(default)]
     pub project: Option<String>,

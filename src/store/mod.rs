@@ -80,6 +80,7 @@ pub struct NewTaskRow {
     pub provider: String,
     pub model: Option<String>,
     pub mode: Option<String>,
+    pub permission: Option<crate::domain::PermissionPolicy>,
 }
 
 /// Filters for `list_tasks`; `None` means any.
@@ -111,7 +112,7 @@ pub enum Outcome {
 }
 
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
-     t.model, t.mode, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
+     t.model, t.mode, t.permission, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
      t.input_tokens, t.output_tokens, t.files, t.node_id";
 
 impl Store {
@@ -214,8 +215,8 @@ impl Store {
                     .await?;
             }
             sqlx::query(
-                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, state, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9)",
+                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)",
             )
             .bind(&row.id)
             .bind(&project_id)
@@ -225,6 +226,7 @@ impl Store {
             .bind(&row.provider)
             .bind(&row.model)
             .bind(&row.mode)
+            .bind(row.permission.map(|p| p.as_str()))
             .bind(now)
             .execute(&mut *tx)
             .await?;

@@ -1,7 +1,8 @@
 //! Row types as the database returns them, and their checked conversion into domain types.
 
 use crate::domain::{
-    ChangeStatus, EventKind, PendingChange, Session, Task, TaskEvent, TaskState, Usage,
+    ChangeStatus, EventKind, PendingChange, PermissionPolicy, Session, Task, TaskEvent, TaskState,
+    Usage,
 };
 
 use super::{Result, StoreError};
@@ -16,6 +17,7 @@ pub(super) struct TaskRow {
     provider: String,
     model: Option<String>,
     mode: Option<String>,
+    permission: Option<String>,
     state: String,
     created_at: i64,
     started_at: Option<i64>,
@@ -34,6 +36,15 @@ impl TaskRow {
             table: "tasks",
             detail: format!("task {} has unknown state {:?}", self.id, self.state),
         })?;
+        let permission = match &self.permission {
+            None => None,
+            Some(p) => Some(
+                PermissionPolicy::parse(p).ok_or_else(|| StoreError::Corrupt {
+                    table: "tasks",
+                    detail: format!("task {} has unknown permission {p:?}", self.id),
+                })?,
+            ),
+        };
         let files = serde_json::from_str(&self.files).map_err(|e| StoreError::Corrupt {
             table: "tasks",
             detail: format!("task {} files: {e}", self.id),
@@ -47,6 +58,7 @@ impl TaskRow {
             provider: self.provider,
             model: self.model,
             mode: self.mode,
+            permission,
             state,
             created_at: self.created_at,
             started_at: self.started_at,

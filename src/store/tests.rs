@@ -19,6 +19,7 @@ fn row(id: &str, session: &str, new_session: bool) -> NewTaskRow {
         provider: "cli".into(),
         model: None,
         mode: None,
+        permission: None,
     }
 }
 

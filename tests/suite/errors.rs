@@ -20,7 +20,7 @@ async fn invalid_new_task_arguments_name_the_field_and_write_nothing(env: Env) {
         (json!({"prompt": "   "}), "invalid `prompt`"),
         (
             json!({"prompt": "x", "agent": "nope"}),
-            "unknown provider `nope`; available: script, script-arg",
+            "unknown provider `nope`; available: fake, fake-ask, fake-deny, script, script-arg",
         ),
         (
             json!({"prompt": "x", "project": not_repo}),

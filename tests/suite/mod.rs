@@ -1,3 +1,5 @@
+mod acp;
+mod architecture;
 mod cli;
 mod errors;
 mod flow;
@@ -5,5 +7,6 @@ mod lifecycle;
 mod native;
 mod native_guards;
 mod nodes;
+mod real_agents;
 mod schemas;
 mod transport;

@@ -25,6 +25,20 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The fixture ACP agent (`examples/fake_acp_agent.rs`), built by `cargo test`/nextest.
+pub fn fake_acp_agent() -> PathBuf {
+    let p = Path::new(BIN)
+        .parent()
+        .expect("bin dir")
+        .join("examples/fake_acp_agent");
+    assert!(
+        p.exists(),
+        "fixture agent missing at {}: build it with `cargo build --examples` (cargo test does)",
+        p.display()
+    );
+    p
+}
+
 /// Run git with an argument vector; panics with its stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
@@ -152,9 +166,17 @@ impl Env {
         std::fs::write(repo.join("keep.txt"), "keep\n").expect("write");
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-q", "-m", "initial"]);
+        let state = root.join("acp-state");
+        std::fs::create_dir_all(&state).expect("mkdir acp-state");
+        let fake_env = json!({"FAKE_ACP_STATE": state});
         let providers = json!({"providers": {
             "script": {"extends": "cli", "command": [fixture("script-agent.sh")], "prompt": "stdin", "label": "Script agent"},
-            "script-arg": {"extends": "cli", "command": [fixture("script-agent.sh"), "--prompt-arg"], "prompt": "arg"}
+            "script-arg": {"extends": "cli", "command": [fixture("script-agent.sh"), "--prompt-arg"], "prompt": "arg"},
+            "fake": {"extends": "acp", "command": [fake_acp_agent()], "env": fake_env,
+                     "label": "Fixture ACP agent", "permission_timeout_secs": 1},
+            "fake-deny": {"extends": "acp", "command": [fake_acp_agent()], "env": fake_env, "permission": "deny"},
+            "fake-ask": {"extends": "acp", "command": [fake_acp_agent()], "env": fake_env, "permission": "ask",
+                         "permission_timeout_secs": 300}
         }});
         std::fs::write(data.join("providers.json"), providers.to_string()).expect("providers");
         Env {

@@ -1,0 +1,408 @@
+//! One live agent: the process (own process group, cwd = the worktree), the ACP connection
+//! over its stdio, and the client-side handlers. Handlers never wait on the agent inside the
+//! dispatch loop: anything that waits (permission questions, terminal exits) is spawned.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent_client_protocol::schema::ProtocolVersion;
+use agent_client_protocol::v1::{ConnectionTo, schema as s};
+use agent_client_protocol::{Agent, ByteStreams, JsonRpcRequest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio_util::sync::CancellationToken;
+
+use super::handlers::spawn_connection;
+use super::permissions::PermissionCtx;
+use super::terminals::Terminals;
+use crate::backend::process::{GroupGuard, Tail};
+use crate::backend::{BackendError, TurnEvent};
+
+/// How long `initialize` and session set-up may take (opencode needs ~4 s on a slow box).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bytes of agent stderr kept for error messages.
+const STDERR_TAIL: usize = 64 << 10;
+/// Lines of stderr quoted when the agent dies.
+const STDERR_QUOTE_LINES: usize = 20;
+/// How long an exited agent's stderr may take to drain before its death is reported.
+const STDERR_DRAIN: Duration = Duration::from_millis(300);
+/// Grace between SIGTERM and SIGKILL when closing an agent.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// What starts an agent.
+#[derive(Debug, Clone)]
+pub(super) struct Launch {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Advertise and serve `fs/*` (off for agents whose fs client support is broken).
+    pub client_fs: bool,
+}
+
+/// The running turn, as the handlers see it.
+#[derive(Clone)]
+pub(super) struct TurnSlot {
+    pub perm: PermissionCtx,
+    /// The agent's message text of this turn (the final message).
+    pub text: Arc<Mutex<String>>,
+}
+
+/// State the handlers share with the turn driver.
+pub(super) struct Shared {
+    pub root: PathBuf,
+    pub client_fs: bool,
+    pub(super) turn: Mutex<Option<TurnSlot>>,
+    pub terminals: Terminals,
+    stderr: Mutex<Tail>,
+    /// The latest slash commands the agent announced (for probes and the transcript).
+    pub commands: Mutex<Vec<String>>,
+    /// Whether `commands` reached a transcript; agents announce them right after
+    /// `session/new`, before any turn listens.
+    pub(super) commands_sent: std::sync::atomic::AtomicBool,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Shared {
+    pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {
+        *lock(&self.turn) = slot;
+    }
+
+    pub(super) fn turn(&self) -> Option<TurnSlot> {
+        lock(&self.turn).clone()
+    }
+
+    /// A transcript line from boocoder itself, when a turn is listening.
+    pub(super) fn notice(&self, text: String) {
+        if let Some(t) = self.turn()
+            && t.perm.events.try_send(TurnEvent::Notice(text)).is_err()
+        {
+            tracing::debug!("transcript busy or closed; notice dropped");
+        }
+    }
+
+    /// The announced commands if no transcript has them yet (marks them sent).
+    pub(super) fn unsent_commands(&self) -> Option<Vec<String>> {
+        let cmds = lock(&self.commands).clone();
+        let was_sent = self
+            .commands_sent
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        (!was_sent && !cmds.is_empty()).then_some(cmds)
+    }
+
+    pub(super) fn stderr_tail(&self) -> String {
+        lock(&self.stderr).last_lines(STDERR_QUOTE_LINES)
+    }
+}
+
+/// The ACP session the connection drives.
+#[derive(Debug, Clone)]
+pub(super) struct SessionState {
+    pub id: s::SessionId,
+    pub modes: Option<s::SessionModeState>,
+    pub config_options: Vec<s::SessionConfigOption>,
+    /// How the session came to be: "new", "loaded" or "resumed".
+    pub how: &'static str,
+}
+
+/// A live agent process and its connection. Dropping it kills the process group.
+pub(super) struct AgentConn {
+    pub cx: ConnectionTo<Agent>,
+    pub shared: Arc<Shared>,
+    pub pid: Option<u32>,
+    group: GroupGuard,
+    /// Fires when the process has exited.
+    pub dead: CancellationToken,
+    exit: Arc<Mutex<Option<String>>>,
+    stop: CancellationToken,
+    pub init: s::InitializeResponse,
+    pub session: Mutex<Option<SessionState>>,
+    pub started: Instant,
+    pub init_time: Duration,
+}
+
+impl Drop for AgentConn {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.shared.terminals.clear();
+    }
+}
+
+impl AgentConn {
+    /// Start the agent in `root` and run `initialize`.
+    pub(super) async fn start(launch: &Launch, root: &Path) -> Result<AgentConn, BackendError> {
+        let started = Instant::now();
+        let Some((program, args)) = launch.command.split_first() else {
+            return Err(BackendError::Unsupported("empty agent command".into()));
+        };
+        let root = root.canonicalize()?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .envs(&launch.env)
+            .current_dir(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        let group = GroupGuard::new(pid);
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(BackendError::Unsupported(
+                "agent stdio was not captured".into(),
+            ));
+        };
+        let shared = Arc::new(Shared {
+            root: root.clone(),
+            client_fs: launch.client_fs,
+            turn: Mutex::new(None),
+            terminals: Terminals::new(root),
+            stderr: Mutex::new(Tail::new(STDERR_TAIL)),
+            commands: Mutex::new(Vec::new()),
+            commands_sent: std::sync::atomic::AtomicBool::new(false),
+        });
+        let stderr_done = tokio::spawn(read_stderr(stderr, shared.clone()));
+
+        let dead = CancellationToken::new();
+        let exit = Arc::new(Mutex::new(None));
+        {
+            let (dead, exit) = (dead.clone(), exit.clone());
+            tokio::spawn(async move {
+                let status = match child.wait().await {
+                    Ok(st) => describe(st),
+                    Err(e) => format!("an unknown status ({e})"),
+                };
+                // Let the reader take in the dying agent's last words before anyone quotes
+                // them; a grandchild holding the pipe open must not delay the news for long.
+                if tokio::time::timeout(STDERR_DRAIN, stderr_done)
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("agent stderr still open after exit");
+                }
+                *lock(&exit) = Some(status);
+                dead.cancel();
+            });
+        }
+
+        let stop = CancellationToken::new();
+        let (cx_tx, cx_rx) = tokio::sync::oneshot::channel();
+        let io = ByteStreams::new(stdin.compat_write(), stdout.compat());
+        spawn_connection(shared.clone(), io, cx_tx, stop.clone());
+        let cx = cx_rx.await.map_err(|_| {
+            BackendError::Agent("the agent connection ended before it started".into())
+        })?;
+
+        let mut conn = AgentConn {
+            cx,
+            shared,
+            pid,
+            group,
+            dead,
+            exit,
+            stop,
+            init: s::InitializeResponse::new(ProtocolVersion::V1),
+            session: Mutex::new(None),
+            started,
+            init_time: Duration::ZERO,
+        };
+        let caps = s::ClientCapabilities::new()
+            .fs(s::FileSystemCapabilities::new()
+                .read_text_file(launch.client_fs)
+                .write_text_file(launch.client_fs))
+            .terminal(true);
+        let req = s::InitializeRequest::new(ProtocolVersion::V1)
+            .client_capabilities(caps)
+            .client_info(s::Implementation::new(
+                "boocoder",
+                env!("CARGO_PKG_VERSION"),
+            ));
+        conn.init = conn.call(req, SETUP_TIMEOUT).await?;
+        conn.init_time = started.elapsed();
+        Ok(conn)
+    }
+
+    /// Send a request and wait for its answer, failing fast if the process dies meanwhile.
+    pub(super) async fn call<R: JsonRpcRequest>(
+        &self,
+        req: R,
+        timeout: Duration,
+    ) -> Result<R::Response, BackendError> {
+        let method = req.method().to_string();
+        let sent = self.cx.send_request(req).block_task();
+        tokio::select! {
+            r = sent => match r {
+                Ok(resp) => Ok(resp),
+                Err(e) => {
+                    // A failed request is often the first sign of a dying agent: give its
+                    // exit a moment to be observed so the error quotes its stderr.
+                    if tokio::time::timeout(STDERR_DRAIN * 2, self.dead.cancelled()).await.is_ok() {
+                        return Err(self.exited());
+                    }
+                    let tail = self.shared.stderr_tail();
+                    let tail = if tail.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!("; last stderr lines:\n{tail}")
+                    };
+                    Err(BackendError::Agent(format!("`{method}` failed: {e}{tail}")))
+                }
+            },
+            _ = self.dead.cancelled() => Err(self.exited()),
+            _ = tokio::time::sleep(timeout) => Err(BackendError::Timeout {
+                secs: timeout.as_secs(),
+                stderr_tail: self.shared.stderr_tail(),
+            }),
+        }
+    }
+
+    /// The error for a process that is gone, quoting its last stderr lines.
+    pub(super) fn exited(&self) -> BackendError {
+        BackendError::Exited {
+            status: lock(&self.exit)
+                .clone()
+                .unwrap_or_else(|| "an unknown status".into()),
+            stderr_tail: self.shared.stderr_tail(),
+        }
+    }
+
+    pub(super) fn is_dead(&self) -> bool {
+        self.dead.is_cancelled()
+    }
+
+    /// Open the ACP session: load or resume `previous` when the agent can, else a new one.
+    pub(super) async fn open_session(
+        &self,
+        previous: Option<&s::SessionId>,
+    ) -> Result<SessionState, BackendError> {
+        let root = self.shared.root.clone();
+        let caps = &self.init.agent_capabilities;
+        if let Some(prev) = previous {
+            if caps.load_session {
+                match self
+                    .call(
+                        s::LoadSessionRequest::new(prev.clone(), root.clone()),
+                        SETUP_TIMEOUT,
+                    )
+                    .await
+                {
+                    Ok(r) => {
+                        return Ok(self.set_session(
+                            prev.clone(),
+                            r.modes,
+                            r.config_options,
+                            "loaded",
+                        ));
+                    }
+                    Err(e) if self.is_dead() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session/load failed; starting a new session")
+                    }
+                }
+            } else if caps.session_capabilities.resume.is_some() {
+                match self
+                    .call(
+                        s::ResumeSessionRequest::new(prev.clone(), root.clone()),
+                        SETUP_TIMEOUT,
+                    )
+                    .await
+                {
+                    Ok(r) => {
+                        return Ok(self.set_session(
+                            prev.clone(),
+                            r.modes,
+                            r.config_options,
+                            "resumed",
+                        ));
+                    }
+                    Err(e) if self.is_dead() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session/resume failed; starting a new session")
+                    }
+                }
+            }
+        }
+        let r = self
+            .call(s::NewSessionRequest::new(root), SETUP_TIMEOUT)
+            .await?;
+        Ok(self.set_session(r.session_id, r.modes, r.config_options, "new"))
+    }
+
+    fn set_session(
+        &self,
+        id: s::SessionId,
+        modes: Option<s::SessionModeState>,
+        config_options: Option<Vec<s::SessionConfigOption>>,
+        how: &'static str,
+    ) -> SessionState {
+        let st = SessionState {
+            id,
+            modes,
+            config_options: config_options.unwrap_or_default(),
+            how,
+        };
+        *lock(&self.session) = Some(st.clone());
+        st
+    }
+
+    pub(super) fn session(&self) -> Option<SessionState> {
+        lock(&self.session).clone()
+    }
+
+    /// Stop the agent: end the connection (stdin EOF), SIGTERM the group, SIGKILL after a
+    /// grace period. Terminals die with it.
+    pub(super) async fn close(&self) {
+        self.shared.terminals.clear();
+        self.stop.cancel();
+        self.group.signal(nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(CLOSE_GRACE, self.dead.cancelled())
+            .await
+            .is_err()
+        {
+            self.group.signal(nix::sys::signal::Signal::SIGKILL);
+        }
+        // Children the agent left behind in its group go too.
+        self.group.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        (None, None) => "an unknown status".into(),
+    }
+}
+
+async fn read_stderr(stream: tokio::process::ChildStderr, shared: Arc<Shared>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                lock(&shared.stderr).push(&line);
+                if let Some(t) = shared.turn() {
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    // why: a full transcript channel must not stall the agent's stderr pipe.
+                    let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! ACP agents (opencode, goose, qwen-code, gemini-cli, claude-code-acp, codex-acp, custom):
+//! the client side of the Agent Client Protocol over the agent's stdio. This module is the
+//! only one that imports `agent_client_protocol`; the rest of boocoder sees a [`Backend`].
+//!
+//! A turn checks out the session's warm agent from the [`Pool`] (starting one if needed),
+//! applies the requested mode and model, sends `session/prompt` and streams the updates as
+//! [`TurnEvent`]s. Cancel sends `session/cancel` and kills the agent if it does not stop.
+
+mod connection;
+mod fs;
+mod handlers;
+mod permissions;
+mod pool;
+mod probe;
+mod terminals;
+mod updates;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_client_protocol::v1::schema as s;
+use tokio_util::sync::CancellationToken;
+
+pub use pool::{Pool, PoolConfig};
+pub use probe::{ProbeReport, probe};
+
+use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome};
+use crate::domain::{PermissionPolicy, Usage};
+use connection::{Launch, SessionState, TurnSlot};
+use permissions::PermissionCtx;
+
+/// How long after `session/cancel` the agent may take to answer `cancelled` before its
+/// process group is killed (real agents answer within ~0.2 s).
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// Mode and model switches are quick protocol calls.
+const CONFIG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A resolved ACP provider.
+#[derive(Debug, Clone)]
+pub struct AcpSpec {
+    pub provider_id: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Advertise and serve the client `fs/*` methods.
+    pub client_fs: bool,
+    pub permission: PermissionPolicy,
+    /// How long an `ask` permission waits before it is denied.
+    pub permission_timeout: Duration,
+    /// Longest one turn may run.
+    pub timeout: Duration,
+}
+
+pub struct AcpBackend {
+    spec: AcpSpec,
+    pool: Arc<Pool>,
+}
+
+impl AcpBackend {
+    pub fn new(spec: AcpSpec, pool: Arc<Pool>) -> AcpBackend {
+        AcpBackend { spec, pool }
+    }
+
+    fn launch(&self) -> Launch {
+        Launch {
+            command: self.spec.command.clone(),
+            env: self.spec.env.clone(),
+            client_fs: self.spec.client_fs,
+        }
+    }
+
+    async fn run_turn(
+        &self,
+        turn: Turn,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> Result<TurnOutcome, BackendError> {
+        let key = (turn.session_id.clone(), self.spec.provider_id.clone());
+        let launch = self.launch();
+        let checkout = self.pool.checkout(key, &launch, &turn.cwd);
+        let mut lease = tokio::select! {
+            l = checkout => l?,
+            _ = cancel.cancelled() => return Err(BackendError::Cancelled),
+        };
+        let conn = lease.conn.clone();
+        let session = lease.session.clone();
+        let started = conn.started.elapsed();
+        let pid = conn
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into());
+        let note = if lease.fresh {
+            format!(
+                "started agent `{}` (pid {pid}): initialize {} ms, session {} ({}) ready after {} ms",
+                self.spec.provider_id,
+                conn.init_time.as_millis(),
+                session.id.0,
+                session.how,
+                started.as_millis()
+            )
+        } else {
+            format!(
+                "reusing warm agent `{}` (pid {pid}), session {}",
+                self.spec.provider_id, session.id.0
+            )
+        };
+        send(&events, TurnEvent::Notice(note)).await;
+        if lease.restarted && session.how == "new" {
+            send(
+                &events,
+                TurnEvent::Notice(
+                    "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged".into(),
+                ),
+            )
+            .await;
+        }
+
+        if let Err(e) = self.configure(&conn, &session, &turn, &events).await {
+            if conn.is_dead() {
+                lease.discard();
+            }
+            return Err(e);
+        }
+
+        let text = Arc::new(Mutex::new(String::new()));
+        let perm_cancel = CancellationToken::new();
+        conn.shared.set_turn(Some(TurnSlot {
+            perm: PermissionCtx {
+                events: events.clone(),
+                policy: turn.permission.unwrap_or(self.spec.permission),
+                ask_timeout: self.spec.permission_timeout,
+                cancel: perm_cancel.clone(),
+            },
+            text: text.clone(),
+        }));
+        if let Some(cmds) = conn.shared.unsent_commands() {
+            send(&events, TurnEvent::Commands(cmds)).await;
+        }
+        let result = self
+            .prompt(&conn, &session, &turn, &cancel, &perm_cancel, &events)
+            .await;
+        conn.shared.set_turn(None);
+        perm_cancel.cancel();
+        let stop = match result {
+            Ok(stop) => stop,
+            Err((e, keep)) => {
+                if !keep || conn.is_dead() {
+                    lease.discard();
+                }
+                return Err(e);
+            }
+        };
+        let final_message = match text.lock() {
+            Ok(t) => t.trim().to_string(),
+            Err(p) => p.into_inner().trim().to_string(),
+        };
+        match stop {
+            s::StopReason::EndTurn => {}
+            s::StopReason::MaxTokens | s::StopReason::MaxTurnRequests => {
+                send(
+                    &events,
+                    TurnEvent::Notice(format!(
+                        "the agent stopped early: {}",
+                        updates::enum_name(&stop)
+                    )),
+                )
+                .await;
+            }
+            s::StopReason::Refusal => {
+                return Err(BackendError::Agent("the agent refused to continue".into()));
+            }
+            s::StopReason::Cancelled => {
+                return Err(BackendError::Agent(
+                    "the agent cancelled the turn on its own".into(),
+                ));
+            }
+            other => {
+                send(
+                    &events,
+                    TurnEvent::Notice(format!("turn ended: {}", updates::enum_name(&other))),
+                )
+                .await;
+            }
+        }
+        Ok(TurnOutcome {
+            final_message,
+            usage: Usage::default(),
+        })
+    }
+
+    /// Send the prompt and wait for its stop reason. On error, says whether the agent may stay
+    /// warm (`true`) or must be stopped.
+    async fn prompt(
+        &self,
+        conn: &connection::AgentConn,
+        session: &SessionState,
+        turn: &Turn,
+        cancel: &CancellationToken,
+        perm_cancel: &CancellationToken,
+        events: &EventSink,
+    ) -> Result<s::StopReason, (BackendError, bool)> {
+        let req = s::PromptRequest::new(session.id.clone(), vec![turn.prompt.clone().into()]);
+        let sent = conn.call(req, self.spec.timeout);
+        tokio::pin!(sent);
+        tokio::select! {
+            r = &mut sent => {
+                return match r {
+                    Ok(resp) => Ok(resp.stop_reason),
+                    Err(e @ BackendError::Timeout { .. }) => {
+                        cancel_agent(conn, session, perm_cancel).await;
+                        conn.close().await;
+                        Err((e, false))
+                    }
+                    Err(e) => Err((e, !conn.is_dead())),
+                };
+            }
+            _ = cancel.cancelled() => {}
+        }
+        cancel_agent(conn, session, perm_cancel).await;
+        let keep = match tokio::time::timeout(CANCEL_GRACE, &mut sent).await {
+            Ok(Ok(resp)) if resp.stop_reason == s::StopReason::Cancelled => true,
+            Ok(Ok(resp)) => {
+                tracing::debug!(stop = ?resp.stop_reason, "agent finished instead of cancelling");
+                true
+            }
+            Ok(Err(_)) | Err(_) => false,
+        };
+        if !keep {
+            conn.close().await;
+        }
+        let note = if keep {
+            "turn cancelled: the agent acknowledged session/cancel".to_string()
+        } else {
+            format!(
+                "turn cancelled: the agent did not stop within {} ms; its process group was killed",
+                CANCEL_GRACE.as_millis()
+            )
+        };
+        send(events, TurnEvent::Notice(note)).await;
+        Err((BackendError::Cancelled, keep))
+    }
+
+    /// Apply the task's mode and model, which only the agent's session announcement can
+    /// validate: an unknown one fails the turn naming the valid choices.
+    async fn configure(
+        &self,
+        conn: &connection::AgentConn,
+        session: &SessionState,
+        turn: &Turn,
+        events: &EventSink,
+    ) -> Result<(), BackendError> {
+        let agent = &self.spec.provider_id;
+        if let Some(mode) = &turn.mode {
+            let listed = session.modes.as_ref().is_some_and(|m| {
+                m.available_modes
+                    .iter()
+                    .any(|x| x.id.0.as_ref() == mode.as_str())
+            });
+            if listed {
+                conn.call(
+                    s::SetSessionModeRequest::new(session.id.clone(), mode.clone()),
+                    CONFIG_TIMEOUT,
+                )
+                .await?;
+            } else if let Some(opt) =
+                select_option(session, &s::SessionConfigOptionCategory::Mode, mode)
+            {
+                set_option(conn, session, opt, mode).await?;
+            } else {
+                let mut valid: Vec<String> = session
+                    .modes
+                    .iter()
+                    .flat_map(|m| m.available_modes.iter().map(|x| x.id.0.to_string()))
+                    .collect();
+                valid.extend(option_values(
+                    session,
+                    &s::SessionConfigOptionCategory::Mode,
+                ));
+                return Err(BackendError::Unsupported(unsupported(
+                    "mode", mode, agent, &valid,
+                )));
+            }
+            send(events, TurnEvent::Notice(format!("mode set to `{mode}`"))).await;
+        }
+        if let Some(model) = &turn.model {
+            match select_option(session, &s::SessionConfigOptionCategory::Model, model) {
+                Some(opt) => set_option(conn, session, opt, model).await?,
+                None => {
+                    let valid = option_values(session, &s::SessionConfigOptionCategory::Model);
+                    return Err(BackendError::Unsupported(unsupported(
+                        "model", model, agent, &valid,
+                    )));
+                }
+            }
+            send(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for AcpBackend {
+    fn run<'a>(
+        &'a self,
+        turn: Turn,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
+        Box::pin(self.run_turn(turn, events, cancel))
+    }
+}
+
+async fn send(events: &EventSink, ev: TurnEvent) {
+    if events.send(ev).await.is_err() {
+        tracing::debug!("transcript closed; event dropped");
+    }
+}
+
+/// `session/cancel`, and answer any pending permission question `cancelled`.
+async fn cancel_agent(
+    conn: &connection::AgentConn,
+    session: &SessionState,
+    perm_cancel: &CancellationToken,
+) {
+    perm_cancel.cancel();
+    if let Err(e) = conn
+        .cx
+        .send_notification(s::CancelNotification::new(session.id.clone()))
+    {
+        tracing::debug!(error = %e, "could not send session/cancel");
+    }
+}
+
+fn unsupported(what: &str, value: &str, agent: &str, valid: &[String]) -> String {
+    if valid.is_empty() {
+        format!("{what} `{value}`: agent `{agent}` offers no {what} selection")
+    } else {
+        format!(
+            "{what} `{value}` is not offered by agent `{agent}`; valid {what}s: {}",
+            valid.join(", ")
+        )
+    }
+}
+
+fn select_values(sel: &s::SessionConfigSelect) -> Vec<String> {
+    match &sel.options {
+        s::SessionConfigSelectOptions::Ungrouped(v) => {
+            v.iter().map(|o| o.value.0.to_string()).collect()
+        }
+        s::SessionConfigSelectOptions::Grouped(g) => g
+            .iter()
+            .flat_map(|g| g.options.iter().map(|o| o.value.0.to_string()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Values of the select options of a category.
+fn option_values(session: &SessionState, cat: &s::SessionConfigOptionCategory) -> Vec<String> {
+    session
+        .config_options
+        .iter()
+        .filter(|o| o.category.as_ref() == Some(cat))
+        .filter_map(|o| match &o.kind {
+            s::SessionConfigKind::Select(sel) => Some(select_values(sel)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The select option of a category that offers `value`.
+fn select_option<'a>(
+    session: &'a SessionState,
+    cat: &s::SessionConfigOptionCategory,
+    value: &str,
+) -> Option<&'a s::SessionConfigOption> {
+    session.config_options.iter().find(|o| {
+        o.category.as_ref() == Some(cat)
+            && matches!(&o.kind, s::SessionConfigKind::Select(sel) if select_values(sel).iter().any(|v| v == value))
+    })
+}
+
+async fn set_option(
+    conn: &connection::AgentConn,
+    session: &SessionState,
+    opt: &s::SessionConfigOption,
+    value: &str,
+) -> Result<(), BackendError> {
+    conn.call(
+        s::SetSessionConfigOptionRequest::new(
+            session.id.clone(),
+            opt.id.clone(),
+            s::SessionConfigOptionValue::value_id(value.to_string()),
+        ),
+        CONFIG_TIMEOUT,
+    )
+    .await
+    .map(drop)
+}

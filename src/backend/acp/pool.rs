@@ -1,0 +1,287 @@
+//! Warm agents: one live process + ACP session per (boocoder session, provider), reused by
+//! follow-up turns so they skip process start, `initialize` and `session/new`. Idle agents
+//! are evicted after a TTL and beyond an LRU cap, never while a turn uses them. A dead agent
+//! is dropped; the next turn starts a fresh one that loads the old ACP session when it can.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent_client_protocol::v1::schema as s;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{AgentConn, Launch, SessionState};
+use crate::backend::BackendError;
+
+/// (boocoder session id, provider id).
+pub(super) type Key = (String, String);
+
+/// Limits of the warm pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// An agent idle this long is stopped.
+    pub idle_ttl: Duration,
+    /// Most live agents; the least recently used idle ones go first.
+    pub max_live: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            idle_ttl: Duration::from_secs(10 * 60),
+            max_live: 8,
+        }
+    }
+}
+
+struct Entry {
+    conn: Arc<AgentConn>,
+    busy: bool,
+    last_used: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    live: HashMap<Key, Entry>,
+    /// The last ACP session of each key, kept after its agent died so a fresh agent can
+    /// `session/load` it.
+    sessions: HashMap<Key, s::SessionId>,
+}
+
+/// The engine-wide pool (held in `BackendShared`).
+pub struct Pool {
+    cfg: PoolConfig,
+    inner: Mutex<Inner>,
+    reaper: AtomicBool,
+    closed: CancellationToken,
+}
+
+/// A checked-out agent; returned to the pool (or stopped) when dropped.
+pub(super) struct Lease {
+    pool: Arc<Pool>,
+    key: Key,
+    pub conn: Arc<AgentConn>,
+    pub session: SessionState,
+    /// True when this turn started the process (for the transcript and latency figures).
+    pub fresh: bool,
+    /// True when an earlier agent of this key died or was evicted (its session was offered
+    /// to the new one via `session/load`/`session/resume`).
+    pub restarted: bool,
+    keep: bool,
+}
+
+impl Lease {
+    /// Stop the agent instead of keeping it warm (it misbehaved, or a cancel did not land).
+    pub(super) fn discard(&mut self) {
+        self.keep = false;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut inner = self.pool.lock();
+        let alive = self.keep && !self.conn.is_dead() && !self.pool.closed.is_cancelled();
+        if alive {
+            if let Some(e) = inner.live.get_mut(&self.key) {
+                e.busy = false;
+                e.last_used = Instant::now();
+            }
+        } else if inner
+            .live
+            .get(&self.key)
+            .is_some_and(|e| Arc::ptr_eq(&e.conn, &self.conn))
+        {
+            inner.live.remove(&self.key);
+            close_later(self.conn.clone());
+        }
+        drop(inner);
+        self.pool.enforce_cap();
+    }
+}
+
+/// Stop an agent in the background. Outside a runtime, dropping the last handle still kills
+/// its process group (the connection's guard does).
+fn close_later(conn: Arc<AgentConn>) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move { conn.close().await });
+    }
+}
+
+impl Pool {
+    pub fn new(cfg: PoolConfig) -> Pool {
+        Pool {
+            cfg,
+            inner: Mutex::new(Inner::default()),
+            reaper: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Live agent processes (for diagnostics and tests).
+    pub fn live(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    /// The warm agent of `key`, or a new one started in `root` with its session open.
+    pub(super) async fn checkout(
+        self: &Arc<Self>,
+        key: Key,
+        launch: &Launch,
+        root: &Path,
+    ) -> Result<Lease, BackendError> {
+        if self.closed.is_cancelled() {
+            return Err(BackendError::Cancelled);
+        }
+        self.start_reaper();
+        let previous = {
+            let mut inner = self.lock();
+            let stale = match inner.live.get_mut(&key) {
+                Some(e) if e.conn.is_dead() => true,
+                Some(e) if e.busy => {
+                    return Err(BackendError::Agent(
+                        "this session's agent is busy with another turn".into(),
+                    ));
+                }
+                Some(e) => {
+                    if let Some(session) = e.conn.session() {
+                        e.busy = true;
+                        return Ok(Lease {
+                            pool: self.clone(),
+                            key,
+                            conn: e.conn.clone(),
+                            session,
+                            fresh: false,
+                            restarted: false,
+                            keep: true,
+                        });
+                    }
+                    true
+                }
+                None => false,
+            };
+            if stale {
+                inner.live.remove(&key);
+            }
+            inner.sessions.get(&key).cloned()
+        };
+        let conn = Arc::new(AgentConn::start(launch, root).await?);
+        let session = match conn.open_session(previous.as_ref()).await {
+            Ok(s) => s,
+            Err(e) => {
+                conn.close().await;
+                return Err(e);
+            }
+        };
+        {
+            let mut inner = self.lock();
+            inner.sessions.insert(key.clone(), session.id.clone());
+            if let Some(old) = inner.live.insert(
+                key.clone(),
+                Entry {
+                    conn: conn.clone(),
+                    busy: true,
+                    last_used: Instant::now(),
+                },
+            ) {
+                close_later(old.conn);
+            }
+        }
+        self.enforce_cap();
+        Ok(Lease {
+            pool: self.clone(),
+            key,
+            conn,
+            session,
+            fresh: true,
+            restarted: previous.is_some(),
+            keep: true,
+        })
+    }
+
+    /// Stop the least recently used idle agents beyond the cap.
+    fn enforce_cap(&self) {
+        let victims: Vec<Arc<AgentConn>> = {
+            let mut inner = self.lock();
+            let mut idle: Vec<(Key, Instant)> = inner
+                .live
+                .iter()
+                .filter(|(_, e)| !e.busy)
+                .map(|(k, e)| (k.clone(), e.last_used))
+                .collect();
+            let excess = inner.live.len().saturating_sub(self.cfg.max_live);
+            idle.sort_by_key(|(_, t)| *t);
+            idle.into_iter()
+                .take(excess)
+                .filter_map(|(k, _)| inner.live.remove(&k).map(|e| e.conn))
+                .collect()
+        };
+        for c in victims {
+            tracing::info!(pid = ?c.pid, "evicting the least recently used idle agent (pool cap)");
+            close_later(c);
+        }
+    }
+
+    /// Stop agents idle longer than the TTL; returns how many.
+    pub(super) async fn evict_idle(&self) -> usize {
+        let now = Instant::now();
+        let victims: Vec<Arc<AgentConn>> = {
+            let mut inner = self.lock();
+            let keys: Vec<Key> = inner
+                .live
+                .iter()
+                .filter(|(_, e)| {
+                    !e.busy
+                        && (e.conn.is_dead()
+                            || now.duration_since(e.last_used) >= self.cfg.idle_ttl)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter()
+                .filter_map(|k| inner.live.remove(k).map(|e| e.conn))
+                .collect()
+        };
+        let n = victims.len();
+        for c in victims {
+            tracing::info!(pid = ?c.pid, "evicting an idle agent");
+            c.close().await;
+        }
+        n
+    }
+
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // The reaper holds only a weak handle: it must not keep a dropped pool alive.
+        let weak = Arc::downgrade(self);
+        let every =
+            (self.cfg.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let closed = self.closed.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = closed.cancelled() => return,
+                }
+                let Some(pool) = weak.upgrade() else { return };
+                pool.evict_idle().await;
+            }
+        });
+    }
+
+    /// Stop every agent (server shutdown). Later checkouts are refused.
+    pub async fn shutdown(&self) {
+        self.closed.cancel();
+        let all: Vec<Arc<AgentConn>> = self.lock().live.drain().map(|(_, e)| e.conn).collect();
+        futures::future::join_all(all.iter().map(|c| c.close())).await;
+    }
+}

@@ -1,0 +1,121 @@
+//! Probe: start an agent in a scratch directory, run `initialize` + `session/new`, and report
+//! what it offers (agent info, auth methods, modes, models, slash commands). The providers
+//! snapshot builds on it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agent_client_protocol::v1::schema as s;
+
+use super::connection::{AgentConn, Launch};
+use crate::backend::BackendError;
+
+/// How long to wait after `session/new` for the agent's slash commands (sent as an update).
+const COMMANDS_WAIT: Duration = Duration::from_millis(500);
+
+/// What an agent reported about itself.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ProbeReport {
+    pub agent_name: Option<String>,
+    pub agent_version: Option<String>,
+    pub protocol_version: String,
+    pub auth_methods: Vec<String>,
+    pub load_session: bool,
+    pub modes: Vec<String>,
+    pub current_mode: Option<String>,
+    pub models: Vec<String>,
+    pub current_model: Option<String>,
+    pub commands: Vec<String>,
+    pub initialize_ms: u128,
+    pub session_new_ms: u128,
+}
+
+/// Run the handshake against `command` in `scratch` (which must exist) and stop the agent.
+pub async fn probe(
+    command: &[String],
+    env: &BTreeMap<String, String>,
+    client_fs: bool,
+    scratch: &Path,
+) -> Result<ProbeReport, BackendError> {
+    let launch = Launch {
+        command: command.to_vec(),
+        env: env.clone(),
+        client_fs,
+    };
+    let conn = AgentConn::start(&launch, scratch).await?;
+    let t = Instant::now();
+    let session = match conn.open_session(None).await {
+        Ok(s) => s,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
+    let session_new_ms = t.elapsed().as_millis();
+    let deadline = Instant::now() + COMMANDS_WAIT;
+    while Instant::now() < deadline
+        && conn
+            .shared
+            .commands
+            .lock()
+            .map(|c| c.is_empty())
+            .unwrap_or(true)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let commands = conn
+        .shared
+        .commands
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    let init = &conn.init;
+    let (models, current_model) = model_options(&session.config_options);
+    let report = ProbeReport {
+        agent_name: init.agent_info.as_ref().map(|i| i.name.clone()),
+        agent_version: init.agent_info.as_ref().map(|i| i.version.clone()),
+        protocol_version: serde_json::to_value(init.protocol_version)
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        auth_methods: init.auth_methods.iter().map(auth_name).collect(),
+        load_session: init.agent_capabilities.load_session,
+        modes: session
+            .modes
+            .iter()
+            .flat_map(|m| m.available_modes.iter().map(|x| x.id.0.to_string()))
+            .collect(),
+        current_mode: session
+            .modes
+            .as_ref()
+            .map(|m| m.current_mode_id.0.to_string()),
+        models,
+        current_model,
+        commands,
+        initialize_ms: conn.init_time.as_millis(),
+        session_new_ms,
+    };
+    conn.close().await;
+    Ok(report)
+}
+
+fn auth_name(m: &s::AuthMethod) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn model_options(opts: &[s::SessionConfigOption]) -> (Vec<String>, Option<String>) {
+    for o in opts {
+        if o.category == Some(s::SessionConfigOptionCategory::Model)
+            && let s::SessionConfigKind::Select(sel) = &o.kind
+        {
+            return (
+                super::select_values(sel),
+                Some(sel.current_value.0.to_string()),
+            );
+        }
+    }
+    (Vec::new(), None)
+}
