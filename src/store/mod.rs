@@ -46,20 +46,39 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 enum Db {
-    Sqlite(sqlx::SqlitePool),
-    Postgres { pool: sqlx::PgPool, url: String },
+    /// SQLite allows one writer at a time even in WAL mode: writes go through a one-connection
+    /// pool (they queue in-process instead of spinning on SQLITE_BUSY), reads through several.
+    Sqlite {
+        read: sqlx::SqlitePool,
+        write: sqlx::SqlitePool,
+    },
+    Postgres {
+        pool: sqlx::PgPool,
+        url: String,
+    },
 }
 
-/// Runs `$body` with `$p` bound to the open pool, whatever its backend.
+/// Runs `$body` with `$p` bound to a pool for reading, whatever the backend.
 macro_rules! on_pool {
     ($self:expr, $p:ident => $body:expr) => {
         match &$self.db {
-            Db::Sqlite($p) => $body,
+            Db::Sqlite { read: $p, .. } => $body,
             Db::Postgres { pool: $p, .. } => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// Runs `$body` with `$p` bound to the pool that writes (SQLite's single writer).
+macro_rules! on_write {
+    ($self:expr, $p:ident => $body:expr) => {
+        match &$self.db {
+            Db::Sqlite { write: $p, .. } => $body,
+            Db::Postgres { pool: $p, .. } => $body,
+        }
+    };
+}
+pub(crate) use on_write;
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
@@ -125,13 +144,17 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        SQLITE_MIGRATOR.run(&write).await?;
+        let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        SQLITE_MIGRATOR.run(&pool).await?;
         Ok(Store {
-            db: Db::Sqlite(pool),
+            db: Db::Sqlite { read, write },
         })
     }
 
@@ -165,7 +188,7 @@ impl Store {
 
     pub fn backend_name(&self) -> &'static str {
         match &self.db {
-            Db::Sqlite(_) => "sqlite",
+            Db::Sqlite { .. } => "sqlite",
             Db::Postgres { .. } => "postgres",
         }
     }
@@ -173,7 +196,13 @@ impl Store {
     /// Close the pool. Wake-up listeners must be stopped first: `close` waits for every
     /// connection, and a listener holds one for as long as it lives.
     pub async fn close(&self) {
-        on_pool!(self, p => p.close().await)
+        match &self.db {
+            Db::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres { pool, .. } => pool.close().await,
+        }
     }
 
     /// Tell other nodes something changed (PostgreSQL only; SQLite nodes poll).
@@ -193,7 +222,7 @@ impl Store {
     /// failure leaves no half-written rows.
     pub async fn insert_task(&self, row: &NewTaskRow) -> Result<Task> {
         let now = now_ms();
-        on_pool!(self, p => {
+        on_write!(self, p => {
             let mut tx = p.begin().await?;
             sqlx::query("INSERT INTO projects (id, path, created_at) VALUES ($1, $2, $3) ON CONFLICT (path) DO NOTHING")
                 .bind(new_id("p"))
@@ -315,7 +344,7 @@ impl Store {
         let now = now_ms();
         let id: Option<(String,)> = match &self.db {
             // SQLite has one writer: a single UPDATE … WHERE id = (SELECT …) is atomic.
-            Db::Sqlite(p) => {
+            Db::Sqlite { write: p, .. } => {
                 let sql = format!(
                     "UPDATE tasks SET state = 'running', started_at = $1, node_id = $2 \
                      WHERE id = ({PICK}) AND state = 'pending' RETURNING id"
@@ -362,7 +391,7 @@ impl Store {
             .collect::<Vec<_>>()
             .join(",");
         let sql = format!("UPDATE tasks SET state = $1 WHERE id = $2 AND state IN ({list})");
-        let done = on_pool!(self, p => {
+        let done = on_write!(self, p => {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to.as_str()).bind(id).execute(p).await?.rows_affected()
         });
         Ok(done == 1)
@@ -398,7 +427,7 @@ impl Store {
             }
         };
         let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
-        let done = on_pool!(self, p => {
+        let done = on_write!(self, p => {
             sqlx::query(
                 "UPDATE tasks SET state = $1, ended_at = $2, summary = $3, error = $4, \
                  input_tokens = $5, output_tokens = $6, files = $7, final_message = $8 \
@@ -434,7 +463,7 @@ impl Store {
 
     /// Pending tasks are cancelled at once (no agent to stop); returns whether it happened.
     pub async fn cancel_pending(&self, id: &str, reason: &str) -> Result<bool> {
-        let done = on_pool!(self, p => {
+        let done = on_write!(self, p => {
             sqlx::query("UPDATE tasks SET state = 'cancelled', ended_at = $1, error = $2 WHERE id = $3 AND state = 'pending'")
                 .bind(now_ms())
                 .bind(reason)
@@ -480,7 +509,7 @@ impl Store {
         base_commit: Option<&str>,
         host: &str,
     ) -> Result<()> {
-        on_pool!(self, p => {
+        on_write!(self, p => {
             sqlx::query("UPDATE sessions SET worktree_path = $1, branch = $2, base_commit = $3, updated_at = $4, host = $5 WHERE id = $6")
                 .bind(worktree_path)
                 .bind(branch)
@@ -495,7 +524,7 @@ impl Store {
     }
 
     pub async fn close_session(&self, id: &str) -> Result<()> {
-        on_pool!(self, p => {
+        on_write!(self, p => {
             sqlx::query("UPDATE sessions SET closed = 1, updated_at = $1 WHERE id = $2")
                 .bind(now_ms())
                 .bind(id)
@@ -515,7 +544,7 @@ impl Store {
             return Ok(());
         }
         let now = now_ms();
-        on_pool!(self, p => {
+        on_write!(self, p => {
             // why: INSERT … SELECT takes the write lock before reading MAX(seq); a separate
             // SELECT first makes the transaction a reader that fails with SQLITE_BUSY at once
             // when it must upgrade after another connection wrote (no busy wait applies).
@@ -582,7 +611,7 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
-        on_pool!(self, p => {
+        on_write!(self, p => {
             let mut tx = p.begin().await?;
             sqlx::query("DELETE FROM pending_changes WHERE session_id = $1 AND status = 'pending'")
                 .bind(session_id)
@@ -645,7 +674,7 @@ impl Store {
         new_base: &str,
     ) -> Result<bool> {
         let now = now_ms();
-        let done = on_pool!(self, p => {
+        let done = on_write!(self, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE pending_changes SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'")
                 .bind(status.as_str())

@@ -27,7 +27,7 @@ impl Store {
             return Ok(());
         }
         let now = now_ms();
-        on_pool!(self, p => {
+        on_write!(self, p => {
             // why: each row is one INSERT … SELECT so the write lock is taken before the read
             // of MAX(seq); a SELECT-then-INSERT transaction fails with SQLITE_BUSY at once
             // when another connection wrote in between (the busy timeout does not apply).

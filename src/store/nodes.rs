@@ -3,14 +3,14 @@
 //! request for a task running in another process is a flag that process polls (and, on
 //! PostgreSQL, is woken for by NOTIFY).
 
-use super::{CHANNEL_CANCEL, Db, Result, Store, on_pool};
+use super::{CHANNEL_CANCEL, Db, Result, Store, on_pool, on_write};
 use crate::domain::now_ms;
 
 impl Store {
     /// Record this process as alive.
     pub async fn register_node(&self, id: &str, host: &str, pid: u32) -> Result<()> {
         let now = now_ms();
-        on_pool!(self, p => {
+        on_write!(self, p => {
             sqlx::query(
                 "INSERT INTO nodes (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4) \
                  ON CONFLICT (id) DO UPDATE SET host = $2, pid = $3, started_at = $4, heartbeat_at = $4",
@@ -26,7 +26,7 @@ impl Store {
     }
 
     pub async fn heartbeat(&self, id: &str) -> Result<()> {
-        on_pool!(self, p => {
+        on_write!(self, p => {
             sqlx::query("UPDATE nodes SET heartbeat_at = $1 WHERE id = $2")
                 .bind(now_ms())
                 .bind(id)
@@ -37,7 +37,7 @@ impl Store {
     }
 
     pub async fn remove_node(&self, id: &str) -> Result<()> {
-        on_pool!(self, p => {
+        on_write!(self, p => {
             sqlx::query("DELETE FROM nodes WHERE id = $1").bind(id).execute(p).await?;
         });
         Ok(())
@@ -59,7 +59,7 @@ impl Store {
     pub async fn fail_tasks_of_nodes(&self, nodes: &[String], reason: &str) -> Result<Vec<String>> {
         let mut failed = Vec::new();
         for node in nodes {
-            let ids: Vec<(String,)> = on_pool!(self, p => {
+            let ids: Vec<(String,)> = on_write!(self, p => {
                 sqlx::query_as(
                     "UPDATE tasks SET state = 'failed', ended_at = $1, error = $2 \
                      WHERE state IN ('running', 'blocked') AND node_id = $3 RETURNING id",
@@ -79,7 +79,7 @@ impl Store {
     /// Fail running or blocked tasks whose node has not heartbeated since `stale_before`
     /// (or is unknown). Returns (task id, node id) pairs.
     pub async fn fail_stale(&self, stale_before: i64, reason: &str) -> Result<Vec<String>> {
-        let ids: Vec<(String,)> = on_pool!(self, p => {
+        let ids: Vec<(String,)> = on_write!(self, p => {
             sqlx::query_as(
                 "UPDATE tasks SET state = 'failed', ended_at = $1, error = $2 \
                  WHERE state IN ('running', 'blocked') AND NOT EXISTS \
@@ -97,7 +97,7 @@ impl Store {
 
     /// Ask whichever process runs `id` to cancel it. Returns false when it is not running.
     pub async fn request_cancel(&self, id: &str) -> Result<bool> {
-        let n = on_pool!(self, p => {
+        let n = on_write!(self, p => {
             sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE id = $1 AND state IN ('running', 'blocked')")
                 .bind(id)
                 .execute(p)
