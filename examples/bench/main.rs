@@ -93,7 +93,11 @@ async fn main() -> Result<()> {
         database_url,
         work: tempfile::tempdir()?,
     };
-    for bin in [&opts.boocoder, &opts.echo] {
+    for bin in [
+        &opts.boocoder,
+        &opts.echo,
+        &opts.echo.with_file_name("fake_acp_agent"),
+    ] {
         anyhow::ensure!(
             bin.exists(),
             "{} is missing: build with `cargo build {}--examples` first",

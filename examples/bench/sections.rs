@@ -71,10 +71,14 @@ fn setup(opts: &Opts, name: &str) -> Result<(PathBuf, PathBuf, Vec<String>)> {
     let data = base.join("data");
     std::fs::create_dir_all(&data)?;
     let repo = synthetic_repo(&base, 10)?;
+    let fixture = opts.echo.with_file_name("fake_acp_agent");
     std::fs::write(
         data.join("providers.json"),
-        json!({"providers": {"noop": {"extends": "cli", "command": ["true"], "prompt": "arg"}}})
-            .to_string(),
+        json!({"providers": {
+            "noop": {"extends": "cli", "command": ["true"], "prompt": "arg"},
+            "fixture": {"extends": "acp", "command": [fixture]},
+        }})
+        .to_string(),
     )?;
     let args = vec![
         "--data-dir".into(),
@@ -484,6 +488,48 @@ pub async fn dispatch(opts: &Opts) -> Result<Vec<Figure>> {
         "ms",
         warm,
         Some("spawn+exit of /bin/true"),
+    ));
+    // A warm ACP agent (the scripted fixture): the first turn starts the process, runs
+    // initialize and session/new; a follow-up reuses all of it.
+    let (mut cold, mut hot) = (Vec::new(), Vec::new());
+    for _ in 0..opts.reps.max(3) {
+        let t = Instant::now();
+        let r = c
+            .call(
+                "new_task",
+                json!({"prompt": "say hi", "agent": "fixture", "wait_seconds": 30}),
+            )
+            .await?;
+        cold.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(
+            r["structuredContent"]["state"] == "completed",
+            "fixture turn: {r}"
+        );
+        let sid = r["structuredContent"]["session_id"]
+            .as_str()
+            .context("session")?
+            .to_string();
+        let t = Instant::now();
+        c.call(
+            "new_task",
+            json!({"prompt": "say again", "session_id": sid, "wait_seconds": 30}),
+        )
+        .await?;
+        hot.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    out.push(fig(
+        "dispatch",
+        "ACP fixture: new_task→completed, first turn",
+        "ms",
+        cold,
+        None,
+    ));
+    out.push(fig(
+        "dispatch",
+        "ACP fixture: new_task→completed, warm follow-up",
+        "ms",
+        hot,
+        Some("ACP fixture: new_task→completed, first turn"),
     ));
     out.push(fig(
         "dispatch",
