@@ -27,6 +27,8 @@ pub struct Config {
     pub lease: Duration,
     /// Listen for PostgreSQL notifications (wake-ups); polling works without them.
     pub listen: bool,
+    /// A session idle this long with nothing unapplied is closed and its worktree removed.
+    pub session_ttl: Duration,
     /// Safety-net poll of the queue; wake-ups normally come from an in-process notify.
     pub poll_interval: Duration,
     /// The OpenAI-compatible endpoint of the `native` provider; `None` when not configured.
@@ -121,6 +123,7 @@ impl Config {
             database_url: None,
             lease: Duration::from_secs(30),
             listen: true,
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
             poll_interval: Duration::from_secs(2),
             llm: None,
             native: NativeLimits::default(),

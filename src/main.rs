@@ -87,6 +87,17 @@ struct Global {
     /// Seconds without a heartbeat after which a node's running tasks are failed.
     #[arg(long, env = "BOOCODER_LEASE_SECS", default_value_t = 30, global = true)]
     lease_secs: u64,
+    /// Close sessions idle this many hours with nothing unapplied (their worktrees are removed).
+    #[arg(
+        long,
+        env = "BOOCODER_SESSION_TTL_HOURS",
+        default_value_t = 168,
+        global = true
+    )]
+    session_ttl_hours: u64,
+    /// Idle session TTL in seconds (overrides --session-ttl-hours; for tests).
+    #[arg(long, global = true, hide = true)]
+    session_ttl_secs: Option<u64>,
     /// Do not LISTEN for PostgreSQL notifications; find work by polling only.
     #[arg(long, global = true, hide = true)]
     no_listen: bool,
@@ -234,6 +245,14 @@ enum Command {
     Discard { id: String },
     /// Cancel a pending or running task.
     Cancel { id: String },
+    /// Close a session: remove its worktree and branch (refused while it holds an unapplied
+    /// change unless --force).
+    Close {
+        /// Session id, or any task id of the session.
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// The provider table: which agents this machine can run.
     Providers {
         #[arg(long)]
@@ -310,6 +329,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Apply { id, dry_run } => cli::Verb::Apply { id, dry_run },
         Command::Discard { id } => cli::Verb::Discard { id },
         Command::Cancel { id } => cli::Verb::Cancel { id },
+        Command::Close { id, force } => cli::Verb::Close { id, force },
         Command::Providers { json } => cli::Verb::Providers { json },
         Command::Doctor => cli::Verb::Doctor,
         Command::Serve {
@@ -402,6 +422,11 @@ fn config(g: &Global) -> Result<Config> {
     }
     config.lease = std::time::Duration::from_secs(g.lease_secs);
     config.listen = !g.no_listen;
+    config.session_ttl = std::time::Duration::from_secs(
+        g.session_ttl_secs
+            .unwrap_or(g.session_ttl_hours.saturating_mul(3600))
+            .max(1),
+    );
     if let Some(h) = g.host_id.clone().filter(|h| !h.is_empty()) {
         config.node_id = format!("{h}-{}", std::process::id());
         config.host = h;

@@ -262,6 +262,11 @@ impl BackendShared {
         self.acp.live()
     }
 
+    /// Stop the warm agents of a session that was closed.
+    pub async fn close_session(&self, session_id: &str) {
+        self.acp.close_session(session_id).await;
+    }
+
     /// Stop every long-lived agent process (server shutdown).
     pub async fn shutdown(&self) {
         self.acp.shutdown().await;

@@ -46,6 +46,10 @@ pub enum Verb {
     Cancel {
         id: String,
     },
+    Close {
+        id: String,
+        force: bool,
+    },
     Providers {
         json: bool,
     },
@@ -204,6 +208,15 @@ pub async fn run(config: Config, verb: Verb) -> Result<i32> {
             let engine = Engine::open_client(config).await?;
             let t = engine.cancel(&id).await?;
             out(&format!("{} is {}\n", t.id, t.state));
+            Ok(0)
+        }
+        Verb::Close { id, force } => {
+            let engine = Engine::open_client(config).await?;
+            let s = engine.close_session(&id, force).await?;
+            out(&format!(
+                "session {} closed; its worktree was removed\n",
+                s.id
+            ));
             Ok(0)
         }
         Verb::Providers { json: as_json } => providers(config, as_json).await,

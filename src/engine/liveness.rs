@@ -12,11 +12,17 @@ use crate::domain::{TaskState, now_ms};
 use crate::store::Wakeup;
 
 const CANCEL_POLL: Duration = Duration::from_millis(500);
+const REAP_EVERY: Duration = Duration::from_secs(600);
 
 pub(super) async fn run(inner: Arc<Inner>) {
     let beat_every = (inner.config.lease / 6).max(Duration::from_millis(200));
     let mut beat = tokio::time::interval(beat_every);
     let mut cancels = tokio::time::interval(CANCEL_POLL);
+    let mut reap = tokio::time::interval(
+        REAP_EVERY
+            .min(inner.config.session_ttl / 2)
+            .max(Duration::from_millis(100)),
+    );
     loop {
         tokio::select! {
             _ = inner.shutdown.cancelled() => break,
@@ -29,6 +35,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
                 }
             }
             _ = cancels.tick() => inner.poll_cancel_requests().await,
+            _ = reap.tick() => inner.reap_idle_sessions().await,
         }
     }
 }

@@ -479,6 +479,31 @@ impl Engine {
         }))
     }
 
+    /// Close a session: stop its warm agents, remove its worktree and branch, and refuse
+    /// further turns in it. Refused while a turn is queued or running, and (unless `force`)
+    /// while it holds an unapplied change, so closing never loses work silently.
+    pub async fn close_session(&self, target: &str, force: bool) -> Result<Session> {
+        let (session, change) = self.change_target(target).await?;
+        if session.closed {
+            return Ok(session);
+        }
+        self.require_local(&session)?;
+        if self.inner.store.session_busy(&session.id).await? {
+            return Err(EngineError::State(format!(
+                "session `{}` has a turn queued or running; wait for it or cancel it first",
+                session.id
+            )));
+        }
+        if change.is_some() && !force {
+            return Err(EngineError::State(format!(
+                "session `{}` holds an unapplied change; apply_pending or discard_pending it first",
+                session.id
+            )));
+        }
+        self.inner.close_session(&session).await?;
+        self.session(&session.id).await
+    }
+
     /// Stop claiming, cancel in-flight turns (recorded `cancelled`), and wait for them.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
@@ -551,6 +576,41 @@ impl Inner {
                 true
             }
             None => false,
+        }
+    }
+
+    async fn close_session(&self, session: &Session) -> Result<()> {
+        let lock = self.session_lock(&session.id);
+        let _guard = lock.lock().await;
+        self.backends.close_session(&session.id).await;
+        if let (Some(wt), Some(branch)) = (&session.worktree_path, &session.branch) {
+            let (project, wt, branch) = (
+                PathBuf::from(&session.project_path),
+                PathBuf::from(wt),
+                branch.clone(),
+            );
+            blocking(move || worktree::remove(&project, &wt, &branch)).await?;
+        }
+        self.store.close_session(&session.id).await?;
+        tracing::info!(session_id = %session.id, "session closed; worktree removed");
+        Ok(())
+    }
+
+    /// Close sessions idle longer than the TTL that hold nothing unapplied and have no turn
+    /// in flight: their worktrees would otherwise pile up in the data directory.
+    pub(super) async fn reap_idle_sessions(&self) {
+        let before = crate::domain::now_ms() - self.config.session_ttl.as_millis() as i64;
+        let idle = match self.store.idle_sessions(before, &self.config.host).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing idle sessions failed");
+                return;
+            }
+        };
+        for s in idle {
+            if let Err(e) = self.close_session(&s).await {
+                tracing::warn!(session_id = %s.id, error = %e, "could not close an idle session");
+            }
         }
     }
 

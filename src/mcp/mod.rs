@@ -217,9 +217,22 @@ impl McpServer {
         Parameters(p): Parameters<ApplyPendingParams>,
     ) -> ToolResult<ApplyOutcome> {
         let target = target(p.task_id, p.session_id)?;
+        if p.dry_run && p.close_session {
+            return Err(
+                "invalid `close_session`: not with `dry_run` (a dry run changes nothing)".into(),
+            );
+        }
         let r = self.engine.apply(&target, p.dry_run).await.map_err(fail)?;
         let result = if r.dry_run { "would_apply" } else { "applied" };
-        Ok(Json(ApplyOutcome::new(r, result)))
+        let mut out = ApplyOutcome::new(r, result);
+        if p.close_session {
+            self.engine
+                .close_session(&out.session_id, false)
+                .await
+                .map_err(|e| format!("applied, but the session was not closed: {e}"))?;
+            out.session_closed = true;
+        }
+        Ok(Json(out))
     }
 
     /// Drop a session's pending change (by `task_id` or `session_id`) and reset its worktree,
@@ -231,7 +244,15 @@ impl McpServer {
     ) -> ToolResult<ApplyOutcome> {
         let target = target(p.task_id, p.session_id)?;
         let r = self.engine.discard(&target).await.map_err(fail)?;
-        Ok(Json(ApplyOutcome::new(r, "discarded")))
+        let mut out = ApplyOutcome::new(r, "discarded");
+        if p.close_session {
+            self.engine
+                .close_session(&out.session_id, false)
+                .await
+                .map_err(|e| format!("discarded, but the session was not closed: {e}"))?;
+            out.session_closed = true;
+        }
+        Ok(Json(out))
     }
 }
 

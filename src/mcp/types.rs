@@ -126,6 +126,10 @@ pub struct ApplyPendingParams {
     /// Only check that the change applies cleanly; write nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// After applying, close the session: its worktree and branch are removed and no further
+    /// turns can run in it. Leave false to keep iterating with follow-up turns.
+    #[serde(default)]
+    pub close_session: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -137,6 +141,10 @@ pub struct DiscardPendingParams {
     /// Discard this session's pending change. Give this or `task_id`.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// Also close the session: its worktree and branch are removed and no further turns can
+    /// run in it.
+    #[serde(default)]
+    pub close_session: bool,
 }
 
 /// The compact status of one task: what a delegating model needs, never the transcript.
@@ -308,6 +316,8 @@ pub struct ApplyOutcome {
     pub dry_run: bool,
     /// `applied`, `would_apply` (dry run) or `discarded`.
     pub result: String,
+    /// Whether the session was closed (its worktree removed).
+    pub session_closed: bool,
     pub files: Vec<FileChange>,
 }
 
@@ -318,6 +328,7 @@ impl ApplyOutcome {
             task_id: r.task_id,
             dry_run: r.dry_run,
             result: result.into(),
+            session_closed: false,
             files: r.files,
         }
     }

@@ -525,7 +525,7 @@ impl Store {
 
     pub async fn close_session(&self, id: &str) -> Result<()> {
         on_write!(self, p => {
-            sqlx::query("UPDATE sessions SET closed = 1, updated_at = $1 WHERE id = $2")
+            sqlx::query("UPDATE sessions SET closed = 1, worktree_path = NULL, updated_at = $1 WHERE id = $2")
                 .bind(now_ms())
                 .bind(id)
                 .execute(p)
@@ -693,6 +693,25 @@ impl Store {
             n
         });
         Ok(done == 1)
+    }
+
+    /// Open sessions on `host` with a worktree, untouched since `before`, with no pending change
+    /// and no turn queued or in flight.
+    pub async fn idle_sessions(&self, before: i64, host: &str) -> Result<Vec<Session>> {
+        let rows: Vec<SessionRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed, s.host \
+                 FROM sessions s JOIN projects p ON p.id = s.project_id \
+                 WHERE s.closed = 0 AND s.worktree_path IS NOT NULL AND s.host = $1 AND s.updated_at < $2 \
+                   AND NOT EXISTS (SELECT 1 FROM pending_changes c WHERE c.session_id = s.id AND c.status = 'pending') \
+                   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.session_id = s.id AND (t.state IN ('pending', 'running', 'blocked') OR t.ended_at >= $2))",
+            )
+            .bind(host)
+            .bind(before)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows.into_iter().map(SessionRow::into_session).collect())
     }
 
     /// Whether the session has a turn queued or in flight.

@@ -258,3 +258,107 @@ async fn list_tasks_filters_and_pages(env: Env) {
     assert_eq!(all["tasks"][0]["result"], "child 2");
     server.stop().await;
 }
+
+crate::both_stores!(closing_a_session_removes_its_worktree_and_refuses_more_turns);
+async fn closing_a_session_removes_its_worktree_and_refuses_more_turns(env: Env) {
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let t = call(
+        c,
+        "new_task",
+        json!({"prompt": "write done.txt yes", "wait_seconds": 30}),
+    )
+    .await
+    .expect("t");
+    let session = t["session_id"].as_str().expect("s").to_string();
+    let wt = env.data.join("worktrees").join(&session);
+    assert!(wt.is_dir());
+    let dry = call(
+        c,
+        "apply_pending",
+        json!({"session_id": session, "dry_run": true, "close_session": true}),
+    )
+    .await
+    .expect_err("dry run cannot close");
+    assert!(dry.contains("invalid `close_session`"), "{dry}");
+    let r = call(
+        c,
+        "apply_pending",
+        json!({"session_id": session, "close_session": true}),
+    )
+    .await
+    .expect("apply+close");
+    assert_eq!(r["session_closed"], true);
+    assert_eq!(env.read("done.txt").as_deref(), Some("yes\n"));
+    assert!(!wt.exists(), "the worktree is removed");
+    let branches = git(&env.repo, &["branch", "--list", "boocoder/*"]);
+    assert!(
+        !branches.contains(&session),
+        "the branch is removed: {branches}"
+    );
+    let err = call(
+        c,
+        "new_task",
+        json!({"prompt": "say more", "session_id": session}),
+    )
+    .await
+    .expect_err("closed");
+    assert!(err.contains("is closed"), "{err}");
+    // A session with an unapplied change is not closed silently.
+    let t2 = call(
+        c,
+        "new_task",
+        json!({"prompt": "write keep.txt changed", "wait_seconds": 30}),
+    )
+    .await
+    .expect("t2");
+    let out = std::process::Command::new(BIN)
+        .args(env.args())
+        .args(["close", t2["session_id"].as_str().expect("s")])
+        .output()
+        .expect("close verb");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unapplied change"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_are_reaped_but_unapplied_work_is_kept() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &["--session-ttl-secs", "1"]).await;
+    let c = &server.client;
+    let idle = call(
+        c,
+        "new_task",
+        json!({"prompt": "say nothing to keep", "wait_seconds": 30}),
+    )
+    .await
+    .expect("t");
+    let busy = call(
+        c,
+        "new_task",
+        json!({"prompt": "write w.txt unapplied", "wait_seconds": 30}),
+    )
+    .await
+    .expect("t");
+    let wt = |t: &serde_json::Value| {
+        env.data
+            .join("worktrees")
+            .join(t["session_id"].as_str().expect("s"))
+    };
+    for _ in 0..100 {
+        if !wt(&idle).exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !wt(&idle).exists(),
+        "an idle session with nothing pending is closed"
+    );
+    assert!(
+        wt(&busy).exists(),
+        "a session holding an unapplied change is kept"
+    );
+    server.stop().await;
+}

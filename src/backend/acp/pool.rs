@@ -278,6 +278,24 @@ impl Pool {
         });
     }
 
+    /// Stop the agents of a closed session and forget its ACP sessions.
+    pub async fn close_session(&self, session_id: &str) {
+        let victims: Vec<Arc<AgentConn>> = {
+            let mut inner = self.lock();
+            inner.sessions.retain(|(s, _), _| s != session_id);
+            let keys: Vec<Key> = inner
+                .live
+                .keys()
+                .filter(|(s, _)| s == session_id)
+                .cloned()
+                .collect();
+            keys.iter()
+                .filter_map(|k| inner.live.remove(k).map(|e| e.conn))
+                .collect()
+        };
+        futures::future::join_all(victims.iter().map(|c| c.close())).await;
+    }
+
     /// Stop every agent (server shutdown). Later checkouts are refused.
     pub async fn shutdown(&self) {
         self.closed.cancel();
