@@ -99,9 +99,8 @@ fn latency(status: &Value, t: &[Value]) -> (i64, i64) {
     (first - start, ms(&status["ended_at"]) - start)
 }
 
-#[tokio::test]
-async fn turn_streams_mapped_updates_and_queues_the_fixture_edits() {
-    let env = Env::new();
+crate::both_stores!(turn_streams_mapped_updates_and_queues_the_fixture_edits);
+async fn turn_streams_mapped_updates_and_queues_the_fixture_edits(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let prompt = "think planning the edit\nplan read; write\ntool list files\nwrite src/hello.txt hello from acp\nread src/hello.txt\nusage 120 8000\nterm printf %s-%s hello world\nunknown\nsay all done";
@@ -230,9 +229,8 @@ async fn two_turns_reuse_one_warm_agent_and_mode_model_are_applied() {
     );
 }
 
-#[tokio::test]
-async fn permission_policies_allow_deny_and_ask_timeout_are_recorded() {
-    let env = Env::new();
+crate::both_stores!(permission_policies_allow_deny_and_ask_timeout_are_recorded);
+async fn permission_policies_allow_deny_and_ask_timeout_are_recorded(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
 
