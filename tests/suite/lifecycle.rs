@@ -186,3 +186,40 @@ async fn wait_seconds_returns_the_running_state_when_time_runs_out(env: Env) {
     .expect("cancel");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sigterm_stops_claiming_cancels_in_flight_turns_and_exits() {
+    use rmcp::ServiceExt;
+    let env = Env::new();
+    let (mut child, url, _log) = Server::http(&env, &[]).await;
+    let client = ()
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            url,
+        ))
+        .await
+        .expect("connect");
+    let t = call(&client, "new_task", json!({"prompt": "sleep 60"}))
+        .await
+        .expect("new_task");
+    let id = t["task_id"].as_str().expect("id").to_string();
+    wait_state(&client, &id, "running").await;
+    let pid = child.id().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    drop(client);
+    let server = Server::stdio(&env, &[]).await;
+    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
+        .await
+        .expect("status");
+    assert_eq!(s["state"], "cancelled", "{s:#}");
+    assert_eq!(s["error"], "cancelled: the server shut down");
+    server.stop().await;
+}
