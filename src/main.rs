@@ -87,6 +87,12 @@ struct Global {
     /// Seconds without a heartbeat after which a node's running tasks are failed.
     #[arg(long, env = "BOOCODER_LEASE_SECS", default_value_t = 30, global = true)]
     lease_secs: u64,
+    /// Run the verb against a running server (`http://HOST:PORT/mcp`) instead of the local data.
+    #[arg(long, env = "BOOCODER_URL", global = true)]
+    url: Option<String>,
+    /// Bearer token: required by `serve --http` off loopback, sent by `--url` verbs.
+    #[arg(long, env = "BOOCODER_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     /// Close sessions idle this many hours with nothing unapplied (their worktrees are removed).
     #[arg(
         long,
@@ -175,9 +181,6 @@ enum Command {
         /// Serve Streamable HTTP at http://ADDR/mcp instead of stdio (e.g. 127.0.0.1:8765).
         #[arg(long)]
         http: Option<SocketAddr>,
-        /// Bearer token every HTTP request must carry; required to bind a non-loopback address.
-        #[arg(long, env = "BOOCODER_TOKEN", hide_env_values = true)]
-        token: Option<String>,
         /// Extra browser Origin allowed over HTTP (loopback origins always are).
         #[arg(long = "allowed-origin")]
         allowed_origins: Vec<String>,
@@ -334,7 +337,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Doctor => cli::Verb::Doctor,
         Command::Serve {
             http,
-            token,
             allowed_origins,
             tools,
             plain_stdio,
@@ -349,7 +351,7 @@ async fn run(cli: Cli) -> Result<()> {
                     engine.clone(),
                     mcp::http::HttpOptions {
                         addr,
-                        token,
+                        token: cli.global.token.clone(),
                         allowed_origins,
                         profile: tools,
                         nodelay: !no_nodelay,
@@ -367,7 +369,10 @@ async fn run(cli: Cli) -> Result<()> {
             return served;
         }
     };
-    let code = cli::run(config(&cli.global)?, verb).await?;
+    let code = match &cli.global.url {
+        Some(url) => cli::run_remote(url, cli.global.token.as_deref(), verb).await?,
+        None => cli::run(config(&cli.global)?, verb).await?,
+    };
     if code != 0 {
         std::process::exit(code);
     }

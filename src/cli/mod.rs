@@ -2,7 +2,10 @@
 //! `doctor`). They open the same data directory or database as the server; only `run --wait`
 //! dispatches (it is a full engine until its task ends), the others are store clients.
 
+mod remote;
 mod render;
+
+pub use remote::run as run_remote;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -56,14 +59,14 @@ pub enum Verb {
     Doctor,
 }
 
-fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     let mut o = std::io::stdout().lock();
     // why: a closed pipe (`boocoder ls | head`) is not an error worth reporting.
     let _ = o.write_all(text.as_bytes());
     let _ = o.flush();
 }
 
-fn json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn json(v: &impl serde::Serialize) -> Result<()> {
     out(&format!("{}\n", serde_json::to_string_pretty(v)?));
     Ok(())
 }

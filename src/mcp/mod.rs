@@ -2,6 +2,7 @@
 //! handler that validates and makes one engine call; engine errors become tool errors
 //! (`isError`) the calling model can read.
 
+pub mod client;
 pub mod http;
 pub mod sampling;
 pub mod types;

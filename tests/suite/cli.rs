@@ -215,3 +215,65 @@ fn orchestrator_example_delegates_in_parallel_and_applies() {
     assert_eq!(env.read("docs/a.md").as_deref(), Some("part one\n"));
     assert_eq!(env.read("src/b.rs").as_deref(), Some("// part two\n"));
 }
+
+#[tokio::test]
+async fn verbs_work_against_a_running_http_server_with_url() {
+    let env = Env::new();
+    let (_child, url, _log) = Server::http(&env, &["--token", "tok"]).await;
+    let u = url.clone();
+    let remote = move |args: &[&str]| {
+        let mut a = vec!["--url", u.as_str(), "--token", "tok"];
+        a.extend_from_slice(args);
+        Command::new(BIN)
+            .args(&a)
+            .output()
+            .expect("run remote verb")
+    };
+    let run = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            Command::new(BIN)
+                .args([
+                    "--url",
+                    &url,
+                    "--token",
+                    "tok",
+                    "run",
+                    "write r.txt remote\nsay remote done",
+                    "--wait",
+                ])
+                .output()
+                .expect("run")
+        }
+    })
+    .await
+    .expect("join");
+    assert!(run.status.success(), "{}\n{}", stdout(&run), stderr(&run));
+    assert!(
+        stdout(&run).contains("completed") && stdout(&run).contains("remote done"),
+        "{}",
+        stdout(&run)
+    );
+    let ls = tokio::task::spawn_blocking({
+        let remote = remote.clone();
+        move || remote(&["ls", "--json"])
+    })
+    .await
+    .expect("join");
+    let tasks: Value = serde_json::from_slice(&ls.stdout).expect("json");
+    let id = tasks[0]["task_id"].as_str().expect("id").to_string();
+    let apply = tokio::task::spawn_blocking(move || remote(&["apply", &id]))
+        .await
+        .expect("join");
+    assert!(
+        stdout(&apply).contains("applied 1 file(s)"),
+        "{}",
+        stdout(&apply)
+    );
+    assert_eq!(env.read("r.txt").as_deref(), Some("remote\n"));
+    let denied = Command::new(BIN)
+        .args(["--url", &url, "ls"])
+        .output()
+        .expect("no token");
+    assert!(!denied.status.success(), "a missing token is refused");
+}
