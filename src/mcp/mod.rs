@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod http;
+mod resources;
 pub mod sampling;
 pub mod types;
 
@@ -49,6 +50,7 @@ get_task_output returns the full transcript and diff when you really need them."
 pub struct McpServer {
     engine: Engine,
     tool_router: ToolRouter<McpServer>,
+    subscriptions: resources::Subscriptions,
 }
 
 type ToolResult<T> = Result<Json<T>, String>;
@@ -77,6 +79,7 @@ impl McpServer {
         McpServer {
             engine,
             tool_router,
+            subscriptions: Default::default(),
         }
     }
 
@@ -308,9 +311,58 @@ impl McpServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("boocoder", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .build(),
+        )
+        .with_server_info(Implementation::new("boocoder", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, rmcp::ErrorData> {
+        self.resource_list().await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, rmcp::ErrorData> {
+        Ok(Self::resource_templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, rmcp::ErrorData> {
+        Ok(self.resource_read(&request.uri).await?.into())
+    }
+
+    #[allow(deprecated)] // resources/subscribe is the 2025-11-25 way; newer clients listen instead
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.resource_subscribe(&request.uri, context.peer)
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.resource_unsubscribe(&request.uri);
+        Ok(())
     }
 }
 

@@ -8,5 +8,6 @@ mod native;
 mod native_guards;
 mod nodes;
 mod real_agents;
+mod resources;
 mod schemas;
 mod transport;
