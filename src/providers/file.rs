@@ -49,13 +49,9 @@ pub(super) struct RawEntry {
 
 /// Parse the file text into entries; `Err` is a file-level problem (bad JSON, wrong shape).
 pub(super) fn parse(text: &str) -> Result<Vec<RawEntry>, String> {
-    let root: Value = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "invalid providers file at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        )
-    })?;
+    // serde_json's message ends with "at line L column C".
+    let root: Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid providers file: {e}"))?;
     let Value::Object(mut root) = root else {
         return Err("the providers file must be a JSON object: {\"providers\": {…}}".into());
     };
