@@ -49,9 +49,16 @@ pub(super) struct RawEntry {
 
 /// Parse the file text into entries; `Err` is a file-level problem (bad JSON, wrong shape).
 pub(super) fn parse(text: &str) -> Result<Vec<RawEntry>, String> {
-    // serde_json's message ends with "at line L column C".
-    let root: Value =
-        serde_json::from_str(text).map_err(|e| format!("invalid providers file: {e}"))?;
+    let root: Value = serde_json::from_str(text).map_err(|e| {
+        let (line, column) = (e.line(), e.column());
+        // why: serde_json's message repeats the position at its end.
+        let msg = e.to_string();
+        let msg = msg
+            .strip_suffix(&format!(" at line {line} column {column}"))
+            .unwrap_or(&msg)
+            .to_string();
+        format!("invalid providers file at line {line} column {column}: {msg}")
+    })?;
     let Value::Object(mut root) = root else {
         return Err("the providers file must be a JSON object: {\"providers\": {…}}".into());
     };
@@ -123,6 +130,24 @@ impl EntryPatch {
             && self.client_fs.is_none()
             && self.permission.is_none()
             && self.permission_timeout_secs.is_none()
+    }
+
+    /// Names of the fields this patch sets.
+    fn given(&self) -> Vec<&'static str> {
+        let set = [
+            ("extends", self.extends.is_some()),
+            ("label", self.label.is_some()),
+            ("command", self.command.is_some()),
+            ("env", self.env.is_some()),
+            ("prompt", self.prompt.is_some()),
+            ("model_args", self.model_args.is_some()),
+            ("enabled", self.enabled.is_some()),
+            ("timeout_secs", self.timeout_secs.is_some()),
+            ("client_fs", self.client_fs.is_some()),
+            ("permission", self.permission.is_some()),
+            ("permission_timeout_secs", self.permission_timeout_secs.is_some()),
+        ];
+        set.into_iter().filter(|(_, s)| *s).map(|(k, _)| k).collect()
     }
 
     /// Set the given fields on `entry`, leaving every other field as it was.
@@ -237,7 +262,7 @@ pub(super) fn edit(
                     message: format!("the entry `{id}` in the file is invalid: {e}"),
                 })?;
             validate(&parsed).map_err(|message| FileError::Invalid {
-                field: field_named(&message),
+                field: field_named(&message, &patch.given()),
                 message,
             })?;
             providers.insert(id.to_string(), Value::Object(entry));
@@ -249,8 +274,9 @@ pub(super) fn edit(
     })
 }
 
-/// The field a merge error talks about, so the tool error names it.
-fn field_named(message: &str) -> &'static str {
+/// The field a merge error talks about, so the tool error names it: of the fields the message
+/// mentions, one the caller set, else the first mentioned.
+fn field_named(message: &str, given: &[&str]) -> &'static str {
     const FIELDS: [&str; 11] = [
         "permission_timeout_secs",
         "timeout_secs",
@@ -264,9 +290,18 @@ fn field_named(message: &str) -> &'static str {
         "env",
         "enabled",
     ];
+    let mentioned = |f: &str| {
+        message.match_indices(f).any(|(at, _)| {
+            let before = message[..at].chars().next_back();
+            let after = message[at + f.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
+    };
     FIELDS
         .into_iter()
-        .find(|f| message.contains(f))
+        .filter(|f| mentioned(f))
+        .min_by_key(|f| (!given.contains(f), message.find(*f)))
         .unwrap_or("id")
 }
 

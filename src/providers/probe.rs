@@ -48,7 +48,11 @@ pub async fn run(
     .await;
     if outcome.is_err() {
         r.status = Status::Error;
-        r.diagnostic = format!("the probe did not finish within {} s", timeout.as_secs_f32());
+        r.diagnostic = format!(
+            "the probe did not finish within {} s (last step: {})",
+            timeout.as_secs_f32(),
+            r.log.last().map(String::as_str).unwrap_or("start")
+        );
         r.log.push(r.diagnostic.clone());
     }
     r.probed_at = now_ms();
@@ -117,7 +121,8 @@ async fn probe_program(p: &Provider, scratch: &Path, timeout: Duration, r: &mut 
         return;
     };
     r.log.push(format!("found {}", path.display()));
-    match version(&path, &p.env, timeout.min(VERSION_TIMEOUT), r).await {
+    // Half the budget at most, so a hanging `--version` is reported as such.
+    match version(&path, &p.env, (timeout / 2).min(VERSION_TIMEOUT), r).await {
         Ok(v) => r.version = v,
         Err(diagnostic) => {
             r.status = Status::Error;

@@ -116,3 +116,96 @@ fn missing_program_is_not_installed() {
         Err(ProviderError::NotInstalled { .. })
     ));
 }
+
+#[test]
+fn one_bad_entry_costs_only_itself_and_names_line_and_field() {
+    let (_d, reg) = load(
+        "{\"providers\": {\n  \"good\": {\"extends\": \"cli\", \"command\": [\"sh\"]},\n  \"bad\": {\"extends\": \"cli\", \"command\": [\"sh\"], \"colour\": 1}\n}}",
+    );
+    assert!(reg.get("good").is_some());
+    assert!(reg.get("bad").is_none());
+    let all = reg.diagnostics.join("\n");
+    assert!(all.contains("line 3: providers.bad"), "{all}");
+    assert!(all.contains("unknown field `colour`"), "{all}");
+}
+
+fn configure_in(dir: &Path, id: &str, patch: file::EntryPatch) -> Result<(), file::FileError> {
+    configure(&dir.join("providers.json"), id, file::Edit::Patch(&patch))
+}
+
+#[test]
+fn configure_merges_one_field_and_keeps_other_entries() {
+    let (d, _) = load(
+        r#"{"providers":{"mine":{"extends":"acp","command":["a","--x"],"env":{"A":"1","B":"2"}},"claude":{"label":"C"}}}"#,
+    );
+    let patch = file::EntryPatch {
+        enabled: Some(false),
+        env: Some([("B".to_string(), String::new()), ("C".to_string(), "3".to_string())].into()),
+        ..Default::default()
+    };
+    configure_in(d.path(), "mine", patch).expect("configure");
+    let reg = Registry::load(&d.path().join("providers.json"));
+    let mine = reg.get("mine").expect("mine");
+    assert_eq!(mine.command, vec!["a", "--x"]);
+    assert!(!mine.enabled);
+    assert_eq!(
+        mine.env,
+        [("A".to_string(), "1".to_string()), ("C".to_string(), "3".to_string())].into()
+    );
+    assert_eq!(reg.get("claude").expect("claude").label, "C");
+    assert!(reg.diagnostics.is_empty(), "{:?}", reg.diagnostics);
+    // Disabling a built-in only adds `enabled` to the file.
+    configure_in(
+        d.path(),
+        "codex",
+        file::EntryPatch {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .expect("disable");
+    let text = std::fs::read_to_string(d.path().join("providers.json")).expect("read");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["providers"]["codex"], serde_json::json!({"enabled": false}));
+}
+
+#[test]
+fn configure_refuses_invalid_entries_and_corrupt_files_without_writing() {
+    let (d, _) = load(r#"{"providers":{"mine":{"extends":"cli","command":["a"]}}}"#);
+    let path = d.path().join("providers.json");
+    let before = std::fs::read_to_string(&path).expect("read");
+    let err = configure_in(
+        d.path(),
+        "mine",
+        file::EntryPatch {
+            permission: Some(PermissionPolicy::Ask),
+            ..Default::default()
+        },
+    )
+    .expect_err("permission on a CLI agent");
+    assert!(matches!(err, file::FileError::Invalid { field: "permission", .. }), "{err}");
+    let err = configure_in(
+        d.path(),
+        "bad id",
+        file::EntryPatch {
+            extends: Some(Transport::Cli),
+            command: Some(vec!["x".into()]),
+            ..Default::default()
+        },
+    )
+    .expect_err("bad id");
+    assert!(matches!(err, file::FileError::Invalid { field: "id", .. }), "{err}");
+    assert_eq!(before, std::fs::read_to_string(&path).expect("read"));
+    std::fs::write(&path, "{\n  \"providers\": [\n").expect("corrupt");
+    let err = configure_in(
+        d.path(),
+        "mine",
+        file::EntryPatch {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .expect_err("corrupt");
+    assert!(err.to_string().contains("line 3"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\n  \"providers\": [\n");
+}
