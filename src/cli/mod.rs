@@ -482,9 +482,7 @@ async fn doctor(config: Config) -> Result<i32> {
                 ready += 1;
                 check(true, &format!("provider {}", p.id), line);
             }
-            Status::NeedsAuth | Status::Error => {
-                out(&format!("WARN provider {}: {line}\n", p.id))
-            }
+            Status::NeedsAuth | Status::Error => out(&format!("WARN provider {}: {line}\n", p.id)),
             Status::Disabled | Status::NotInstalled | Status::Probing => {
                 out(&format!("--   provider {}: {line}\n", p.id))
             }

@@ -104,7 +104,11 @@ impl Engine {
                     field: "ids",
                     message: format!(
                         "unknown provider `{id}`; known: {}",
-                        registry.all().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                        registry
+                            .all()
+                            .map(|p| p.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }
@@ -176,7 +180,11 @@ impl Engine {
                 field: "id",
                 message: format!(
                     "unknown provider `{id}`; known: {}",
-                    registry.all().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                    registry
+                        .all()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }

@@ -16,8 +16,8 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::domain::TaskState;
-use crate::engine::{Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
 use crate::engine::{ConfigureProvider, Configured};
+use crate::engine::{Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
 use crate::providers::file::EntryPatch;
 use crate::providers::snapshot::ProvidersSnapshot;
 use provider_types::*;
@@ -268,7 +268,11 @@ impl McpServer {
 
     /// Probe providers again (all, or the given ids) after installing, upgrading or logging in
     /// to an agent; re-reads the providers file. Returns the new snapshot.
-    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true))]
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true
+    ))]
     async fn refresh_providers(
         &self,
         Parameters(p): Parameters<RefreshProvidersParams>,
@@ -305,7 +309,9 @@ impl McpServer {
             permission_timeout_secs: p.permission_timeout_secs,
         };
         if p.remove && !patch.is_empty() {
-            return Err("invalid `remove`: give either `remove: true` or fields to change, not both".into());
+            return Err(
+                "invalid `remove`: give either `remove: true` or fields to change, not both".into(),
+            );
         }
         let done = self
             .engine

@@ -145,9 +145,15 @@ impl EntryPatch {
             ("timeout_secs", self.timeout_secs.is_some()),
             ("client_fs", self.client_fs.is_some()),
             ("permission", self.permission.is_some()),
-            ("permission_timeout_secs", self.permission_timeout_secs.is_some()),
+            (
+                "permission_timeout_secs",
+                self.permission_timeout_secs.is_some(),
+            ),
         ];
-        set.into_iter().filter(|(_, s)| *s).map(|(k, _)| k).collect()
+        set.into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// Set the given fields on `entry`, leaving every other field as it was.
@@ -162,7 +168,10 @@ impl EntryPatch {
             ("timeout_secs", json(&self.timeout_secs)),
             ("client_fs", json(&self.client_fs)),
             ("permission", json(&self.permission)),
-            ("permission_timeout_secs", json(&self.permission_timeout_secs)),
+            (
+                "permission_timeout_secs",
+                json(&self.permission_timeout_secs),
+            ),
         ];
         for (k, v) in fields {
             if let Some(v) = v {

@@ -212,7 +212,12 @@ pub fn llm_settings(config: &Config) -> Option<LlmSettings> {
 /// The native endpoint as a fingerprint: a probe of another endpoint is stale.
 pub fn native_fingerprint(config: &Config) -> String {
     match &config.llm {
-        Some(l) => format!("{} model={:?} key={}", l.base_url, l.model, l.api_key.is_some()),
+        Some(l) => format!(
+            "{} model={:?} key={}",
+            l.base_url,
+            l.model,
+            l.api_key.is_some()
+        ),
         None => "none".into(),
     }
 }

@@ -74,7 +74,10 @@ async fn probe_native(native: &NativeTarget<'_>, timeout: Duration, r: &mut Prob
         return;
     };
     r.default_model = settings.default_model.clone();
-    r.log.push(format!("GET {}/models", settings.base_url.trim_end_matches('/')));
+    r.log.push(format!(
+        "GET {}/models",
+        settings.base_url.trim_end_matches('/')
+    ));
     let http = match reqwest::Client::builder().timeout(timeout).build() {
         Ok(h) => h,
         Err(e) => {
@@ -85,12 +88,21 @@ async fn probe_native(native: &NativeTarget<'_>, timeout: Duration, r: &mut Prob
     };
     match list_models(&http, settings).await {
         Ok(models) => {
-            r.log.push(format!("{} model(s): {}", models.len(), models.join(", ")));
+            r.log
+                .push(format!("{} model(s): {}", models.len(), models.join(", ")));
             r.status = Status::Ready;
-            r.diagnostic = format!("endpoint {} serves {} model(s)", settings.base_url, models.len());
+            r.diagnostic = format!(
+                "endpoint {} serves {} model(s)",
+                settings.base_url,
+                models.len()
+            );
             r.models = models;
         }
-        Err(e @ LlmError::Status { status: 401 | 403, .. }) => {
+        Err(
+            e @ LlmError::Status {
+                status: 401 | 403, ..
+            },
+        ) => {
             r.status = Status::NeedsAuth;
             r.auth_required = true;
             r.diagnostic = format!("{e} (check --llm-api-key)");
@@ -157,7 +169,10 @@ async fn version(
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            r.log.push(format!("`{} --version` could not start: {e}", path.display()));
+            r.log.push(format!(
+                "`{} --version` could not start: {e}",
+                path.display()
+            ));
             return Ok(None);
         }
     };
@@ -208,14 +223,21 @@ async fn handshake(p: &Provider, scratch: &Path, r: &mut ProbeResult) {
     if scratch.exists()
         && let Err(e) = std::fs::remove_dir_all(scratch)
     {
-        r.log.push(format!("could not empty {}: {e}", scratch.display()));
+        r.log
+            .push(format!("could not empty {}: {e}", scratch.display()));
     }
     if let Err(e) = std::fs::create_dir_all(scratch) {
         r.status = Status::Error;
-        r.diagnostic = format!("cannot create the scratch directory {}: {e}", scratch.display());
+        r.diagnostic = format!(
+            "cannot create the scratch directory {}: {e}",
+            scratch.display()
+        );
         return;
     }
-    r.log.push(format!("ACP initialize + session/new in {}", scratch.display()));
+    r.log.push(format!(
+        "ACP initialize + session/new in {}",
+        scratch.display()
+    ));
     match crate::backend::acp::probe(&p.command, &p.env, p.client_fs, scratch).await {
         Ok(rep) => {
             r.log.push(format!(
@@ -251,7 +273,11 @@ async fn handshake(p: &Provider, scratch: &Path, r: &mut ProbeResult) {
                         r.auth_required = true;
                         r.diagnostic = format!(
                             "the agent needs a login before it opens sessions (auth methods: {}); run `{}` once and sign in",
-                            if r.auth_methods.is_empty() { "unknown".into() } else { r.auth_methods.join(", ") },
+                            if r.auth_methods.is_empty() {
+                                "unknown".into()
+                            } else {
+                                r.auth_methods.join(", ")
+                            },
                             p.command.join(" ")
                         );
                     } else {
@@ -268,6 +294,7 @@ async fn handshake(p: &Provider, scratch: &Path, r: &mut ProbeResult) {
         }
     }
     if let Err(e) = std::fs::remove_dir_all(scratch) {
-        r.log.push(format!("could not remove {}: {e}", scratch.display()));
+        r.log
+            .push(format!("could not remove {}: {e}", scratch.display()));
     }
 }

@@ -11,9 +11,7 @@ use super::{Provider, Registry, Transport};
 use crate::domain::rfc3339;
 
 /// Whether a provider can take tasks, as far as its last probe knows.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Installed and answered its probe; tasks can run.
@@ -189,8 +187,12 @@ fn info(p: &Provider, r: Option<&ProbeResult>, probing: bool) -> ProviderInfo {
 }
 
 /// The plain-text report of `provider_diagnostic`: the entry, its last probe and the full log.
-pub fn report(registry: &Registry, snapshot: &ProvidersSnapshot, id: Option<&str>,
-    results: &BTreeMap<String, ProbeResult>) -> String {
+pub fn report(
+    registry: &Registry,
+    snapshot: &ProvidersSnapshot,
+    id: Option<&str>,
+    results: &BTreeMap<String, ProbeResult>,
+) -> String {
     let mut out = format!("providers file: {}\n", registry.path.display());
     if registry.diagnostics.is_empty() {
         out.push_str("providers file problems: none\n");

@@ -108,9 +108,8 @@ fn builtin_acp_agents_are_listed() {
 
 #[test]
 fn missing_program_is_not_installed() {
-    let (_d, reg) = load(
-        r#"{"providers":{"ghost":{"extends":"cli","command":["/nonexistent/ghost-agent"]}}}"#,
-    );
+    let (_d, reg) =
+        load(r#"{"providers":{"ghost":{"extends":"cli","command":["/nonexistent/ghost-agent"]}}}"#);
     assert!(matches!(
         reg.resolve("ghost"),
         Err(ProviderError::NotInstalled { .. })
@@ -140,7 +139,13 @@ fn configure_merges_one_field_and_keeps_other_entries() {
     );
     let patch = file::EntryPatch {
         enabled: Some(false),
-        env: Some([("B".to_string(), String::new()), ("C".to_string(), "3".to_string())].into()),
+        env: Some(
+            [
+                ("B".to_string(), String::new()),
+                ("C".to_string(), "3".to_string()),
+            ]
+            .into(),
+        ),
         ..Default::default()
     };
     configure_in(d.path(), "mine", patch).expect("configure");
@@ -150,7 +155,11 @@ fn configure_merges_one_field_and_keeps_other_entries() {
     assert!(!mine.enabled);
     assert_eq!(
         mine.env,
-        [("A".to_string(), "1".to_string()), ("C".to_string(), "3".to_string())].into()
+        [
+            ("A".to_string(), "1".to_string()),
+            ("C".to_string(), "3".to_string())
+        ]
+        .into()
     );
     assert_eq!(reg.get("claude").expect("claude").label, "C");
     assert!(reg.diagnostics.is_empty(), "{:?}", reg.diagnostics);
@@ -166,7 +175,10 @@ fn configure_merges_one_field_and_keeps_other_entries() {
     .expect("disable");
     let text = std::fs::read_to_string(d.path().join("providers.json")).expect("read");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(v["providers"]["codex"], serde_json::json!({"enabled": false}));
+    assert_eq!(
+        v["providers"]["codex"],
+        serde_json::json!({"enabled": false})
+    );
 }
 
 #[test]
@@ -183,7 +195,16 @@ fn configure_refuses_invalid_entries_and_corrupt_files_without_writing() {
         },
     )
     .expect_err("permission on a CLI agent");
-    assert!(matches!(err, file::FileError::Invalid { field: "permission", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            file::FileError::Invalid {
+                field: "permission",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = configure_in(
         d.path(),
         "bad id",
@@ -194,7 +215,10 @@ fn configure_refuses_invalid_entries_and_corrupt_files_without_writing() {
         },
     )
     .expect_err("bad id");
-    assert!(matches!(err, file::FileError::Invalid { field: "id", .. }), "{err}");
+    assert!(
+        matches!(err, file::FileError::Invalid { field: "id", .. }),
+        "{err}"
+    );
     assert_eq!(before, std::fs::read_to_string(&path).expect("read"));
     std::fs::write(&path, "{\n  \"providers\": [\n").expect("corrupt");
     let err = configure_in(
@@ -207,5 +231,8 @@ fn configure_refuses_invalid_entries_and_corrupt_files_without_writing() {
     )
     .expect_err("corrupt");
     assert!(err.to_string().contains("line 3"), "{err}");
-    assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\n  \"providers\": [\n");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "{\n  \"providers\": [\n"
+    );
 }

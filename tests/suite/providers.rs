@@ -71,7 +71,11 @@ fn provider<'a>(snap: &'a Value, id: &str) -> &'a Value {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -87,7 +91,13 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
         .as_array()
         .expect("providers")
         .iter()
-        .map(|p| format!("{}={}", p["id"].as_str().unwrap_or(""), p["status"].as_str().unwrap_or("")))
+        .map(|p| {
+            format!(
+                "{}={}",
+                p["id"].as_str().unwrap_or(""),
+                p["status"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     let snap = call(c, "list_providers", json!({"wait_seconds": 30}))
         .await
@@ -106,11 +116,18 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
     assert_eq!(acp["default_model"], "fake-small");
     assert_eq!(strings(&acp["commands"]), vec!["/fixture-help"]);
     assert_eq!(provider(&snap, "cli-fix")["status"], "ready");
-    assert_eq!(provider(&snap, "claude")["status"], "ready", "built-in found on PATH");
+    assert_eq!(
+        provider(&snap, "claude")["status"],
+        "ready",
+        "built-in found on PATH"
+    );
     let hang = provider(&snap, "hang");
     assert_eq!(hang["status"], "error", "{hang:#}");
     assert!(
-        hang["diagnostic"].as_str().unwrap_or("").contains("--version"),
+        hang["diagnostic"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--version"),
         "{hang:#}"
     );
     let missing = provider(&snap, "missing");
@@ -121,22 +138,38 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
     }
     eprintln!(
         "figure: probe finished at acp-fix {} / cli-fix {} / hang {}",
-        acp["probed_at"], provider(&snap, "cli-fix")["probed_at"], hang["probed_at"]
+        acp["probed_at"],
+        provider(&snap, "cli-fix")["probed_at"],
+        hang["probed_at"]
     );
 
     let text = call_text(c, "provider_diagnostic", json!({"id": "hang"})).await;
-    assert!(text.contains("did not finish within") && text.contains("killed"), "{text}");
+    assert!(
+        text.contains("did not finish within") && text.contains("killed"),
+        "{text}"
+    );
     let text = call_text(c, "provider_diagnostic", json!({"id": "acp-fix"})).await;
-    assert!(text.contains("initialize") && text.contains("session/new"), "{text}");
+    assert!(
+        text.contains("initialize") && text.contains("session/new"),
+        "{text}"
+    );
 
     // The probe's modes and models validate new_task, naming the valid ones.
-    let err = call(c, "new_task", json!({"prompt": "say hi", "agent": "acp-fix", "mode": "bogus"}))
-        .await
-        .expect_err("unknown mode");
+    let err = call(
+        c,
+        "new_task",
+        json!({"prompt": "say hi", "agent": "acp-fix", "mode": "bogus"}),
+    )
+    .await
+    .expect_err("unknown mode");
     assert!(err.contains("`mode`") && err.contains("code, ask"), "{err}");
-    let err = call(c, "new_task", json!({"prompt": "say hi", "agent": "acp-fix", "model": "nope"}))
-        .await
-        .expect_err("unknown model");
+    let err = call(
+        c,
+        "new_task",
+        json!({"prompt": "say hi", "agent": "acp-fix", "model": "nope"}),
+    )
+    .await
+    .expect_err("unknown model");
     assert!(err.contains("fake-small, fake-large"), "{err}");
     let err = call(c, "refresh_providers", json!({"ids": ["ghost"]}))
         .await
@@ -154,9 +187,13 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
     assert_eq!(provider(&snap, "hang")["status"], "error", "{snap:#}");
     // refresh_providers re-probes on demand.
     let before = provider(&snap, "cli-fix")["probed_at"].clone();
-    let fresh = call(&server.client, "refresh_providers", json!({"ids": ["cli-fix"]}))
-        .await
-        .expect("refresh");
+    let fresh = call(
+        &server.client,
+        "refresh_providers",
+        json!({"ids": ["cli-fix"]}),
+    )
+    .await
+    .expect("refresh");
     assert_ne!(provider(&fresh, "cli-fix")["probed_at"], before);
     server.stop().await;
 }
@@ -188,16 +225,24 @@ async fn configure_adds_an_acp_agent_that_runs_a_task_and_merges_fields() {
     .expect("configure");
     assert_eq!(done["provider"]["status"], "ready", "{done:#}");
     assert_eq!(strings(&done["provider"]["modes"]), vec!["code", "ask"]);
-    let t = call(c, "new_task", json!({"prompt": "say hello from mine\nwhoami", "agent": "mine", "mode": "ask"}))
-        .await
-        .expect("new_task");
+    let t = call(
+        c,
+        "new_task",
+        json!({"prompt": "say hello from mine\nwhoami", "agent": "mine", "mode": "ask"}),
+    )
+    .await
+    .expect("new_task");
     let s = wait_done(c, t["task_id"].as_str().expect("id")).await;
     assert_eq!(s["state"], "completed", "{s:#}");
 
     // Changing one field keeps the others (command, env) and the other entries.
-    call(c, "configure_provider", json!({"id": "mine", "label": "Mine", "env": {"EXTRA": ""}}))
-        .await
-        .expect("relabel");
+    call(
+        c,
+        "configure_provider",
+        json!({"id": "mine", "label": "Mine", "env": {"EXTRA": ""}}),
+    )
+    .await
+    .expect("relabel");
     let file: Value = serde_json::from_str(
         &std::fs::read_to_string(env.data.join("providers.json")).expect("read"),
     )
@@ -210,17 +255,29 @@ async fn configure_adds_an_acp_agent_that_runs_a_task_and_merges_fields() {
 
     // Invalid changes are refused naming the field, and nothing is written.
     let before = std::fs::read_to_string(env.data.join("providers.json")).expect("read");
-    let err = call(c, "configure_provider", json!({"id": "mine", "timeout_secs": 0}))
-        .await
-        .expect_err("zero timeout");
+    let err = call(
+        c,
+        "configure_provider",
+        json!({"id": "mine", "timeout_secs": 0}),
+    )
+    .await
+    .expect_err("zero timeout");
     assert!(err.contains("`timeout_secs`"), "{err}");
-    let err = call(c, "configure_provider", json!({"id": "newbie", "label": "x"}))
-        .await
-        .expect_err("custom without extends");
+    let err = call(
+        c,
+        "configure_provider",
+        json!({"id": "newbie", "label": "x"}),
+    )
+    .await
+    .expect_err("custom without extends");
     assert!(err.contains("`extends`"), "{err}");
-    let err = call(c, "configure_provider", json!({"id": "mine", "command": []}))
-        .await
-        .expect_err("empty command");
+    let err = call(
+        c,
+        "configure_provider",
+        json!({"id": "mine", "command": []}),
+    )
+    .await
+    .expect_err("empty command");
     assert!(err.contains("`command`"), "{err}");
     assert_eq!(
         before,
@@ -236,30 +293,60 @@ async fn a_disabled_provider_is_refused_naming_the_valid_ones() {
     write_fixture_providers(&env);
     let (server, _, _) = start(&env, &path, &[]).await;
     let c = &server.client;
-    let done = call(c, "configure_provider", json!({"id": "cli-fix", "enabled": false}))
-        .await
-        .expect("disable");
+    let done = call(
+        c,
+        "configure_provider",
+        json!({"id": "cli-fix", "enabled": false}),
+    )
+    .await
+    .expect("disable");
     assert_eq!(done["provider"]["status"], "disabled");
-    let err = call(c, "new_task", json!({"prompt": "say hi", "agent": "cli-fix"}))
-        .await
-        .expect_err("disabled");
-    assert!(err.contains("disabled") && err.contains("acp-fix") && err.contains("script"), "{err}");
+    let err = call(
+        c,
+        "new_task",
+        json!({"prompt": "say hi", "agent": "cli-fix"}),
+    )
+    .await
+    .expect_err("disabled");
+    assert!(
+        err.contains("disabled") && err.contains("acp-fix") && err.contains("script"),
+        "{err}"
+    );
     let snap = call(c, "list_providers", json!({})).await.expect("list");
     assert_eq!(provider(&snap, "cli-fix")["status"], "disabled");
-    call(c, "configure_provider", json!({"id": "cli-fix", "enabled": true}))
-        .await
-        .expect("enable");
-    let t = call(c, "new_task", json!({"prompt": "say back", "agent": "cli-fix"}))
-        .await
-        .expect("enabled again");
-    assert_eq!(wait_done(c, t["task_id"].as_str().expect("id")).await["state"], "completed");
+    call(
+        c,
+        "configure_provider",
+        json!({"id": "cli-fix", "enabled": true}),
+    )
+    .await
+    .expect("enable");
+    let t = call(
+        c,
+        "new_task",
+        json!({"prompt": "say back", "agent": "cli-fix"}),
+    )
+    .await
+    .expect("enabled again");
+    assert_eq!(
+        wait_done(c, t["task_id"].as_str().expect("id")).await["state"],
+        "completed"
+    );
     // A built-in disabled by the file stays listed; removing the entry restores it.
-    call(c, "configure_provider", json!({"id": "claude", "enabled": false}))
-        .await
-        .expect("disable built-in");
-    let done = call(c, "configure_provider", json!({"id": "claude", "remove": true}))
-        .await
-        .expect("remove entry");
+    call(
+        c,
+        "configure_provider",
+        json!({"id": "claude", "enabled": false}),
+    )
+    .await
+    .expect("disable built-in");
+    let done = call(
+        c,
+        "configure_provider",
+        json!({"id": "claude", "remove": true}),
+    )
+    .await
+    .expect("remove entry");
     assert_eq!(done["provider"]["enabled"], true);
     server.stop().await;
 }
@@ -271,7 +358,10 @@ async fn a_corrupt_file_is_reported_and_built_ins_keep_working() {
     let corrupt = "{\n  \"providers\": {\n    \"x\": [}\n";
     std::fs::write(env.data.join("providers.json"), corrupt).expect("corrupt");
     let mut args = env.args();
-    let i = args.iter().position(|a| a == "--default-agent").expect("flag");
+    let i = args
+        .iter()
+        .position(|a| a == "--default-agent")
+        .expect("flag");
     args.drain(i..i + 2);
     let server = Server::stdio_client_env(
         &env,
@@ -289,15 +379,23 @@ async fn a_corrupt_file_is_reported_and_built_ins_keep_working() {
     let text = call_text(c, "provider_diagnostic", json!({})).await;
     assert!(text.contains("line 3"), "{text}");
     // The built-in `claude` (the CLI fixture on PATH) still runs tasks.
-    let t = call(c, "new_task", json!({"prompt": "anything", "agent": "claude"}))
-        .await
-        .expect("built-in");
+    let t = call(
+        c,
+        "new_task",
+        json!({"prompt": "anything", "agent": "claude"}),
+    )
+    .await
+    .expect("built-in");
     let s = wait_done(c, t["task_id"].as_str().expect("id")).await;
     assert_eq!(s["state"], "completed", "{s:#}");
     // Editing would lose what the user wrote: refused, file untouched.
-    let err = call(c, "configure_provider", json!({"id": "claude", "enabled": false}))
-        .await
-        .expect_err("corrupt file");
+    let err = call(
+        c,
+        "configure_provider",
+        json!({"id": "claude", "enabled": false}),
+    )
+    .await
+    .expect_err("corrupt file");
     assert!(err.contains("line 3"), "{err}");
     assert_eq!(
         std::fs::read_to_string(env.data.join("providers.json")).expect("read"),
@@ -347,10 +445,20 @@ async fn concurrent_configure_calls_lose_no_update() {
     )
     .expect("json");
     for i in 0..8 {
-        assert_eq!(file["providers"][format!("c{i}")]["extends"], "cli", "{file:#}");
-        assert_eq!(file["providers"]["cli-fix"]["env"][format!("K{i}")], "v", "{file:#}");
+        assert_eq!(
+            file["providers"][format!("c{i}")]["extends"],
+            "cli",
+            "{file:#}"
+        );
+        assert_eq!(
+            file["providers"]["cli-fix"]["env"][format!("K{i}")],
+            "v",
+            "{file:#}"
+        );
     }
-    let snap = call(&server.client, "list_providers", json!({})).await.expect("list");
+    let snap = call(&server.client, "list_providers", json!({}))
+        .await
+        .expect("list");
     assert_eq!(provider(&snap, "c7")["status"], "ready");
     server.stop().await;
 }
