@@ -148,7 +148,7 @@ impl Engine {
         let engine = Engine::with_store(config, store);
         engine.recover().await?;
         engine.spawn_dispatcher();
-        engine.start_probing();
+        engine.start_probing().await;
         Ok(engine)
     }
 

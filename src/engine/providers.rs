@@ -223,27 +223,12 @@ impl Engine {
             .cloned()
     }
 
-    /// Mark every enabled provider as probing and probe in the background: cached results
-    /// younger than the TTL are shown at once, the rest are probed concurrently.
-    pub(super) fn start_probing(&self) {
-        let registry = self.registry();
-        let ids: Vec<String> = registry
-            .all()
-            .filter(|p| p.enabled)
-            .map(|p| p.id.clone())
-            .collect();
-        let guard = self.inner.mark(&ids);
-        let inner = self.inner.clone();
-        self.inner.tracker.spawn(async move {
-            inner.load_cache().await;
-            let stale = inner.stale(&inner.registry());
-            // Fresh cached ones are done; the guard releases the rest as their probes end.
-            inner.providers.probing.send_modify(|set| {
-                set.retain(|id| stale.contains(id));
-            });
-            inner.run_probes(stale).await;
-            drop(guard);
-        });
+    /// Read the cached probes (one query, so a restart shows the last snapshot at once), then
+    /// probe what is missing or older than the TTL in the background, concurrently.
+    pub(super) async fn start_probing(&self) {
+        self.inner.load_cache().await;
+        let stale = self.inner.stale(&self.registry());
+        self.inner.spawn_probes(stale);
     }
 }
 
