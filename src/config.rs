@@ -129,7 +129,7 @@ impl Config {
             llm: None,
             native: NativeLimits::default(),
             acp_pool: Default::default(),
-            probe_timeout: Duration::from_secs(20),
+            probe_timeout: Duration::from_secs(15),
             probe_ttl: Duration::from_secs(24 * 3600),
         }
     }

@@ -77,7 +77,7 @@ struct Global {
     #[arg(
         long,
         env = "BOOCODER_PROBE_TIMEOUT_SECS",
-        default_value_t = 20.0,
+        default_value_t = 15.0,
         global = true
     )]
     probe_timeout_secs: f64,

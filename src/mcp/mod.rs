@@ -51,7 +51,7 @@ get_task_output returns the full transcript and diff when you really need them. 
 list_providers shows which agents (with their models and modes) this machine can run.";
 
 /// How long provider tools wait for running probes unless told otherwise.
-const PROVIDERS_WAIT: Duration = Duration::from_secs(15);
+const PROVIDERS_WAIT: Duration = Duration::from_secs(20);
 const REFRESH_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use crate::providers::Transport;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListProvidersParams {
-    /// Wait up to this many seconds (default 15, capped at 50) for probes still running, e.g.
+    /// Wait up to this many seconds (default 20, capped at 50) for probes still running, e.g.
     /// right after the server started. 0 answers at once (some may show `probing`).
     #[serde(default)]
     pub wait_seconds: Option<u32>,
