@@ -331,6 +331,10 @@ fn write_atomically(path: &Path, value: &Value) -> std::io::Result<()> {
     text.push('\n');
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
+        // The file may hold secrets in `env`: keep the old file's mode (e.g. 0600).
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

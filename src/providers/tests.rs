@@ -236,3 +236,22 @@ fn configure_refuses_invalid_entries_and_corrupt_files_without_writing() {
         "{\n  \"providers\": [\n"
     );
 }
+
+#[test]
+fn configure_keeps_the_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, _) = load(r#"{"providers":{}}"#);
+    let path = d.path().join("providers.json");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    configure_in(
+        d.path(),
+        "codex",
+        file::EntryPatch {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .expect("configure");
+    let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
