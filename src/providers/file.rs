@@ -77,10 +77,32 @@ pub(super) fn parse(text: &str) -> Result<Vec<RawEntry>, String> {
         .into_iter()
         .map(|(id, v)| RawEntry {
             line: line_of_key(text, &id),
-            entry: serde_json::from_value(v).map_err(|e| e.to_string()),
+            entry: parse_entry(v),
             id,
         })
         .collect())
+}
+
+/// One entry, with a type error attributed to its field (serde's message alone does not say
+/// which field had the wrong type).
+fn parse_entry(v: Value) -> Result<ProviderOverride, String> {
+    let whole = match serde_json::from_value::<ProviderOverride>(v.clone()) {
+        Ok(o) => return Ok(o),
+        Err(e) => e.to_string(),
+    };
+    let Value::Object(fields) = v else {
+        return Err(format!("an entry must be an object of fields: {whole}"));
+    };
+    for (k, val) in fields {
+        let one = Value::Object(Map::from_iter([(k.clone(), val)]));
+        if let Err(e) = serde_json::from_value::<ProviderOverride>(one) {
+            if e.to_string().contains("unknown field") {
+                return Err(e.to_string());
+            }
+            return Err(format!("field `{k}`: {e}"));
+        }
+    }
+    Err(whole)
 }
 
 /// The 1-based line where `"key"` first appears as an object key; 0 when not found.
@@ -265,9 +287,9 @@ pub(super) fn edit(
                 _ => Map::new(),
             };
             patch.apply(&mut entry);
-            let parsed: ProviderOverride = serde_json::from_value(Value::Object(entry.clone()))
-                .map_err(|e| FileError::Invalid {
-                    field: "id",
+            let parsed =
+                parse_entry(Value::Object(entry.clone())).map_err(|e| FileError::Invalid {
+                    field: field_named(&e, &[]),
                     message: format!("the entry `{id}` in the file is invalid: {e}"),
                 })?;
             validate(&parsed).map_err(|message| FileError::Invalid {

@@ -255,3 +255,15 @@ fn configure_keeps_the_file_mode() {
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn a_wrong_type_names_its_field() {
+    let (_d, reg) = load(
+        "{\"providers\": {\n  \"slow\": {\"extends\": \"cli\", \"command\": [\"sh\"], \"timeout_secs\": \"soon\"}\n}}",
+    );
+    let all = reg.diagnostics.join("\n");
+    assert!(
+        all.contains("line 2: providers.slow: field `timeout_secs`"),
+        "{all}"
+    );
+}
