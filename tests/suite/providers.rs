@@ -104,7 +104,7 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
         .expect("list_providers");
     let complete = t0.elapsed();
     eprintln!(
-        "figure: server start (MCP handshake) {ready:?}; start -> complete provider snapshot {complete:?} (fixtures incl. a 2 s probe timeout); at once: {}",
+        "figure: server start (MCP handshake) {ready:?}; start -> complete provider snapshot {complete:?} (fixtures; the hanging `--version` is cut at 1 s, half the 2 s probe timeout); at once: {}",
         at_once.join(" ")
     );
     let acp = provider(&snap, "acp-fix");
