@@ -37,6 +37,10 @@ pub struct Config {
     pub native: NativeLimits,
     /// Warm ACP agents: idle TTL and the cap on live processes.
     pub acp_pool: crate::backend::acp::PoolConfig,
+    /// Longest one provider probe may take (a hanging agent becomes `error`).
+    pub probe_timeout: Duration,
+    /// How long a cached probe result stays fresh before start-up probes again.
+    pub probe_ttl: Duration,
 }
 
 /// Where the native loop sends its requests. The API key is secret: `Debug` redacts it.
@@ -128,6 +132,8 @@ impl Config {
             llm: None,
             native: NativeLimits::default(),
             acp_pool: Default::default(),
+            probe_timeout: Duration::from_secs(15),
+            probe_ttl: Duration::from_secs(24 * 3600),
         }
     }
 

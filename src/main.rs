@@ -72,6 +72,24 @@ struct Global {
         global = true
     )]
     acp_max_live: usize,
+    /// Longest one provider probe (`--version`, ACP handshake, model list) may take; a
+    /// provider that overruns shows as `error`.
+    #[arg(
+        long,
+        env = "BOOCODER_PROBE_TIMEOUT_SECS",
+        default_value_t = 15.0,
+        global = true
+    )]
+    probe_timeout_secs: f64,
+    /// How long a cached provider probe stays fresh; start-up re-probes older ones in the
+    /// background (`refresh_providers` or `boocoder providers --refresh` re-probe any time).
+    #[arg(
+        long,
+        env = "BOOCODER_PROVIDER_TTL_SECS",
+        default_value_t = 86_400,
+        global = true
+    )]
+    provider_ttl_secs: u64,
     /// Provider used when a task names no agent [default: native when --llm-base-url is set].
     #[arg(long, env = "BOOCODER_DEFAULT_AGENT", global = true)]
     default_agent: Option<String>,
@@ -260,6 +278,9 @@ enum Command {
     Providers {
         #[arg(long)]
         json: bool,
+        /// Probe every provider again instead of showing cached results.
+        #[arg(long)]
+        refresh: bool,
     },
     /// Check git, the data directory, the database and the providers; say what to fix.
     Doctor,
@@ -333,7 +354,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Discard { id } => cli::Verb::Discard { id },
         Command::Cancel { id } => cli::Verb::Cancel { id },
         Command::Close { id, force } => cli::Verb::Close { id, force },
-        Command::Providers { json } => cli::Verb::Providers { json },
+        Command::Providers { json, refresh } => cli::Verb::Providers { json, refresh },
         Command::Doctor => cli::Verb::Doctor,
         Command::Serve {
             http,
@@ -420,6 +441,11 @@ fn config(g: &Global) -> Result<Config> {
         idle_ttl: std::time::Duration::from_secs(g.acp_idle_secs),
         max_live: g.acp_max_live,
     };
+    if !(g.probe_timeout_secs > 0.0 && g.probe_timeout_secs <= 600.0) {
+        bail!("--probe-timeout-secs must be between 0 and 600");
+    }
+    config.probe_timeout = std::time::Duration::from_secs_f64(g.probe_timeout_secs);
+    config.probe_ttl = std::time::Duration::from_secs(g.provider_ttl_secs);
     config.default_agent = g.default_agent.clone();
     config.database_url = g.database_url.clone().filter(|u| !u.is_empty());
     if g.lease_secs == 0 {

@@ -15,7 +15,7 @@ use boocoder::config::Config;
 use boocoder::domain::{Task, TaskState};
 use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest};
 use boocoder::mcp::types::{TaskLine, TaskStatus};
-use boocoder::providers::find_program;
+use boocoder::providers::snapshot::Status;
 
 /// What a verb asks for; parsed by `main`.
 pub enum Verb {
@@ -55,6 +55,7 @@ pub enum Verb {
     },
     Providers {
         json: bool,
+        refresh: bool,
     },
     Doctor,
 }
@@ -222,7 +223,10 @@ pub async fn run(config: Config, verb: Verb) -> Result<i32> {
             ));
             Ok(0)
         }
-        Verb::Providers { json: as_json } => providers(config, as_json).await,
+        Verb::Providers {
+            json: as_json,
+            refresh,
+        } => providers(config, as_json, refresh).await,
         Verb::Doctor => doctor(config).await,
     }
 }
@@ -384,45 +388,32 @@ async fn show(engine: &Engine, id: &str, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn providers(config: Config, as_json: bool) -> Result<i32> {
-    let registry = boocoder::providers::Registry::load(&config.providers_file);
-    let rows: Vec<(String, String, String, String, String)> = registry
-        .all()
-        .map(|p| {
-            let status = match registry.resolve(&p.id) {
-                Ok(_) => "ready".to_string(),
-                Err(boocoder::providers::ProviderError::Disabled { .. }) => "disabled".into(),
-                Err(boocoder::providers::ProviderError::NotInstalled { .. }) => {
-                    "not_installed".into()
-                }
-                Err(_) => "unavailable".into(),
-            };
-            (
-                p.id.clone(),
-                p.transport.as_str().to_string(),
-                status,
-                p.command.join(" "),
-                p.label.clone(),
-            )
-        })
-        .collect();
+/// The providers snapshot: cached probes of this host, with stale ones probed now.
+async fn providers(config: Config, as_json: bool, refresh: bool) -> Result<i32> {
+    let engine = Engine::open_client(config).await?;
+    let snap = engine.probe_providers_now(refresh).await;
     if as_json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(id, t, s, c, l)| serde_json::json!({"id": id, "transport": t, "status": s, "command": c, "label": l}))
-            .collect();
-        json(&serde_json::json!({"providers": v, "diagnostics": registry.diagnostics}))?;
+        json(&snap)?;
         return Ok(0);
     }
-    let table: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|(id, t, s, c, l)| vec![id, t, s, l, c])
+    let table: Vec<Vec<String>> = snap
+        .providers
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.clone(),
+                p.transport.as_str().to_string(),
+                p.status.as_str().to_string(),
+                p.version.clone().unwrap_or_default(),
+                p.diagnostic.clone(),
+            ]
+        })
         .collect();
     out(&render::table(
-        &["ID", "TRANSPORT", "STATUS", "LABEL", "COMMAND"],
+        &["ID", "TRANSPORT", "STATUS", "VERSION", "DIAGNOSTIC"],
         &table,
     ));
-    for d in &registry.diagnostics {
+    for d in &snap.diagnostics {
         eprintln!("warning: {d}");
     }
     Ok(0)
@@ -480,26 +471,37 @@ async fn doctor(config: Config) -> Result<i32> {
             "none: tasks must pass `project` (or start the server with --project)".into(),
         ),
     }
-    let registry = boocoder::providers::Registry::load(&config.providers_file);
-    for d in &registry.diagnostics {
+    let default_agent = config.default_agent.clone();
+    let snap = match Engine::open_client(config).await {
+        Ok(engine) => engine.probe_providers_now(false).await,
+        Err(e) => {
+            check(false, "providers", format!("cannot probe: {e}"));
+            return Ok(1);
+        }
+    };
+    for d in &snap.diagnostics {
         check(false, "providers file", d.clone());
     }
     let mut ready = 0;
-    for p in registry.all() {
-        match registry.resolve(&p.id) {
-            Ok(_) => {
+    for p in &snap.providers {
+        let line = format!(
+            "{}{}: {}",
+            p.status.as_str(),
+            p.version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
+            p.diagnostic
+        );
+        match p.status {
+            Status::Ready => {
                 ready += 1;
-                let path = p.command.first().and_then(|c| find_program(c));
-                check(
-                    true,
-                    &format!("provider {}", p.id),
-                    format!(
-                        "ready ({})",
-                        path.map(|p| p.display().to_string()).unwrap_or_default()
-                    ),
-                );
+                check(true, &format!("provider {}", p.id), line);
             }
-            Err(e) => out(&format!("--   provider {}: {e}\n", p.id)),
+            Status::NeedsAuth | Status::Error => out(&format!("WARN provider {}: {line}\n", p.id)),
+            Status::Disabled | Status::NotInstalled | Status::Probing => {
+                out(&format!("--   provider {}: {line}\n", p.id))
+            }
         }
     }
     if ready == 0 {
@@ -509,10 +511,15 @@ async fn doctor(config: Config) -> Result<i32> {
             "no provider can run: install an agent (e.g. `npm i -g opencode-ai`) or add one to the providers file".into(),
         );
     }
-    match &config.default_agent {
-        Some(a) => match registry.resolve(a) {
-            Ok(_) => check(true, "default agent", a.clone()),
-            Err(e) => check(false, "default agent", e.to_string()),
+    match default_agent {
+        Some(a) => match snap.providers.iter().find(|p| p.id == a) {
+            Some(p) if p.status == Status::Ready => check(true, "default agent", a.clone()),
+            Some(p) => check(
+                false,
+                "default agent",
+                format!("`{a}` is {}: {}", p.status.as_str(), p.diagnostic),
+            ),
+            None => check(false, "default agent", format!("unknown provider `{a}`")),
         },
         None => out("--   default agent: none (tasks must name `agent`; set --default-agent)\n"),
     }

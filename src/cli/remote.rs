@@ -219,10 +219,40 @@ pub async fn run(url: &str, token: Option<&str>, verb: Verb) -> Result<i32> {
                 "`close` runs on the server's machine; remotely, use `apply`/`discard` and then close there"
             )
         }
-        Verb::Providers { json: as_json } => {
-            let r = client.call("list_providers", json!({})).await?;
-            print_json(&r)?;
-            let _ = as_json;
+        Verb::Providers {
+            json: as_json,
+            refresh,
+        } => {
+            let tool = if refresh {
+                "refresh_providers"
+            } else {
+                "list_providers"
+            };
+            let r = client.call(tool, json!({})).await?;
+            if as_json {
+                print_json(&r)?;
+            } else {
+                let rows: Vec<Vec<String>> = r["providers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+                        vec![
+                            s("id"),
+                            s("transport"),
+                            s("status"),
+                            s("version"),
+                            s("diagnostic"),
+                        ]
+                    })
+                    .collect();
+                out(&render::table(
+                    &["ID", "TRANSPORT", "STATUS", "VERSION", "DIAGNOSTIC"],
+                    &rows,
+                ));
+            }
             0
         }
         Verb::Doctor => {

@@ -4,6 +4,7 @@
 
 mod dispatcher;
 mod liveness;
+mod providers;
 mod requests;
 mod run;
 
@@ -22,6 +23,7 @@ use crate::providers::{ProviderError, Registry};
 use crate::store::{Store, StoreError};
 use crate::worktree::{self, ConflictReport, WorktreeError};
 
+pub use providers::{ConfigureProvider, Configured};
 pub use requests::{ApplyResult, ListRequest, NewTask, OutputPage, OutputRequest, TaskListPage};
 
 /// Longest a caller may block in one call: Claude Desktop drops results after ~60 s.
@@ -118,6 +120,7 @@ pub(crate) struct Inner {
     config: Config,
     registry: RwLock<Arc<Registry>>,
     backends: crate::providers::BackendShared,
+    providers: providers::ProviderState,
     wake: Notify,
     running: Mutex<HashMap<String, Running>>,
     /// Serialises a session's turn against apply/discard on its worktree.
@@ -145,6 +148,7 @@ impl Engine {
         let engine = Engine::with_store(config, store);
         engine.recover().await?;
         engine.spawn_dispatcher();
+        engine.start_probing().await;
         Ok(engine)
     }
 
@@ -170,17 +174,14 @@ impl Engine {
     fn with_store(config: Config, store: Store) -> Engine {
         let memory = Arc::new(StoreMemory(store.clone()));
         let backends = crate::providers::BackendShared::new(&config, memory);
-        let mut registry = Registry::load(&config.providers_file);
-        registry.native_ready = match (&backends.native, &backends.native_error) {
-            (Some(_), _) if backends.native_endpoint => Ok(()),
-            (_, e) => Err(e.clone()),
-        };
+        let registry = Inner::load_registry(&config, &backends);
         let (updates, _) = broadcast::channel(1024);
         Engine {
             inner: Arc::new(Inner {
                 store,
                 registry: RwLock::new(Arc::new(registry)),
                 backends,
+                providers: providers::ProviderState::default(),
                 config,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),

@@ -170,8 +170,6 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
             ),
         ));
     }
-    // ACP agents announce their modes and models only in `session/new`, so theirs are checked
-    // when the turn starts (an unknown one fails the task naming the valid ones).
     if provider.transport == Transport::Cli {
         if let Some(m) = &mode {
             return Err(invalid(
@@ -206,6 +204,28 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
                 "model",
                 "the native provider needs a model: pass `model`, or start boocoder with --model (BOOCODER_MODEL)",
             ));
+        }
+    }
+    // What the provider's last probe found (ACP: the modes and models of `session/new`;
+    // native: the endpoint's models). Without a probe they are checked when the turn starts
+    // (an unknown one fails the task naming the valid ones).
+    if let Some(probe) = engine.probe_of(&agent) {
+        for (field, value, valid) in [
+            ("mode", &mode, &probe.modes),
+            ("model", &model, &probe.models),
+        ] {
+            if let Some(v) = value
+                && !valid.is_empty()
+                && !valid.contains(v)
+            {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "`{v}` is not offered by provider `{agent}`; valid {field}s: {}",
+                        valid.join(", ")
+                    ),
+                ));
+            }
         }
     }
     let (session_id, new_session_provider) = match session {

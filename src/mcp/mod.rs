@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod http;
+pub mod provider_types;
 mod resources;
 pub mod sampling;
 pub mod types;
@@ -17,7 +18,11 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::domain::TaskState;
+use crate::engine::{ConfigureProvider, Configured};
 use crate::engine::{Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
+use crate::providers::file::EntryPatch;
+use crate::providers::snapshot::ProvidersSnapshot;
+use provider_types::*;
 use types::*;
 
 /// Which tools a client sees.
@@ -44,7 +49,12 @@ Poll check_task_status (use wait_seconds to long-poll) until the state is comple
 it returns a short summary and the changed files, not the transcript. \
 Nothing touches the user's checkout until you call apply_pending (use dry_run to check first); \
 discard_pending drops a change. Follow-up turns in the same worktree: new_task with session_id. \
-get_task_output returns the full transcript and diff when you really need them.";
+get_task_output returns the full transcript and diff when you really need them. \
+list_providers shows which agents (with their models and modes) this machine can run.";
+
+/// How long provider tools wait for running probes unless told otherwise.
+const PROVIDERS_WAIT: Duration = Duration::from_secs(20);
+const REFRESH_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct McpServer {
@@ -57,6 +67,14 @@ type ToolResult<T> = Result<Json<T>, String>;
 
 fn fail(e: EngineError) -> String {
     e.to_string()
+}
+
+/// `wait_seconds` of a provider tool: `default` when absent, capped at [`MAX_WAIT`].
+fn probe_wait(seconds: Option<u32>, default: Duration) -> Duration {
+    seconds
+        .map(|s| Duration::from_secs(u64::from(s)))
+        .unwrap_or(default)
+        .min(MAX_WAIT)
 }
 
 fn wait_for(seconds: Option<u32>) -> Option<Duration> {
@@ -257,6 +275,95 @@ impl McpServer {
             out.session_closed = true;
         }
         Ok(Json(out))
+    }
+
+    /// The coding agents this machine can run: per provider its id (pass as `agent` to
+    /// new_task), transport (native, acp, cli), status (ready, disabled, not_installed,
+    /// needs_auth, error, probing), version, default model, valid `models` and `modes`, slash
+    /// commands and a one-line diagnostic; plus any problem in the providers file. Probes run in
+    /// the background; this waits briefly for running ones.
+    #[tool(annotations(read_only_hint = true))]
+    async fn list_providers(
+        &self,
+        Parameters(p): Parameters<ListProvidersParams>,
+    ) -> ToolResult<ProvidersSnapshot> {
+        let wait = probe_wait(p.wait_seconds, PROVIDERS_WAIT);
+        Ok(Json(self.engine.providers(wait).await))
+    }
+
+    /// Probe providers again (all, or the given ids) after installing, upgrading or logging in
+    /// to an agent; re-reads the providers file. Returns the new snapshot.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true
+    ))]
+    async fn refresh_providers(
+        &self,
+        Parameters(p): Parameters<RefreshProvidersParams>,
+    ) -> ToolResult<ProvidersSnapshot> {
+        let wait = probe_wait(p.wait_seconds, REFRESH_WAIT);
+        let snap = self
+            .engine
+            .refresh_providers(p.ids.unwrap_or_default(), wait)
+            .await
+            .map_err(fail)?;
+        Ok(Json(snap))
+    }
+
+    /// Enable or disable a provider, override fields of a built-in (e.g. its command or env),
+    /// or add a custom agent (`extends`: "acp" or "cli", plus `command`). Only the fields given
+    /// change; the rest of the entry and every other entry are kept. Written to the providers
+    /// file atomically and applied at once (no restart); returns the provider after its probe.
+    #[tool(annotations(destructive_hint = false, idempotent_hint = true))]
+    async fn configure_provider(
+        &self,
+        Parameters(p): Parameters<ConfigureProviderParams>,
+    ) -> ToolResult<Configured> {
+        let patch = EntryPatch {
+            extends: p.extends,
+            label: p.label,
+            command: p.command,
+            env: p.env,
+            prompt: p.prompt,
+            model_args: p.model_args,
+            enabled: p.enabled,
+            timeout_secs: p.timeout_secs,
+            client_fs: p.client_fs,
+            permission: p.permission,
+            permission_timeout_secs: p.permission_timeout_secs,
+        };
+        if p.remove && !patch.is_empty() {
+            return Err(
+                "invalid `remove`: give either `remove: true` or fields to change, not both".into(),
+            );
+        }
+        let done = self
+            .engine
+            .configure_provider(ConfigureProvider {
+                id: p.id,
+                patch,
+                remove: p.remove,
+                wait: PROVIDERS_WAIT,
+            })
+            .await
+            .map_err(fail)?;
+        Ok(Json(done))
+    }
+
+    /// Plain-text diagnosis of one provider (its resolved entry, last probe and the probe's
+    /// full log: paths tried, `--version` output, handshake steps, errors), or without `id` the
+    /// providers file's problems (with line and field) and one line per provider.
+    #[tool(annotations(read_only_hint = true))]
+    async fn provider_diagnostic(
+        &self,
+        Parameters(p): Parameters<ProviderDiagnosticParams>,
+    ) -> Result<String, String> {
+        let id = p.id.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        self.engine
+            .provider_diagnostic(id, PROVIDERS_WAIT)
+            .await
+            .map_err(fail)
     }
 }
 

@@ -20,12 +20,13 @@ pub struct NewTaskParams {
     #[serde(default)]
     pub agent: Option<String>,
     /// Model id for the agent, when it accepts one (for `native`: a model the endpoint serves,
-    /// overriding the server's --model). ACP agents list their models only once a session
-    /// starts: an id the agent does not offer fails the task with the valid ids.
+    /// overriding the server's --model). Checked against the provider's `models` in
+    /// `list_providers` when its probe listed them; otherwise when the agent's session starts
+    /// (an id it does not offer fails the task with the valid ids).
     #[serde(default)]
     pub model: Option<String>,
-    /// Agent mode (ACP agents only, e.g. "code" or "ask"). Like `model`, checked against what
-    /// the agent offers when its session starts.
+    /// Agent mode (ACP agents only, e.g. "code" or "ask"; see `modes` in `list_providers`).
+    /// Like `model`, checked against the probe when known, else when the session starts.
     #[serde(default)]
     pub mode: Option<String>,
     /// How to answer the agent's permission requests in this task (ACP agents only):

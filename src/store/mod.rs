@@ -7,6 +7,7 @@
 //! and wake-ups differ per backend.
 
 mod nodes;
+mod providers;
 mod rows;
 mod wakeups;
 

@@ -19,6 +19,18 @@ async fn run(c: &Client, args: Value) -> (String, Value) {
     (id, s)
 }
 
+/// The error of a task that new_task refuses or that fails.
+async fn refused_or_failed(c: &Client, args: Value) -> String {
+    match call(c, "new_task", args).await {
+        Err(e) => e,
+        Ok(t) => {
+            let s = wait_done(c, t["task_id"].as_str().expect("task_id")).await;
+            assert_eq!(s["state"], "failed", "{s:#}");
+            s["error"].as_str().unwrap_or("").to_string()
+        }
+    }
+}
+
 async fn transcript(c: &Client, id: &str) -> Vec<Value> {
     let out = call(c, "get_task_output", json!({"task_id": id}))
         .await
@@ -198,30 +210,20 @@ async fn two_turns_reuse_one_warm_agent_and_mode_model_are_applied() {
         "FIGURES fixture first turn: first update {f1} ms, done {d1} ms; second (warm) turn: first update {f2} ms, done {d2} ms"
     );
 
-    // A mode the agent does not offer fails the task, naming the valid ones; the agent stays.
-    let (_, bad) = run(
+    // A mode or model the agent does not offer is refused naming the valid ones: by new_task
+    // once the provider's probe has reported them, else by the turn (the agent stays).
+    let err = refused_or_failed(
         c,
         json!({"prompt": "pid", "session_id": session, "mode": "yolo"}),
     )
     .await;
-    assert_eq!(bad["state"], "failed");
-    let err = bad["error"].as_str().unwrap_or("");
-    assert!(
-        err.contains("mode `yolo`") && err.contains("code, ask"),
-        "{err}"
-    );
-    let (_, bad) = run(
+    assert!(err.contains("`yolo`") && err.contains("code, ask"), "{err}");
+    let err = refused_or_failed(
         c,
         json!({"prompt": "pid", "session_id": session, "model": "gpt-9"}),
     )
     .await;
-    assert!(
-        bad["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("fake-small, fake-large"),
-        "{bad:#}"
-    );
+    assert!(err.contains("fake-small, fake-large"), "{err}");
     server.stop().await;
     assert!(
         wait_dead(pid_in(&t1)).await,

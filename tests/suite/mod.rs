@@ -7,6 +7,7 @@ mod lifecycle;
 mod native;
 mod native_guards;
 mod nodes;
+mod providers;
 mod real_agents;
 mod resources;
 mod schemas;

@@ -267,11 +267,23 @@ impl<H: ClientHandler> Server<H> {
         extra: &[&str],
         handler: H,
     ) -> Server<H> {
+        Server::stdio_client_env(env, args, extra, handler, &[]).await
+    }
+
+    /// Like `stdio_client`, with extra environment variables for the server (e.g. `PATH`).
+    pub async fn stdio_client_env(
+        env: &Env,
+        args: Vec<String>,
+        extra: &[&str],
+        handler: H,
+        vars: &[(&str, String)],
+    ) -> Server<H> {
         let log = log_path(env);
         let mut child = Command::new(BIN)
             .args(args)
             .arg("serve")
             .args(extra)
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log"))

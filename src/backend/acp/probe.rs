@@ -29,9 +29,14 @@ pub struct ProbeReport {
     pub commands: Vec<String>,
     pub initialize_ms: u128,
     pub session_new_ms: u128,
+    /// `session/new` failed (often: the agent wants a login first); the rest of the report is
+    /// what `initialize` said.
+    pub session_error: Option<String>,
 }
 
 /// Run the handshake against `command` in `scratch` (which must exist) and stop the agent.
+/// `Err` when the agent cannot be started or initialised; a failed `session/new` is reported
+/// in `session_error` so the caller still learns the agent's auth methods.
 pub async fn probe(
     command: &[String],
     env: &BTreeMap<String, String>,
@@ -48,8 +53,18 @@ pub async fn probe(
     let session = match conn.open_session(None).await {
         Ok(s) => s,
         Err(e) => {
+            let init = &conn.init;
+            let report = ProbeReport {
+                agent_name: init.agent_info.as_ref().map(|i| i.name.clone()),
+                agent_version: init.agent_info.as_ref().map(|i| i.version.clone()),
+                auth_methods: init.auth_methods.iter().map(auth_name).collect(),
+                load_session: init.agent_capabilities.load_session,
+                initialize_ms: conn.init_time.as_millis(),
+                session_error: Some(e.to_string()),
+                ..ProbeReport::default()
+            };
             conn.close().await;
-            return Err(e);
+            return Ok(report);
         }
     };
     let session_new_ms = t.elapsed().as_millis();
@@ -94,6 +109,7 @@ pub async fn probe(
         commands,
         initialize_ms: conn.init_time.as_millis(),
         session_new_ms,
+        session_error: None,
     };
     conn.close().await;
     Ok(report)

@@ -2,6 +2,10 @@
 //! specs. Loading never fails: a bad file is kept as a diagnostic and the built-ins still work,
 //! but a task naming an unknown, disabled or missing provider is refused with the valid choices.
 
+pub mod file;
+pub mod probe;
+pub mod snapshot;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,13 +86,6 @@ pub struct ProviderOverride {
     pub client_fs: Option<bool>,
     pub permission: Option<PermissionPolicy>,
     pub permission_timeout_secs: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvidersFile {
-    #[serde(default)]
-    pub providers: BTreeMap<String, ProviderOverride>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -200,6 +197,31 @@ fn builtins() -> Vec<Provider> {
     ]
 }
 
+/// The native endpoint's settings from the config; `None` without an endpoint.
+pub fn llm_settings(config: &Config) -> Option<LlmSettings> {
+    config.llm.as_ref().map(|llm| LlmSettings {
+        base_url: llm.base_url.clone(),
+        api_key: llm.api_key.clone(),
+        default_model: llm.model.clone(),
+        max_output_tokens: llm.max_output_tokens,
+        retries: llm.retries,
+        retry_base: llm.retry_base,
+    })
+}
+
+/// The native endpoint as a fingerprint: a probe of another endpoint is stale.
+pub fn native_fingerprint(config: &Config) -> String {
+    match &config.llm {
+        Some(l) => format!(
+            "{} model={:?} key={}",
+            l.base_url,
+            l.model,
+            l.api_key.is_some()
+        ),
+        None => "none".into(),
+    }
+}
+
 /// Long-lived state backends share across turns; one per engine, so a registry reload keeps
 /// warm agents.
 pub struct BackendShared {
@@ -216,17 +238,7 @@ pub struct BackendShared {
 
 impl BackendShared {
     pub fn new(config: &Config, memory: Arc<dyn SessionMemory>) -> BackendShared {
-        let endpoint = config.llm.as_ref().map(|llm| {
-            let settings = LlmSettings {
-                base_url: llm.base_url.clone(),
-                api_key: llm.api_key.clone(),
-                default_model: llm.model.clone(),
-                max_output_tokens: llm.max_output_tokens,
-                retries: llm.retries,
-                retry_base: llm.retry_base,
-            };
-            (settings, llm.timeout)
-        });
+        let endpoint = llm_settings(config).zip(config.llm.as_ref().map(|l| l.timeout));
         let limits = Limits {
             max_rounds: config.native.max_rounds,
             max_tokens_total: config.native.max_tokens_total,
@@ -294,13 +306,12 @@ impl Registry {
             native_ready: Err(None),
         };
         match std::fs::read_to_string(path) {
-            Ok(text) => match serde_json::from_str::<ProvidersFile>(&text) {
-                Ok(file) => reg.merge(file),
+            Ok(text) if text.trim().is_empty() => {}
+            Ok(text) => match file::parse(&text) {
+                Ok(entries) => reg.merge(entries),
                 Err(e) => reg.diagnostics.push(format!(
-                    "{}: invalid providers file at line {} column {}: {e}; using built-in providers only",
-                    path.display(),
-                    e.line(),
-                    e.column()
+                    "{}: {e}; using built-in providers only",
+                    path.display()
                 )),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -315,17 +326,28 @@ impl Registry {
         reg
     }
 
-    fn merge(&mut self, file: ProvidersFile) {
-        for (id, o) in file.providers {
-            match merge_entry(self.entries.get(&id), &id, &o) {
+    fn merge(&mut self, entries: Vec<file::RawEntry>) {
+        for raw in entries {
+            let merged = raw
+                .entry
+                .and_then(|o| merge_entry(self.entries.get(&raw.id), &raw.id, &o));
+            match merged {
                 Ok(p) => {
-                    self.entries.insert(id, p);
+                    self.entries.insert(raw.id, p);
                 }
-                Err(msg) => self
-                    .diagnostics
-                    .push(format!("{}: providers.{id}: {msg}", self.path.display())),
+                Err(msg) => self.diagnostics.push(format!(
+                    "{} line {}: providers.{}: {msg}; entry ignored",
+                    self.path.display(),
+                    raw.line,
+                    raw.id
+                )),
             }
         }
+    }
+
+    /// One entry by id, whatever its state.
+    pub fn get(&self, id: &str) -> Option<&Provider> {
+        self.entries.get(id)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Provider> {
@@ -443,6 +465,16 @@ enum Missing {
     Endpoint(Option<String>),
 }
 
+/// Edit the providers file entry `id` (field-level merge, or removal), checking that the
+/// merged entry is valid over its built-in before anything is written.
+pub fn configure(path: &Path, id: &str, edit: file::Edit<'_>) -> Result<(), file::FileError> {
+    let builtins: BTreeMap<String, Provider> =
+        builtins().into_iter().map(|p| (p.id.clone(), p)).collect();
+    file::edit(path, id, edit, |o| {
+        merge_entry(builtins.get(id), id, o).map(|_| ())
+    })
+}
+
 /// Merge one file entry over its base (a built-in of the same id, or nothing).
 fn merge_entry(
     base: Option<&Provider>,
@@ -549,121 +581,4 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(json: &str) -> (tempfile::TempDir, Registry) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("providers.json");
-        std::fs::write(&path, json).expect("write");
-        let reg = Registry::load(&path);
-        (dir, reg)
-    }
-
-    #[test]
-    fn override_one_field_keeps_the_others() {
-        let (_d, reg) = load(r#"{"providers":{"claude":{"label":"Mine"}}}"#);
-        let p = reg.all().find(|p| p.id == "claude").expect("claude");
-        assert_eq!(p.label, "Mine");
-        assert_eq!(p.command, vec!["claude", "-p"]);
-        assert!(reg.diagnostics.is_empty());
-    }
-
-    #[test]
-    fn custom_cli_agent_and_disable_builtin() {
-        let (_d, reg) = load(
-            r#"{"providers":{"sh-agent":{"extends":"cli","command":["sh","-c","true"]},
-                "codex":{"enabled":false}}}"#,
-        );
-        assert!(reg.available().contains(&"sh-agent".to_string()));
-        let err = reg.resolve("codex").expect_err("disabled");
-        assert!(matches!(err, ProviderError::Disabled { .. }));
-        assert!(err.to_string().contains("sh-agent"), "{err}");
-    }
-
-    #[test]
-    fn corrupt_file_is_a_diagnostic_not_a_crash() {
-        let (_d, reg) = load("{\"providers\": {\n  \"x\": [}");
-        assert_eq!(reg.diagnostics.len(), 1);
-        assert!(
-            reg.diagnostics[0].contains("line 2"),
-            "{:?}",
-            reg.diagnostics
-        );
-        assert!(reg.all().any(|p| p.id == "claude"));
-    }
-
-    #[test]
-    fn invalid_entries_are_reported_by_field() {
-        let (_d, reg) = load(
-            r#"{"providers":{"nocmd":{"extends":"cli"},"mystery":{"label":"x"},"bad id":{"extends":"cli","command":["x"]}}}"#,
-        );
-        let all = reg.diagnostics.join("\n");
-        assert!(all.contains("providers.nocmd: command"), "{all}");
-        assert!(all.contains("providers.mystery: unknown provider"), "{all}");
-        assert!(all.contains("providers.bad id"), "{all}");
-        assert!(matches!(
-            reg.resolve("nocmd"),
-            Err(ProviderError::Unknown { .. })
-        ));
-    }
-
-    #[test]
-    fn acp_fields_merge_and_custom_acp_agents_load() {
-        let (_d, reg) = load(
-            r#"{"providers":{
-                "gemini":{"permission":"ask","permission_timeout_secs":5},
-                "mine":{"extends":"acp","command":["my-acp","--stdio"],"env":{"K":"V"},"client_fs":false},
-                "claude":{"permission":"deny"}}}"#,
-        );
-        let gemini = reg.all().find(|p| p.id == "gemini").expect("gemini");
-        assert_eq!(gemini.permission, PermissionPolicy::Ask);
-        assert_eq!(gemini.permission_timeout, Duration::from_secs(5));
-        assert!(!gemini.client_fs, "built-in default kept");
-        assert_eq!(gemini.command, vec!["gemini", "--acp"]);
-        let mine = reg.all().find(|p| p.id == "mine").expect("mine");
-        assert_eq!(mine.transport, Transport::Acp);
-        assert!(!mine.client_fs);
-        assert_eq!(mine.permission, PermissionPolicy::Allow);
-        assert_eq!(mine.env.get("K").map(String::as_str), Some("V"));
-        assert!(!mine.builtin);
-        let all = reg.diagnostics.join("\n");
-        assert!(
-            all.contains("providers.claude: client_fs, permission"),
-            "{all}"
-        );
-    }
-
-    #[test]
-    fn builtin_acp_agents_are_listed() {
-        let (_d, reg) = load("{}");
-        for id in [
-            "opencode",
-            "goose",
-            "qwen",
-            "gemini",
-            "claude-code",
-            "codex",
-        ] {
-            assert!(reg.all().any(|p| p.id == id), "{id}");
-        }
-        let codex = reg.all().find(|p| p.id == "codex").expect("codex");
-        let want = if find_program("codex-acp").is_some() {
-            Transport::Acp
-        } else {
-            Transport::Cli
-        };
-        assert_eq!(codex.transport, want);
-    }
-
-    #[test]
-    fn missing_program_is_not_installed() {
-        let (_d, reg) = load(
-            r#"{"providers":{"ghost":{"extends":"cli","command":["/nonexistent/ghost-agent"]}}}"#,
-        );
-        assert!(matches!(
-            reg.resolve("ghost"),
-            Err(ProviderError::NotInstalled { .. })
-        ));
-    }
-}
+mod tests;

@@ -1,0 +1,370 @@
+//! The providers file on disk: read entry by entry (one bad entry costs only itself, and its
+//! diagnostic names the line and field), and edited by `configure_provider` with a field-level
+//! merge written atomically (temp file + rename), so untouched entries and fields survive.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{PromptMode, ProviderOverride, Transport};
+use crate::domain::PermissionPolicy;
+
+/// Why the providers file could not be edited.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file exists but is not valid JSON; editing it would lose what the user wrote.
+    #[error(
+        "{path}: the providers file is not valid JSON (line {line}, column {column}: {message}); fix or remove it before configuring providers"
+    )]
+    Corrupt {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Shape { path: String, message: String },
+    /// The edited entry does not validate; `field` names the culprit.
+    #[error("invalid `{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One entry as read from the file, with the line it starts on (for diagnostics).
+pub(super) struct RawEntry {
+    pub id: String,
+    pub line: usize,
+    pub entry: Result<ProviderOverride, String>,
+}
+
+/// Parse the file text into entries; `Err` is a file-level problem (bad JSON, wrong shape).
+pub(super) fn parse(text: &str) -> Result<Vec<RawEntry>, String> {
+    let root: Value = serde_json::from_str(text).map_err(|e| {
+        let (line, column) = (e.line(), e.column());
+        // why: serde_json's message repeats the position at its end.
+        let msg = e.to_string();
+        let msg = msg
+            .strip_suffix(&format!(" at line {line} column {column}"))
+            .unwrap_or(&msg)
+            .to_string();
+        format!("invalid providers file at line {line} column {column}: {msg}")
+    })?;
+    let Value::Object(mut root) = root else {
+        return Err("the providers file must be a JSON object: {\"providers\": {…}}".into());
+    };
+    let providers = match root.remove("providers") {
+        None => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err("`providers` must be an object keyed by provider id".into()),
+    };
+    if let Some(k) = root.keys().next() {
+        return Err(format!(
+            "unknown top-level key `{k}` (line {}); only `providers` is allowed",
+            line_of_key(text, k)
+        ));
+    }
+    Ok(providers
+        .into_iter()
+        .map(|(id, v)| RawEntry {
+            line: line_of_key(text, &id),
+            entry: parse_entry(v),
+            id,
+        })
+        .collect())
+}
+
+/// One entry, with a type error attributed to its field (serde's message alone does not say
+/// which field had the wrong type).
+fn parse_entry(v: Value) -> Result<ProviderOverride, String> {
+    let whole = match serde_json::from_value::<ProviderOverride>(v.clone()) {
+        Ok(o) => return Ok(o),
+        Err(e) => e.to_string(),
+    };
+    let Value::Object(fields) = v else {
+        return Err(format!("an entry must be an object of fields: {whole}"));
+    };
+    for (k, val) in fields {
+        let one = Value::Object(Map::from_iter([(k.clone(), val)]));
+        if let Err(e) = serde_json::from_value::<ProviderOverride>(one) {
+            if e.to_string().contains("unknown field") {
+                return Err(e.to_string());
+            }
+            return Err(format!("field `{k}`: {e}"));
+        }
+    }
+    Err(whole)
+}
+
+/// The 1-based line where `"key"` first appears as an object key; 0 when not found.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let quoted = match serde_json::to_string(key) {
+        Ok(q) => q,
+        Err(_) => return 0,
+    };
+    let mut from = 0;
+    while let Some(at) = text[from..].find(&quoted) {
+        let end = from + at + quoted.len();
+        if text[end..].trim_start().starts_with(':') {
+            return text[..from + at].matches('\n').count() + 1;
+        }
+        from = end;
+    }
+    0
+}
+
+/// The fields `configure_provider` may set; `None` leaves the file's value alone.
+#[derive(Debug, Clone, Default)]
+pub struct EntryPatch {
+    pub extends: Option<Transport>,
+    pub label: Option<String>,
+    pub command: Option<Vec<String>>,
+    /// Merged key by key into the entry's env; an empty value removes the key.
+    pub env: Option<BTreeMap<String, String>>,
+    pub prompt: Option<PromptMode>,
+    pub model_args: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub timeout_secs: Option<u64>,
+    pub client_fs: Option<bool>,
+    pub permission: Option<PermissionPolicy>,
+    pub permission_timeout_secs: Option<u64>,
+}
+
+impl EntryPatch {
+    pub fn is_empty(&self) -> bool {
+        self.extends.is_none()
+            && self.label.is_none()
+            && self.command.is_none()
+            && self.env.is_none()
+            && self.prompt.is_none()
+            && self.model_args.is_none()
+            && self.enabled.is_none()
+            && self.timeout_secs.is_none()
+            && self.client_fs.is_none()
+            && self.permission.is_none()
+            && self.permission_timeout_secs.is_none()
+    }
+
+    /// Names of the fields this patch sets.
+    fn given(&self) -> Vec<&'static str> {
+        let set = [
+            ("extends", self.extends.is_some()),
+            ("label", self.label.is_some()),
+            ("command", self.command.is_some()),
+            ("env", self.env.is_some()),
+            ("prompt", self.prompt.is_some()),
+            ("model_args", self.model_args.is_some()),
+            ("enabled", self.enabled.is_some()),
+            ("timeout_secs", self.timeout_secs.is_some()),
+            ("client_fs", self.client_fs.is_some()),
+            ("permission", self.permission.is_some()),
+            (
+                "permission_timeout_secs",
+                self.permission_timeout_secs.is_some(),
+            ),
+        ];
+        set.into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Set the given fields on `entry`, leaving every other field as it was.
+    fn apply(&self, entry: &mut Map<String, Value>) {
+        let fields = [
+            ("extends", json(&self.extends)),
+            ("label", json(&self.label)),
+            ("command", json(&self.command)),
+            ("prompt", json(&self.prompt)),
+            ("model_args", json(&self.model_args)),
+            ("enabled", json(&self.enabled)),
+            ("timeout_secs", json(&self.timeout_secs)),
+            ("client_fs", json(&self.client_fs)),
+            ("permission", json(&self.permission)),
+            (
+                "permission_timeout_secs",
+                json(&self.permission_timeout_secs),
+            ),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                entry.insert(k.into(), v);
+            }
+        }
+        if let Some(env) = &self.env {
+            let slot = entry
+                .entry("env")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            if let Value::Object(m) = slot {
+                for (k, v) in env {
+                    if v.is_empty() {
+                        m.remove(k);
+                    } else {
+                        m.insert(k.clone(), Value::String(v.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A patch field as JSON; `None` when it was not given.
+fn json<T: serde::Serialize>(v: &Option<T>) -> Option<Value> {
+    // why: the field types are plain data (strings, numbers, enums) that always serialise.
+    v.as_ref().and_then(|v| serde_json::to_value(v).ok())
+}
+
+/// What an edit does to the entry of one id.
+pub enum Edit<'a> {
+    Patch(&'a EntryPatch),
+    /// Drop the file's entry: a built-in returns to its defaults, a custom agent goes away.
+    Remove,
+}
+
+/// Read the file, apply `edit` to entry `id`, check the result with `validate`, and write it
+/// back atomically. Other entries are carried over as they were (key order preserved).
+pub(super) fn edit(
+    path: &Path,
+    id: &str,
+    edit: Edit<'_>,
+    validate: impl FnOnce(&ProviderOverride) -> Result<(), String>,
+) -> Result<(), FileError> {
+    let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".into(),
+        Err(source) => {
+            return Err(FileError::Io {
+                path: shown,
+                source,
+            });
+        }
+    };
+    let text = if text.trim().is_empty() { "{}" } else { &text };
+    let mut root: Value = serde_json::from_str(text).map_err(|e| FileError::Corrupt {
+        path: shown.clone(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let shape = |message: &str| FileError::Shape {
+        path: shown.clone(),
+        message: message.into(),
+    };
+    let Value::Object(root_map) = &mut root else {
+        return Err(shape("the providers file must be a JSON object"));
+    };
+    let providers = root_map
+        .entry("providers")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(providers) = providers else {
+        return Err(shape("`providers` must be an object keyed by provider id"));
+    };
+    match edit {
+        Edit::Remove => {
+            if providers.remove(id).is_none() {
+                return Err(FileError::Invalid {
+                    field: "id",
+                    message: format!("the providers file has no entry `{id}` to remove"),
+                });
+            }
+        }
+        Edit::Patch(patch) => {
+            let mut entry = match providers.remove(id) {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            };
+            patch.apply(&mut entry);
+            let parsed =
+                parse_entry(Value::Object(entry.clone())).map_err(|e| FileError::Invalid {
+                    field: field_named(&e, &[]),
+                    message: format!("the entry `{id}` in the file is invalid: {e}"),
+                })?;
+            validate(&parsed).map_err(|message| FileError::Invalid {
+                field: field_named(&message, &patch.given()),
+                message,
+            })?;
+            providers.insert(id.to_string(), Value::Object(entry));
+        }
+    }
+    write_atomically(path, &root).map_err(|source| FileError::Io {
+        path: shown,
+        source,
+    })
+}
+
+/// The field a merge error talks about, so the tool error names it: of the fields the message
+/// mentions, one the caller set, else the first mentioned.
+fn field_named(message: &str, given: &[&str]) -> &'static str {
+    const FIELDS: [&str; 11] = [
+        "permission_timeout_secs",
+        "timeout_secs",
+        "model_args",
+        "client_fs",
+        "permission",
+        "extends",
+        "command",
+        "label",
+        "prompt",
+        "env",
+        "enabled",
+    ];
+    let mentioned = |f: &str| {
+        message.match_indices(f).any(|(at, _)| {
+            let before = message[..at].chars().next_back();
+            let after = message[at + f.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
+    };
+    FIELDS
+        .into_iter()
+        .filter(|f| mentioned(f))
+        .min_by_key(|f| (!given.contains(f), message.find(*f)))
+        .unwrap_or("id")
+}
+
+/// Write to a temp file in the same directory, flush it to disk, then rename over the target:
+/// a reader sees the old file or the new one, never half of one.
+fn write_atomically(path: &Path, value: &Value) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "providers.json".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let mut text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        // The file may hold secrets in `env`: keep the old file's mode (e.g. 0600).
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err()
+        && let Err(e) = std::fs::remove_file(&tmp)
+    {
+        tracing::warn!(path = %tmp.display(), error = %e, "could not remove a temp providers file");
+    }
+    written
+}

@@ -1,0 +1,269 @@
+//! Merge rules of the registry: built-ins, overrides, custom agents, invalid entries.
+
+use super::*;
+
+fn load(json: &str) -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("providers.json");
+    std::fs::write(&path, json).expect("write");
+    let reg = Registry::load(&path);
+    (dir, reg)
+}
+
+#[test]
+fn override_one_field_keeps_the_others() {
+    let (_d, reg) = load(r#"{"providers":{"claude":{"label":"Mine"}}}"#);
+    let p = reg.all().find(|p| p.id == "claude").expect("claude");
+    assert_eq!(p.label, "Mine");
+    assert_eq!(p.command, vec!["claude", "-p"]);
+    assert!(reg.diagnostics.is_empty());
+}
+
+#[test]
+fn custom_cli_agent_and_disable_builtin() {
+    let (_d, reg) = load(
+        r#"{"providers":{"sh-agent":{"extends":"cli","command":["sh","-c","true"]},
+            "codex":{"enabled":false}}}"#,
+    );
+    assert!(reg.available().contains(&"sh-agent".to_string()));
+    let err = reg.resolve("codex").expect_err("disabled");
+    assert!(matches!(err, ProviderError::Disabled { .. }));
+    assert!(err.to_string().contains("sh-agent"), "{err}");
+}
+
+#[test]
+fn corrupt_file_is_a_diagnostic_not_a_crash() {
+    let (_d, reg) = load("{\"providers\": {\n  \"x\": [}");
+    assert_eq!(reg.diagnostics.len(), 1);
+    assert!(
+        reg.diagnostics[0].contains("line 2"),
+        "{:?}",
+        reg.diagnostics
+    );
+    assert!(reg.all().any(|p| p.id == "claude"));
+}
+
+#[test]
+fn invalid_entries_are_reported_by_field() {
+    let (_d, reg) = load(
+        r#"{"providers":{"nocmd":{"extends":"cli"},"mystery":{"label":"x"},"bad id":{"extends":"cli","command":["x"]}}}"#,
+    );
+    let all = reg.diagnostics.join("\n");
+    assert!(all.contains("providers.nocmd: command"), "{all}");
+    assert!(all.contains("providers.mystery: unknown provider"), "{all}");
+    assert!(all.contains("providers.bad id"), "{all}");
+    assert!(matches!(
+        reg.resolve("nocmd"),
+        Err(ProviderError::Unknown { .. })
+    ));
+}
+
+#[test]
+fn acp_fields_merge_and_custom_acp_agents_load() {
+    let (_d, reg) = load(
+        r#"{"providers":{
+            "gemini":{"permission":"ask","permission_timeout_secs":5},
+            "mine":{"extends":"acp","command":["my-acp","--stdio"],"env":{"K":"V"},"client_fs":false},
+            "claude":{"permission":"deny"}}}"#,
+    );
+    let gemini = reg.all().find(|p| p.id == "gemini").expect("gemini");
+    assert_eq!(gemini.permission, PermissionPolicy::Ask);
+    assert_eq!(gemini.permission_timeout, Duration::from_secs(5));
+    assert!(!gemini.client_fs, "built-in default kept");
+    assert_eq!(gemini.command, vec!["gemini", "--acp"]);
+    let mine = reg.all().find(|p| p.id == "mine").expect("mine");
+    assert_eq!(mine.transport, Transport::Acp);
+    assert!(!mine.client_fs);
+    assert_eq!(mine.permission, PermissionPolicy::Allow);
+    assert_eq!(mine.env.get("K").map(String::as_str), Some("V"));
+    assert!(!mine.builtin);
+    let all = reg.diagnostics.join("\n");
+    assert!(
+        all.contains("providers.claude: client_fs, permission"),
+        "{all}"
+    );
+}
+
+#[test]
+fn builtin_acp_agents_are_listed() {
+    let (_d, reg) = load("{}");
+    for id in [
+        "opencode",
+        "goose",
+        "qwen",
+        "gemini",
+        "claude-code",
+        "codex",
+    ] {
+        assert!(reg.all().any(|p| p.id == id), "{id}");
+    }
+    let codex = reg.all().find(|p| p.id == "codex").expect("codex");
+    let want = if find_program("codex-acp").is_some() {
+        Transport::Acp
+    } else {
+        Transport::Cli
+    };
+    assert_eq!(codex.transport, want);
+}
+
+#[test]
+fn missing_program_is_not_installed() {
+    let (_d, reg) =
+        load(r#"{"providers":{"ghost":{"extends":"cli","command":["/nonexistent/ghost-agent"]}}}"#);
+    assert!(matches!(
+        reg.resolve("ghost"),
+        Err(ProviderError::NotInstalled { .. })
+    ));
+}
+
+#[test]
+fn one_bad_entry_costs_only_itself_and_names_line_and_field() {
+    let (_d, reg) = load(
+        "{\"providers\": {\n  \"good\": {\"extends\": \"cli\", \"command\": [\"sh\"]},\n  \"bad\": {\"extends\": \"cli\", \"command\": [\"sh\"], \"colour\": 1}\n}}",
+    );
+    assert!(reg.get("good").is_some());
+    assert!(reg.get("bad").is_none());
+    let all = reg.diagnostics.join("\n");
+    assert!(all.contains("line 3: providers.bad"), "{all}");
+    assert!(all.contains("unknown field `colour`"), "{all}");
+}
+
+fn configure_in(dir: &Path, id: &str, patch: file::EntryPatch) -> Result<(), file::FileError> {
+    configure(&dir.join("providers.json"), id, file::Edit::Patch(&patch))
+}
+
+#[test]
+fn configure_merges_one_field_and_keeps_other_entries() {
+    let (d, _) = load(
+        r#"{"providers":{"mine":{"extends":"acp","command":["a","--x"],"env":{"A":"1","B":"2"}},"claude":{"label":"C"}}}"#,
+    );
+    let patch = file::EntryPatch {
+        enabled: Some(false),
+        env: Some(
+            [
+                ("B".to_string(), String::new()),
+                ("C".to_string(), "3".to_string()),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    configure_in(d.path(), "mine", patch).expect("configure");
+    let reg = Registry::load(&d.path().join("providers.json"));
+    let mine = reg.get("mine").expect("mine");
+    assert_eq!(mine.command, vec!["a", "--x"]);
+    assert!(!mine.enabled);
+    assert_eq!(
+        mine.env,
+        [
+            ("A".to_string(), "1".to_string()),
+            ("C".to_string(), "3".to_string())
+        ]
+        .into()
+    );
+    assert_eq!(reg.get("claude").expect("claude").label, "C");
+    assert!(reg.diagnostics.is_empty(), "{:?}", reg.diagnostics);
+    // Disabling a built-in only adds `enabled` to the file.
+    configure_in(
+        d.path(),
+        "codex",
+        file::EntryPatch {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .expect("disable");
+    let text = std::fs::read_to_string(d.path().join("providers.json")).expect("read");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        v["providers"]["codex"],
+        serde_json::json!({"enabled": false})
+    );
+}
+
+#[test]
+fn configure_refuses_invalid_entries_and_corrupt_files_without_writing() {
+    let (d, _) = load(r#"{"providers":{"mine":{"extends":"cli","command":["a"]}}}"#);
+    let path = d.path().join("providers.json");
+    let before = std::fs::read_to_string(&path).expect("read");
+    let err = configure_in(
+        d.path(),
+        "mine",
+        file::EntryPatch {
+            permission: Some(PermissionPolicy::Ask),
+            ..Default::default()
+        },
+    )
+    .expect_err("permission on a CLI agent");
+    assert!(
+        matches!(
+            err,
+            file::FileError::Invalid {
+                field: "permission",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = configure_in(
+        d.path(),
+        "bad id",
+        file::EntryPatch {
+            extends: Some(Transport::Cli),
+            command: Some(vec!["x".into()]),
+            ..Default::default()
+        },
+    )
+    .expect_err("bad id");
+    assert!(
+        matches!(err, file::FileError::Invalid { field: "id", .. }),
+        "{err}"
+    );
+    assert_eq!(before, std::fs::read_to_string(&path).expect("read"));
+    std::fs::write(&path, "{\n  \"providers\": [\n").expect("corrupt");
+    let err = configure_in(
+        d.path(),
+        "mine",
+        file::EntryPatch {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .expect_err("corrupt");
+    assert!(err.to_string().contains("line 3"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "{\n  \"providers\": [\n"
+    );
+}
+
+#[test]
+fn configure_keeps_the_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, _) = load(r#"{"providers":{}}"#);
+    let path = d.path().join("providers.json");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    configure_in(
+        d.path(),
+        "codex",
+        file::EntryPatch {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .expect("configure");
+    let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_wrong_type_names_its_field() {
+    let (_d, reg) = load(
+        "{\"providers\": {\n  \"slow\": {\"extends\": \"cli\", \"command\": [\"sh\"], \"timeout_secs\": \"soon\"}\n}}",
+    );
+    let all = reg.diagnostics.join("\n");
+    assert!(
+        all.contains("line 2: providers.slow: field `timeout_secs`"),
+        "{all}"
+    );
+}
