@@ -235,7 +235,12 @@ fn result_line(t: &Task) -> String {
     t.error
         .as_deref()
         .or(t.summary.as_deref())
-        .map(|s| s.trim_start_matches('…').trim().to_string())
+        .map(|s| {
+            s.trim_start_matches('…')
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|| render::clip(&t.prompt, 200))
 }
 

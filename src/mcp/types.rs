@@ -247,6 +247,11 @@ pub struct TaskLine {
     pub result: Option<String>,
 }
 
+/// Lines joined with single spaces.
+fn fold(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn first_line(s: &str, max: usize) -> String {
     let line = s.trim().lines().next().unwrap_or("").trim();
     if line.chars().count() <= max {
@@ -267,11 +272,12 @@ impl TaskLine {
             files_changed: t.files.len(),
             node: t.node_id.clone(),
             prompt: first_line(&t.prompt, 80),
+            // Errors quote stderr on the following lines: fold them so the line says why.
             result: t
                 .error
                 .as_deref()
                 .or(t.summary.as_deref())
-                .map(|s| first_line(s.trim_start_matches('…'), 100)),
+                .map(|s| first_line(&fold(s.trim_start_matches('…')), 100)),
         }
     }
 }
