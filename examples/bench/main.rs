@@ -100,7 +100,7 @@ async fn main() -> Result<()> {
     ] {
         anyhow::ensure!(
             bin.exists(),
-            "{} is missing: build with `cargo build {}--examples` first",
+            "{} is missing: build with `cargo build {}--bins --examples` first",
             bin.display(),
             if cfg!(debug_assertions) {
                 ""
