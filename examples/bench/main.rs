@@ -2,7 +2,7 @@
 //! a table plus JSON (medians over repeated runs, min–max, ratios).
 //!
 //! ```sh
-//! cargo build --release --examples && cargo run --release --example bench            # full run
+//! cargo build --release --bins --examples && ./target/release/examples/bench         # full run
 //! cargo run --example bench -- --quick                                               # CI smoke run
 //! cargo run --release --example bench -- --database-url postgres://…                 # + PostgreSQL
 //! ```
