@@ -273,6 +273,11 @@ impl Engine {
             })
     }
 
+    /// Tokens summed over every turn of a session.
+    pub async fn session_usage(&self, session_id: &str) -> Result<crate::domain::Usage> {
+        Ok(self.inner.store.session_usage(session_id).await?)
+    }
+
     /// Block until `done(task)` holds or `timeout` passes; returns the latest row either way.
     /// Progress lines are forwarded to `progress` as they arrive.
     pub async fn wait_until(

@@ -187,7 +187,14 @@ impl McpServer {
             }
             _ => task,
         };
-        Ok(Json(TaskStatus::from_task(&task)))
+        let mut status = TaskStatus::from_task(&task);
+        status.session_usage = Some(
+            self.engine
+                .session_usage(&task.session_id)
+                .await
+                .map_err(fail)?,
+        );
+        Ok(Json(status))
     }
 
     /// Stop a pending or running task. The agent is stopped (its whole process group), the task

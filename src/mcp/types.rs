@@ -177,6 +177,10 @@ pub struct TaskStatus {
     /// Files in the session's pending change when this turn ended.
     pub files_changed: Vec<FileChange>,
     pub usage: Usage,
+    /// Tokens of all the session's turns so far (present when the session has more than this
+    /// one or when asked through check_task_status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_usage: Option<Usage>,
     /// The boocoder node (host-pid) that ran the turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -223,6 +227,7 @@ impl TaskStatus {
             error: t.error.clone(),
             files_changed: t.files.clone(),
             usage: t.usage,
+            session_usage: None,
             node: t.node_id.clone(),
             next,
         }

@@ -715,6 +715,23 @@ impl Store {
         Ok(rows.into_iter().map(SessionRow::into_session).collect())
     }
 
+    /// Tokens summed over the session's turns.
+    pub async fn session_usage(&self, session_id: &str) -> Result<Usage> {
+        let (input, output): (i64, i64) = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) \
+                 FROM tasks WHERE session_id = $1",
+            )
+            .bind(session_id)
+            .fetch_one(p)
+            .await?
+        });
+        Ok(Usage {
+            input_tokens: input.max(0) as u64,
+            output_tokens: output.max(0) as u64,
+        })
+    }
+
     /// Whether the session has a turn queued or in flight.
     pub async fn session_busy(&self, session_id: &str) -> Result<bool> {
         let (n,): (i64,) = on_pool!(self, p => {

@@ -286,6 +286,12 @@ async fn follow_up_turn_sends_the_prior_conversation(env: Env) {
     assert_eq!(s2["state"], "completed", "{s2:#}");
     assert_eq!(s2["summary"], "It says A.");
     assert_eq!(files(&s2), vec![("a.txt".to_string(), 1, 0)]);
+    // Usage per task (one round) and per session (all three rounds).
+    assert_eq!(s2["usage"], json!({"input_tokens": 10, "output_tokens": 1}));
+    assert_eq!(
+        s2["session_usage"],
+        json!({"input_tokens": 30, "output_tokens": 3})
+    );
 
     let third = &llm.requests()[2];
     assert_eq!(third["model"], "other-model", "per-task model override");
