@@ -26,6 +26,9 @@ use crate::worktree::{self, ConflictReport, WorktreeError};
 pub use providers::{ConfigureProvider, Configured};
 pub use requests::{ApplyResult, ListRequest, NewTask, OutputPage, OutputRequest, TaskListPage};
 
+/// A worktree directory without a session is reaped only once it is this old.
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(600);
+
 /// Longest a caller may block in one call: Claude Desktop drops results after ~60 s.
 pub const MAX_WAIT: Duration = Duration::from_secs(50);
 
@@ -641,6 +644,22 @@ impl Inner {
         for entry in entries.flatten() {
             let path = entry.path();
             if known.contains(&path) || !path.is_dir() {
+                continue;
+            }
+            // Another process sharing this data directory may be creating the worktree of a
+            // session right now (the directory exists before the row records it): a session
+            // that still exists keeps its directory, and young directories are left alone.
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if matches!(self.store.session(name).await, Ok(Some(s)) if !s.closed) {
+                continue;
+            }
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < ORPHAN_MIN_AGE);
+            if young {
                 continue;
             }
             let p2 = path.clone();

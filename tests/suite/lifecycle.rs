@@ -223,3 +223,59 @@ async fn sigterm_stops_claiming_cancels_in_flight_turns_and_exits() {
     assert_eq!(s["error"], "cancelled: the server shut down");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn orphan_worktrees_are_reaped_at_start_unless_young_dirty_or_owned() {
+    let env = Env::new();
+    let wts = env.data.join("worktrees");
+    std::fs::create_dir_all(&wts).expect("mkdir");
+    let add = |name: &str| {
+        let path = wts.join(name);
+        git(
+            &env.repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("boocoder/{name}"),
+                &path.display().to_string(),
+            ],
+        );
+        path
+    };
+    let old = |p: &std::path::Path| {
+        let o = std::process::Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(p)
+            .output()
+            .expect("touch");
+        assert!(o.status.success());
+    };
+    let clean_old = add("s-orphan0clean");
+    old(&clean_old);
+    let dirty_old = add("s-orphan0dirty");
+    std::fs::write(dirty_old.join("unsaved.txt"), "work\n").expect("write");
+    old(&dirty_old);
+    let young = add("s-orphan0young");
+
+    let server = Server::stdio(&env, &[]).await;
+    assert!(
+        !clean_old.exists(),
+        "a clean, old, unowned worktree is reaped"
+    );
+    let branches = git(&env.repo, &["branch", "--list", "boocoder/s-orphan0clean"]);
+    assert!(
+        branches.trim().is_empty(),
+        "its branch is deleted too: {branches}"
+    );
+    assert!(
+        dirty_old.join("unsaved.txt").exists(),
+        "unsaved work is never reaped"
+    );
+    assert!(
+        young.exists(),
+        "a young directory may belong to a worktree being created"
+    );
+    server.stop().await;
+}
