@@ -164,7 +164,13 @@ fn builtins() -> Vec<Provider> {
     let codex = if find_program("codex-acp").is_some() {
         acp("codex", "Codex (codex-acp)", &["codex-acp"])
     } else {
-        cli("codex", "Codex (codex exec)", &["codex", "exec"], "--model")
+        // Without --full-auto, `codex exec` runs read-only and cannot edit the worktree.
+        cli(
+            "codex",
+            "Codex (codex exec)",
+            &["codex", "exec", "--full-auto"],
+            "--model",
+        )
     };
     vec![
         provider_defaults(
@@ -176,7 +182,9 @@ fn builtins() -> Vec<Provider> {
         cli(
             "claude",
             "Claude Code (claude -p)",
-            &["claude", "-p"],
+            // Headless runs cannot answer prompts: let it edit files (inside the worktree; shell
+            // commands still need rules). Override `command` to loosen or tighten this.
+            &["claude", "-p", "--permission-mode", "acceptEdits"],
             "--model",
         ),
         codex,

@@ -15,7 +15,10 @@ fn override_one_field_keeps_the_others() {
     let (_d, reg) = load(r#"{"providers":{"claude":{"label":"Mine"}}}"#);
     let p = reg.all().find(|p| p.id == "claude").expect("claude");
     assert_eq!(p.label, "Mine");
-    assert_eq!(p.command, vec!["claude", "-p"]);
+    assert_eq!(
+        p.command,
+        vec!["claude", "-p", "--permission-mode", "acceptEdits"]
+    );
     assert!(reg.diagnostics.is_empty());
 }
 
