@@ -315,7 +315,8 @@ mod tests {
         let c2 = cancel.clone();
         let pf = pidfile.clone();
         tokio::spawn(async move {
-            while !pf.exists() {
+            // The shell creates the file before it writes the pid: wait for a whole line.
+            while !std::fs::read_to_string(&pf).is_ok_and(|t| t.ends_with('\n')) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             c2.cancel();
