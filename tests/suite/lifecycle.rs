@@ -18,7 +18,12 @@ async fn cancel_stops_a_running_agent(env: Env) {
     // Let the agent get past its first directive so the partial edit exists.
     for _ in 0..100 {
         if std::fs::read_dir(env.data.join("worktrees"))
-            .map(|d| d.flatten().any(|e| e.path().join("partial.txt").exists()))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    std::fs::read_to_string(e.path().join("partial.txt"))
+                        .is_ok_and(|t| t.ends_with('\n'))
+                })
+            })
             .unwrap_or(false)
         {
             break;
