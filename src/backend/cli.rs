@@ -91,6 +91,7 @@ impl CliBackend {
             return Err(BackendError::Unsupported("empty command".into()));
         };
         let mut cmd = tokio::process::Command::new(program);
+        crate::backend::process::tag(&mut cmd);
         cmd.args(args)
             .current_dir(&turn.cwd)
             .envs(&self.spec.env)

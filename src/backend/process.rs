@@ -1,10 +1,71 @@
 //! Child processes for agents: each in its own process group so that cancel, timeout and
 //! shutdown stop the agent *and* whatever it spawned (npm launchers, shells, test runners).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+
+/// The environment variable that marks an agent (and everything it starts) with the boocoder
+/// node that launched it, so a restarted node can find and stop what a killed one left behind.
+pub const NODE_ENV: &str = "BOOCODER_NODE";
+
+/// This process's node id, set once by the engine at start-up. A process-wide value on
+/// purpose: it names the process itself, and every spawn site must use the same one.
+static NODE_TAG: OnceLock<String> = OnceLock::new();
+
+pub fn set_node_tag(node_id: &str) {
+    // why: a second engine in the same process (tests) keeps the first tag; both are ours.
+    let _ = NODE_TAG.set(node_id.to_string());
+}
+
+/// Mark a command about to spawn an agent-side process with this node's tag.
+pub fn tag(cmd: &mut tokio::process::Command) {
+    if let Some(t) = NODE_TAG.get() {
+        cmd.env(NODE_ENV, t);
+    }
+}
+
+/// Kill every process (and its process group) carrying `node_id`'s tag: the agents, terminals
+/// and their children a killed boocoder could not stop (no parent-death signal without
+/// `unsafe`). Reads `/proc/*/environ`, so it only sees this user's processes on this machine.
+/// Returns how many processes were found.
+pub fn kill_tagged(node_id: &str) -> usize {
+    let needle = format!("{NODE_ENV}={node_id}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let me = std::process::id();
+    let mut found = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid as u32 == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            found += 1;
+            let pid = Pid::from_raw(pid);
+            if let Ok(pgid) = nix::unistd::getpgid(Some(pid))
+                && pgid != nix::unistd::getpgrp()
+            {
+                // why: ESRCH means it exited meanwhile, which is what we want.
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+    }
+    found
+}
 
 /// Kills the whole process group when dropped, unless the group was already reaped.
 /// Dropping is the backstop: every early return and panic in a run path still stops the agent.

@@ -65,6 +65,12 @@ impl Inner {
             .filter(|(_, pid)| !process_alive(*pid))
             .map(|(id, _)| id)
             .collect();
+        for node in &dead {
+            let n = crate::backend::process::kill_tagged(node);
+            if n > 0 {
+                tracing::warn!(node = %node, processes = n, "stopped agent processes a dead node left running");
+            }
+        }
         let mut failed = self
             .store
             .fail_tasks_of_nodes(&dead, "server restarted while the task was running")

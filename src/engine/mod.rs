@@ -148,6 +148,7 @@ impl Engine {
         store
             .register_node(&config.node_id, &config.host, std::process::id())
             .await?;
+        crate::backend::process::set_node_tag(&config.node_id);
         let engine = Engine::with_store(config, store);
         engine.recover().await?;
         engine.spawn_dispatcher();

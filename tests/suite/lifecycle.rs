@@ -121,15 +121,44 @@ async fn failing_agent_fails_the_task_with_its_stderr(env: Env) {
 crate::both_stores!(killed_server_leaves_no_task_running_after_restart);
 async fn killed_server_leaves_no_task_running_after_restart(env: Env) {
     let mut server = Server::stdio(&env, &[]).await;
-    let t = call(&server.client, "new_task", json!({"prompt": "sleep 60"}))
+    let marks = env.root().join("agent.pid");
+    let prompt = format!("mark {}\nsleep 60", marks.display());
+    let t = call(&server.client, "new_task", json!({"prompt": prompt}))
         .await
         .expect("new_task");
     let id = t["task_id"].as_str().expect("id").to_string();
     wait_state(&server.client, &id, "running").await;
+    let mut agent_pid = None;
+    for _ in 0..200 {
+        let line = std::fs::read_to_string(&marks).unwrap_or_default();
+        if line.ends_with('\n') {
+            agent_pid = line.split_whitespace().nth(1).map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let agent = format!("/proc/{}", agent_pid.expect("the agent wrote its pid"));
     server.child.start_kill().expect("kill -9");
     server.child.wait().await.expect("reap");
+    assert!(
+        std::path::Path::new(&agent).exists(),
+        "a SIGKILLed server cannot take its agent along"
+    );
 
     let server = Server::stdio(&env, &[]).await;
+    // The restarted server stops what the dead one left running.
+    let gone = |p: &str| {
+        std::fs::read_to_string(format!("{p}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+    };
+    for _ in 0..100 {
+        if gone(&agent) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone(&agent), "the orphaned agent {agent} was not stopped");
     let s = call(&server.client, "check_task_status", json!({"task_id": id}))
         .await
         .expect("status");

@@ -144,6 +144,7 @@ impl AgentConn {
         };
         let root = root.canonicalize()?;
         let mut cmd = tokio::process::Command::new(program);
+        crate::backend::process::tag(&mut cmd);
         cmd.args(args)
             .envs(&launch.env)
             .current_dir(&root)

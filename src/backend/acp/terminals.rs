@@ -106,6 +106,7 @@ impl Terminals {
             None => self.root.clone(),
         };
         let mut cmd = tokio::process::Command::new(req.command);
+        crate::backend::process::tag(&mut cmd);
         cmd.args(req.args)
             .envs(req.env)
             .current_dir(&cwd)
