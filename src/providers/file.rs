@@ -2,14 +2,12 @@
 //! diagnostic names the line and field), and edited by `configure_provider` with a field-level
 //! merge written atomically (temp file + rename), so untouched entries and fields survive.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{PromptMode, ProviderOverride, Transport};
-use crate::domain::PermissionPolicy;
+use super::ProviderOverride;
 
 /// Why the providers file could not be edited.
 #[derive(Debug, thiserror::Error)]
@@ -122,22 +120,9 @@ fn line_of_key(text: &str, key: &str) -> usize {
     0
 }
 
-/// The fields `configure_provider` may set; `None` leaves the file's value alone.
-#[derive(Debug, Clone, Default)]
-pub struct EntryPatch {
-    pub extends: Option<Transport>,
-    pub label: Option<String>,
-    pub command: Option<Vec<String>>,
-    /// Merged key by key into the entry's env; an empty value removes the key.
-    pub env: Option<BTreeMap<String, String>>,
-    pub prompt: Option<PromptMode>,
-    pub model_args: Option<Vec<String>>,
-    pub enabled: Option<bool>,
-    pub timeout_secs: Option<u64>,
-    pub client_fs: Option<bool>,
-    pub permission: Option<PermissionPolicy>,
-    pub permission_timeout_secs: Option<u64>,
-}
+/// The fields `configure_provider` may set: the providers file's own entry shape, where
+/// `None` leaves the file's value alone and, in `env`, an empty value removes the key.
+pub type EntryPatch = ProviderOverride;
 
 impl EntryPatch {
     pub fn is_empty(&self) -> bool {
