@@ -90,10 +90,8 @@ impl CliBackend {
         let Some((program, args)) = argv.split_first() else {
             return Err(BackendError::Unsupported("empty command".into()));
         };
-        let mut cmd = tokio::process::Command::new(program);
-        crate::backend::process::tag(&mut cmd);
+        let mut cmd = super::process::agent_command(program, &turn.cwd);
         cmd.args(args)
-            .current_dir(&turn.cwd)
             .envs(&self.spec.env)
             .env("BOOCODER_TASK_ID", &turn.task_id)
             .env("BOOCODER_SESSION_ID", &turn.session_id)
@@ -101,11 +99,7 @@ impl CliBackend {
                 Stdio::piped()
             } else {
                 Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            });
         let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
             program: program.clone(),
             source,

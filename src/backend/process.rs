@@ -1,6 +1,7 @@
 //! Child processes for agents: each in its own process group so that cancel, timeout and
 //! shutdown stop the agent *and* whatever it spawned (npm launchers, shells, test runners).
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -20,11 +21,21 @@ pub fn set_node_tag(node_id: &str) {
     let _ = NODE_TAG.set(node_id.to_string());
 }
 
-/// Mark a command about to spawn an agent-side process with this node's tag.
-pub fn tag(cmd: &mut tokio::process::Command) {
+/// The one way agent-side processes (agents, their terminals) are started: in `cwd`, in a
+/// process group of their own (so cancel and shutdown reach their children), tagged with this
+/// node, stdout and stderr captured, killed if the handle is dropped. Callers add arguments,
+/// environment and stdin.
+pub fn agent_command(program: &str, cwd: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
     if let Some(t) = NODE_TAG.get() {
         cmd.env(NODE_ENV, t);
     }
+    cmd.current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
 }
 
 /// Kill every process (and its process group) carrying `node_id`'s tag: the agents, terminals

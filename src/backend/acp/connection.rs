@@ -143,16 +143,8 @@ impl AgentConn {
             return Err(BackendError::Unsupported("empty agent command".into()));
         };
         let root = root.canonicalize()?;
-        let mut cmd = tokio::process::Command::new(program);
-        crate::backend::process::tag(&mut cmd);
-        cmd.args(args)
-            .envs(&launch.env)
-            .current_dir(&root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut cmd = crate::backend::process::agent_command(program, &root);
+        cmd.args(args).envs(&launch.env).stdin(Stdio::piped());
         let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
             program: program.clone(),
             source,

@@ -105,16 +105,8 @@ impl Terminals {
             Some(c) => guard::resolve(&self.root, &c.to_string_lossy())?,
             None => self.root.clone(),
         };
-        let mut cmd = tokio::process::Command::new(req.command);
-        crate::backend::process::tag(&mut cmd);
-        cmd.args(req.args)
-            .envs(req.env)
-            .current_dir(&cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut cmd = crate::backend::process::agent_command(req.command, &cwd);
+        cmd.args(req.args).envs(req.env).stdin(Stdio::null());
         let mut child = cmd.spawn().map_err(|source| TerminalError::Spawn {
             program: req.command.to_string(),
             source,
