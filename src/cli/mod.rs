@@ -244,7 +244,7 @@ fn result_line(t: &Task) -> String {
         .unwrap_or_else(|| render::clip(&t.prompt, 200))
 }
 
-fn file_line(f: &boocoder::worktree::FileChange) -> String {
+pub(crate) fn file_line(f: &boocoder::worktree::FileChange) -> String {
     format!(
         "{:<9} {} (+{} -{}){}",
         format!("{:?}", f.status).to_lowercase(),

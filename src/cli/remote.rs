@@ -25,20 +25,12 @@ fn state_of(v: &Value) -> TaskState {
         .unwrap_or(TaskState::Pending)
 }
 
+/// The server's file list, rendered as the local verbs render theirs.
 fn files_lines(v: &Value) -> Vec<String> {
-    v.as_array()
-        .cloned()
+    serde_json::from_value::<Vec<boocoder::worktree::FileChange>>(v.clone())
         .unwrap_or_default()
         .iter()
-        .map(|f| {
-            format!(
-                "{:<9} {} (+{} -{})",
-                f["status"].as_str().unwrap_or("?"),
-                f["path"].as_str().unwrap_or("?"),
-                f["additions"],
-                f["deletions"]
-            )
-        })
+        .map(super::file_line)
         .collect()
 }
 
