@@ -283,6 +283,9 @@ pub struct PendingChange {
     pub task_id: String,
     pub base_commit: String,
     pub patch: Vec<u8>,
+    /// The worktree's tree when the change was queued (what apply writes); `None` for
+    /// changes stored before trees were recorded.
+    pub tree: Option<String>,
     pub files: Vec<FileChange>,
     pub status: ChangeStatus,
     pub updated_at: i64,

@@ -84,6 +84,7 @@ impl Inner {
         failed.extend(self.store.fail_stale(stale_before, &reason).await?);
         if !failed.is_empty() {
             tracing::warn!(tasks = ?failed, "failed tasks whose node died");
+            self.keep_crashed_edits(&failed).await;
             for id in &failed {
                 self.publish(id, TaskState::Failed, None);
             }

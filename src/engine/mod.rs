@@ -2,6 +2,7 @@
 //! that touches the user's checkout (`apply`). The MCP edge and the CLI call into it; it calls
 //! the store, the provider registry, backends and worktrees.
 
+mod apply;
 mod dispatcher;
 mod liveness;
 mod providers;
@@ -199,6 +200,7 @@ impl Engine {
 
     async fn recover(&self) -> Result<()> {
         self.inner.fail_dead_nodes().await?;
+        self.inner.recover_applies().await;
         self.inner.reap_orphan_worktrees().await;
         Ok(())
     }
@@ -381,51 +383,6 @@ impl Engine {
         Ok((session, change))
     }
 
-    /// Apply a session's pending change to the project checkout (atomic; `dry_run` checks only).
-    pub async fn apply(&self, target: &str, dry_run: bool) -> Result<ApplyResult> {
-        let (session, change) = self.change_target(target).await?;
-        self.require_local(&session)?;
-        let lock = self.inner.session_lock(&session.id);
-        let Ok(_guard) = lock.try_lock() else {
-            return Err(EngineError::State(format!(
-                "a turn is running in session `{}`; wait for it to finish (check_task_status) or cancel it first",
-                session.id
-            )));
-        };
-        let change = self.require_pending(&session, change).await?;
-        let project = PathBuf::from(&session.project_path);
-        let patch = change.patch.clone();
-        let files = blocking(move || worktree::apply(&project, &patch, dry_run))
-            .await
-            .map_err(|e| match e {
-                WorktreeError::Conflict(r) => EngineError::Conflict(r),
-                other => EngineError::Worktree(other),
-            })?;
-        if dry_run {
-            return Ok(ApplyResult {
-                session_id: session.id,
-                task_id: change.task_id,
-                dry_run: true,
-                files,
-            });
-        }
-        // The checkout now has the change; move the session's base to the worktree's state so
-        // the next turn's diff holds only new work.
-        let wt = worktree_path(&session)?;
-        let new_base = blocking(move || worktree::rebaseline(&wt)).await?;
-        self.inner
-            .store
-            .settle_change(change.id, ChangeStatus::Applied, &session.id, &new_base)
-            .await?;
-        tracing::info!(session_id = %session.id, task_id = %change.task_id, files = files.len(), "pending change applied");
-        Ok(ApplyResult {
-            session_id: session.id,
-            task_id: change.task_id,
-            dry_run: false,
-            files,
-        })
-    }
-
     /// Drop a session's pending change and reset its worktree to the base, so the next turn
     /// starts clean instead of re-offering the discarded edits.
     pub async fn discard(&self, target: &str) -> Result<ApplyResult> {
@@ -509,6 +466,20 @@ impl Engine {
                 "session `{}` holds an unapplied change; apply_pending or discard_pending it first",
                 session.id
             )));
+        }
+        if !force {
+            let files = self.inner.queue_unrecorded_edits(&session).await?;
+            if !files.is_empty() {
+                let names: Vec<&str> = files.iter().take(5).map(|f| f.path.as_str()).collect();
+                return Err(EngineError::State(format!(
+                    "session `{}`'s worktree holds edits no change recorded ({} file(s): {}{}), e.g. from a turn a crash interrupted; \
+                     they are now its pending change: apply_pending or discard_pending it first",
+                    session.id,
+                    files.len(),
+                    names.join(", "),
+                    if files.len() > names.len() { ", …" } else { "" }
+                )));
+            }
         }
         self.inner.close_session(&session).await?;
         self.session(&session.id).await

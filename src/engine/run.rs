@@ -269,8 +269,10 @@ fn internal(msg: String) -> BackendError {
     BackendError::Unsupported(msg)
 }
 
-/// Diff the worktree against the session base and make it the session's pending change.
-async fn queue_diff(
+/// Snapshot the worktree against the session base and make it the session's pending change.
+/// Every end of a turn comes here (completed, failed, cancelled, or crashed and recovered), so
+/// whatever the agent wrote is offered for review and never silently lost.
+pub(super) async fn queue_diff(
     inner: &Inner,
     task: &Task,
 ) -> Result<Vec<crate::domain::FileChange>, Box<dyn std::error::Error + Send + Sync>> {
@@ -285,12 +287,19 @@ async fn queue_diff(
         return Ok(Vec::new());
     }
     let b2 = base.clone();
-    let diff = blocking(move || worktree::diff(&wt, &b2)).await?;
+    let snap = blocking(move || worktree::snapshot(&wt, &b2)).await?;
     inner
         .store
-        .replace_pending(&session.id, &task.id, &base, &diff.patch, &diff.files)
+        .replace_pending(
+            &session.id,
+            &task.id,
+            &base,
+            &snap.tree,
+            &snap.diff.patch,
+            &snap.diff.files,
+        )
         .await?;
-    Ok(diff.files)
+    Ok(snap.diff.files)
 }
 
 /// Drain backend events into the transcript, merging adjacent chunks of the same kind so a

@@ -607,6 +607,7 @@ impl Store {
         session_id: &str,
         task_id: &str,
         base_commit: &str,
+        tree: &str,
         patch: &[u8],
         files: &[FileChange],
     ) -> Result<()> {
@@ -620,8 +621,8 @@ impl Store {
                 .await?;
             if !patch.is_empty() {
                 sqlx::query(
-                    "INSERT INTO pending_changes (session_id, task_id, base_commit, patch, files, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+                    "INSERT INTO pending_changes (session_id, task_id, base_commit, patch, files, status, created_at, updated_at, tree) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7)",
                 )
                 .bind(session_id)
                 .bind(task_id)
@@ -629,6 +630,7 @@ impl Store {
                 .bind(patch)
                 .bind(&files)
                 .bind(now)
+                .bind(tree)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -641,7 +643,7 @@ impl Store {
     pub async fn pending_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
         let row: Option<ChangeRow> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at FROM pending_changes \
+                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at, tree FROM pending_changes \
                  WHERE session_id = $1 AND status = 'pending'",
             )
             .bind(session_id)
@@ -655,7 +657,7 @@ impl Store {
     pub async fn latest_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
         let row: Option<ChangeRow> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at FROM pending_changes \
+                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at, tree FROM pending_changes \
                  WHERE session_id = $1 ORDER BY id DESC LIMIT 1",
             )
             .bind(session_id)
@@ -684,16 +686,44 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("UPDATE sessions SET base_commit = $1, updated_at = $2 WHERE id = $3")
-                .bind(new_base)
-                .bind(now)
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
+            // Another process settled it first: its base stands.
+            if n == 1 {
+                sqlx::query("UPDATE sessions SET base_commit = $1, updated_at = $2 WHERE id = $3")
+                    .bind(new_base)
+                    .bind(now)
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             n
         });
         Ok(done == 1)
+    }
+
+    /// The files of a turn whose outcome was recorded without them (a crashed turn's edits,
+    /// kept at recovery).
+    pub async fn set_task_files(&self, task_id: &str, files: &[FileChange]) -> Result<()> {
+        let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        on_write!(self, p => {
+            sqlx::query("UPDATE tasks SET files = $1 WHERE id = $2")
+                .bind(&files)
+                .bind(task_id)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The status of one change by id (to settle an apply a crash interrupted).
+    pub async fn change_status(&self, change_id: i64) -> Result<Option<ChangeStatus>> {
+        let row: Option<(String,)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT status FROM pending_changes WHERE id = $1")
+                .bind(change_id)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(row.and_then(|(s,)| ChangeStatus::parse(&s)))
     }
 
     /// Open sessions on `host` with a worktree, untouched since `before`, with no pending change

@@ -137,6 +137,7 @@ pub(super) struct ChangeRow {
     files: String,
     status: String,
     updated_at: i64,
+    tree: Option<String>,
 }
 
 impl ChangeRow {
@@ -155,6 +156,7 @@ impl ChangeRow {
             task_id: self.task_id,
             base_commit: self.base_commit,
             patch: self.patch,
+            tree: self.tree,
             files,
             status,
             updated_at: self.updated_at,

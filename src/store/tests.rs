@@ -162,15 +162,15 @@ async fn cancel_requests_reach_the_running_node() {
 async fn pending_change_is_replaced_not_duplicated() {
     let (_d, s) = store().await;
     s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
-    s.replace_pending("s-1", "t-1", "abc", b"patch one", &[])
+    s.replace_pending("s-1", "t-1", "abc", "tree", b"patch one", &[])
         .await
         .expect("r1");
-    s.replace_pending("s-1", "t-1", "abc", b"patch two", &[])
+    s.replace_pending("s-1", "t-1", "abc", "tree", b"patch two", &[])
         .await
         .expect("r2");
     let c = s.pending_change("s-1").await.expect("get").expect("some");
     assert_eq!(c.patch, b"patch two");
-    s.replace_pending("s-1", "t-1", "abc", b"", &[])
+    s.replace_pending("s-1", "t-1", "abc", "tree", b"", &[])
         .await
         .expect("r3");
     assert_eq!(s.pending_change("s-1").await.expect("get"), None);

@@ -11,6 +11,7 @@
 mod checkout;
 pub mod guard;
 mod reap;
+mod snapshot;
 pub use reap::remove_if_clean;
 #[cfg(test)]
 mod tests;
@@ -21,17 +22,13 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-pub use checkout::apply;
+pub use checkout::{ChangeTrees, CheckoutLock, StaleJournal};
+pub use snapshot::{Snapshot, rebaseline, snapshot, tree_from_patch};
 
 use git2::{
-    BranchType, Delta, DiffFormat, DiffOptions, ErrorCode, IndexAddOption, ObjectType, Repository,
-    ResetType, Signature, StatusOptions, WorktreeAddOptions, WorktreePruneOptions,
+    BranchType, Delta, ErrorCode, ObjectType, Oid, Repository, ResetType, StatusOptions, WorktreeAddOptions, WorktreePruneOptions,
     build::CheckoutBuilder,
 };
-
-const SIGNATURE_NAME: &str = "boocoder";
-const SIGNATURE_EMAIL: &str = "boocoder@localhost";
-const REBASELINE_MESSAGE: &str = "boocoder: applied pending change";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorktreeError {
@@ -49,6 +46,9 @@ pub enum WorktreeError {
     NameTaken { name: String, path: String },
     #[error("patch conflicts with the checkout: {0}")]
     Conflict(ConflictReport),
+    /// The checkout is held by another apply (or needs an interrupted one recovered).
+    #[error("{0}")]
+    Busy(String),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
     #[error("io: {0}")]
@@ -376,39 +376,6 @@ fn open_worktree(wt_path: &Path) -> Result<Repository, WorktreeError> {
     Ok(repo)
 }
 
-/// Cumulative diff from `base` to the worktree's working directory, staged or
-/// not, including untracked files and binaries, so that the agent's whole
-/// effort since the base is one reviewable, appliable patch.
-pub fn diff(wt_path: &Path, base: &str) -> Result<Diff, WorktreeError> {
-    let repo = open_worktree(wt_path)?;
-    let base_tree = repo.revparse_single(base)?.peel_to_commit()?.tree()?;
-    let mut opts = DiffOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .show_untracked_content(true)
-        .show_binary(true)
-        // libgit2 prints a single TYPECHANGE delta as a bare mode change
-        // with no content, which neither `git apply` nor libgit2 can apply;
-        // without the flag it emits git's delete + add pair instead.
-        .include_typechange(false)
-        // Full ids on the "index" line let `apply` verify preimages exactly.
-        .id_abbrev(40);
-    let gdiff = repo.diff_tree_to_workdir_with_index(Some(&base_tree), Some(&mut opts))?;
-    let mut patch = Vec::new();
-    gdiff.print(DiffFormat::Patch, |_, _, line| {
-        // libgit2 hands content lines without their prefix; the EOF-newline
-        // markers ('=', '>', '<') already carry "\n\\ No newline..." text.
-        let origin = line.origin();
-        if matches!(origin, '+' | '-' | ' ') {
-            patch.push(origin as u8);
-        }
-        patch.extend_from_slice(line.content());
-        true
-    })?;
-    let files = file_changes(&gdiff)?;
-    Ok(Diff { patch, files })
-}
-
 /// Per-file summary of a diff (generated or parsed). A type change arrives as
 /// a deletion plus an addition of the same path (that is how git and libgit2
 /// write it so that `git apply` accepts it); it is reported as one entry.
@@ -473,40 +440,20 @@ fn file_changes(diff: &git2::Diff<'_>) -> Result<Vec<FileChange>, WorktreeError>
     Ok(files)
 }
 
+/// A stable hex digest (git's blob hash) of some bytes, for names that must not
+/// reveal what they name.
+pub fn digest(bytes: &[u8]) -> String {
+    Oid::hash_object(ObjectType::Blob, bytes)
+        .map(|o| o.to_string())
+        .unwrap_or_default()
+}
+
 fn clamp(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn path_string(bytes: Option<&[u8]>) -> Option<String> {
     bytes.map(|b| String::from_utf8_lossy(b).into_owned())
-}
-
-/// Record the worktree's current state as the new base so the next diff
-/// contains only new work. A commit (rather than a remembered tree) keeps the
-/// base reachable, so it survives gc and shows in the worktree's history.
-pub fn rebaseline(wt_path: &Path) -> Result<String, WorktreeError> {
-    let repo = open_worktree(wt_path)?;
-    let mut index = repo.index()?;
-    let all: [&str; 0] = [];
-    index.add_all(all, IndexAddOption::DEFAULT, None)?;
-    index.update_all(all, None)?;
-    index.write()?;
-    let tree_id = index.write_tree()?;
-    let parent = repo.head()?.peel_to_commit()?;
-    if parent.tree_id() == tree_id {
-        return Ok(parent.id().to_string());
-    }
-    let tree = repo.find_tree(tree_id)?;
-    let sig = Signature::now(SIGNATURE_NAME, SIGNATURE_EMAIL)?;
-    let id = repo.commit(
-        Some("HEAD"),
-        &sig,
-        &sig,
-        REBASELINE_MESSAGE,
-        &tree,
-        &[&parent],
-    )?;
-    Ok(id.to_string())
 }
 
 /// Drop all work in the worktree: hard reset to `base` and remove untracked,

@@ -106,6 +106,54 @@ fn conflict_of(err: WorktreeError) -> ConflictReport {
     }
 }
 
+/// A worktree's pending change as the engine queues it: its snapshot tree and
+/// the diff shown for review.
+#[derive(Debug)]
+struct Pending {
+    wt: PathBuf,
+    base: String,
+    snap: Snapshot,
+}
+
+impl std::ops::Deref for Pending {
+    type Target = Diff;
+    fn deref(&self) -> &Diff {
+        &self.snap.diff
+    }
+}
+
+fn diff(wt: &Path, base: &str) -> Result<Pending, WorktreeError> {
+    Ok(Pending {
+        wt: wt.to_path_buf(),
+        base: base.to_owned(),
+        snap: super::snapshot(wt, base)?,
+    })
+}
+
+fn trees(d: &Pending) -> ChangeTrees<'_> {
+    ChangeTrees {
+        worktree: &d.wt,
+        base: &d.base,
+        tree: &d.snap.tree,
+    }
+}
+
+/// What the engine does: lock, check or journal + write, finish.
+fn apply(project: &Path, d: &Pending, dry_run: bool) -> Result<Vec<FileChange>, WorktreeError> {
+    let lock = CheckoutLock::acquire(project, std::time::Duration::from_secs(5))?;
+    if dry_run {
+        return lock.check(trees(d));
+    }
+    let files = lock.apply(trees(d), "test")?;
+    lock.finish()?;
+    Ok(files)
+}
+
+/// The base after applying `d`.
+fn rebaseline_to(d: &Pending) -> String {
+    rebaseline(&d.wt, &d.base, &d.snap.tree).unwrap()
+}
+
 /// `git apply --check --binary` in a fresh clone at `base`.
 fn git_apply_check(fx: &Fx, patch: &[u8], base: &str) {
     let clone = fx.dir.path().join(format!("clone-{base}"));
@@ -229,7 +277,7 @@ fn diff_covers_every_kind_of_change_and_applies_byte_for_byte() {
 
     git_apply_check(&fx, &d.patch, &info.base_commit);
 
-    let applied = apply(&fx.project, &d.patch, false).unwrap();
+    let applied = apply(&fx.project, &d, false).unwrap();
     assert_eq!(applied, d.files);
     let mut expected = snapshot(wt);
     expected.remove("debug.log");
@@ -250,7 +298,7 @@ fn conflict_names_the_file_and_leaves_the_checkout_untouched() {
     fs::write(fx.project.join("a.txt"), "user edit\n").unwrap();
     fs::remove_file(fx.project.join("del.txt")).unwrap();
     let before = snapshot(&fx.project);
-    let report = conflict_of(apply(&fx.project, &d.patch, false).unwrap_err());
+    let report = conflict_of(apply(&fx.project, &d, false).unwrap_err());
     let mut named: Vec<_> = report
         .files
         .iter()
@@ -276,7 +324,7 @@ fn added_file_already_in_checkout_conflicts() {
     let d = diff(&fx.wt, &info.base_commit).unwrap();
     fs::write(fx.project.join("fresh.txt"), "user\n").unwrap();
     let before = snapshot(&fx.project);
-    let report = conflict_of(apply(&fx.project, &d.patch, false).unwrap_err());
+    let report = conflict_of(apply(&fx.project, &d, false).unwrap_err());
     assert_eq!(report.files.len(), 1);
     assert_eq!(report.files[0].path, "fresh.txt");
     assert_eq!(report.files[0].reason, "already exists in the checkout");
@@ -292,47 +340,27 @@ fn dry_run_writes_nothing() {
     fs::write(fx.wt.join("new.txt"), "new\n").unwrap();
     let d = diff(&fx.wt, &info.base_commit).unwrap();
     let before = snapshot(&fx.project);
-    let files = apply(&fx.project, &d.patch, true).unwrap();
+    let files = apply(&fx.project, &d, true).unwrap();
     assert_eq!(files.len(), 2);
     assert_eq!(snapshot(&fx.project), before);
 }
 
 #[test]
-fn libgit2_apply_failure_maps_to_conflict() {
+fn writes_through_a_symlinked_parent_are_refused() {
     let fx = Fx::new();
-    // A hand-written patch whose abbreviated index line matches the file but
-    // whose context does not: only libgit2's hunk application can catch it.
-    let id = git(&fx.project, &["hash-object", "a.txt"]);
-    let patch = format!(
-        "diff --git a/a.txt b/a.txt\nindex {}..1234567 100644\n--- a/a.txt\n\
-         +++ b/a.txt\n@@ -1,2 +1,2 @@\n-nope\n+new\n context\n",
-        &id[..7]
-    );
-    let before = snapshot(&fx.project);
-    let report = conflict_of(apply(&fx.project, patch.as_bytes(), true).unwrap_err());
-    assert_eq!(report.files[0].path, "a.txt");
-    assert!(report.files[0].reason.starts_with("patch does not apply"));
-    assert_eq!(snapshot(&fx.project), before);
-}
-
-#[test]
-fn escaping_patch_paths_are_refused() {
-    let fx = Fx::new();
+    let info = fx.create();
     let outside = fx.dir.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(fx.wt.join("link-out")).unwrap();
+    fs::write(fx.wt.join("link-out/evil.txt"), "pwned\n").unwrap();
+    let d = diff(&fx.wt, &info.base_commit).unwrap();
     symlink(&outside, fx.project.join("link-out")).unwrap();
-    for path in ["../evil.txt", ".git/hooks/pre-commit", "link-out/evil.txt"] {
-        let patch = format!(
-            "diff --git a/{path} b/{path}\nnew file mode 100644\nindex 0000000..1111111\n\
-             --- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+pwned\n"
-        );
-        let before = snapshot(&fx.project);
-        let report = conflict_of(apply(&fx.project, patch.as_bytes(), false).unwrap_err());
-        assert_eq!(report.files[0].path, path);
-        assert_eq!(snapshot(&fx.project), before);
-    }
+    let before = snapshot(&fx.project);
+    let report = conflict_of(apply(&fx.project, &d, false).unwrap_err());
+    assert_eq!(report.files[0].path, "link-out/evil.txt");
+    assert!(report.files[0].reason.contains("parent `link-out` is a symlink"));
+    assert_eq!(snapshot(&fx.project), before);
     assert!(fs::read_dir(&outside).unwrap().next().is_none());
-    assert!(!fx.dir.path().join("evil.txt").exists());
 }
 
 #[test]
@@ -344,9 +372,9 @@ fn rebaseline_makes_next_diff_contain_only_new_work() {
     fs::remove_file(fx.wt.join("del.txt")).unwrap();
     fs::write(fx.wt.join("skip.log"), "ignored\n").unwrap();
     let d1 = diff(&fx.wt, &info.base_commit).unwrap();
-    apply(&fx.project, &d1.patch, false).unwrap();
+    apply(&fx.project, &d1, false).unwrap();
 
-    let base2 = rebaseline(&fx.wt).unwrap();
+    let base2 = rebaseline_to(&d1);
     assert_ne!(base2, info.base_commit);
     assert!(diff(&fx.wt, &base2).unwrap().is_empty());
     assert_eq!(git(&fx.wt, &["rev-parse", "HEAD"]).trim(), base2);
@@ -361,11 +389,11 @@ fn rebaseline_makes_next_diff_contain_only_new_work() {
     let d2 = diff(&fx.wt, &base2).unwrap();
     assert_eq!(d2.files.len(), 1);
     assert_eq!(d2.files[0].path, "round2.txt");
-    apply(&fx.project, &d2.patch, false).unwrap();
+    apply(&fx.project, &d2, false).unwrap();
     assert_eq!(fs::read(fx.project.join("round2.txt")).unwrap(), b"r2\n");
     // Nothing new: rebaseline is a no-op returning the same base.
-    let base3 = rebaseline(&fx.wt).unwrap();
-    assert_eq!(rebaseline(&fx.wt).unwrap(), base3);
+    let base3 = rebaseline_to(&d2);
+    assert_eq!(rebaseline(&fx.wt, &base3, &d2.snap.tree).unwrap(), base3);
 }
 
 #[test]
@@ -451,7 +479,7 @@ fn executable_bit_survives_diff_and_apply() {
     assert!(text.contains("new file mode 100755"), "{text}");
     assert_eq!(find(&d.files, "script.sh").status, FileStatus::Modified);
     git_apply_check(&fx, &d.patch, &info.base_commit);
-    apply(&fx.project, &d.patch, false).unwrap();
+    apply(&fx.project, &d, false).unwrap();
     for f in ["script.sh", "run.sh"] {
         let mode = fs::metadata(fx.project.join(f))
             .unwrap()
@@ -472,7 +500,7 @@ fn symlinks_are_diffed_and_applied_as_links() {
     assert!(text.contains("new file mode 120000"), "{text}");
     assert_eq!(find(&d.files, "link").status, FileStatus::Added);
     git_apply_check(&fx, &d.patch, &info.base_commit);
-    apply(&fx.project, &d.patch, false).unwrap();
+    apply(&fx.project, &d, false).unwrap();
     assert_eq!(
         fs::read_link(fx.project.join("link")).unwrap(),
         Path::new("a.txt")
@@ -484,14 +512,14 @@ fn symlinks_are_diffed_and_applied_as_links() {
 
     // Later the agent retargets one tracked symlink and deletes the other:
     // the preimage is the link text, never the file it points to.
-    let base2 = rebaseline(&fx.wt).unwrap();
+    let base2 = rebaseline_to(&d);
     fs::remove_file(fx.wt.join("link")).unwrap();
     symlink("src/lib.rs", fx.wt.join("link")).unwrap();
     fs::remove_file(fx.wt.join("src/out-link")).unwrap();
     let d2 = diff(&fx.wt, &base2).unwrap();
     assert_eq!(find(&d2.files, "link").status, FileStatus::Modified);
     assert_eq!(find(&d2.files, "src/out-link").status, FileStatus::Deleted);
-    apply(&fx.project, &d2.patch, false).unwrap();
+    apply(&fx.project, &d2, false).unwrap();
     assert_eq!(
         fs::read_link(fx.project.join("link")).unwrap(),
         Path::new("src/lib.rs")
@@ -509,7 +537,7 @@ fn file_replaced_by_symlink_is_a_typechange() {
     let d = diff(&fx.wt, &info.base_commit).unwrap();
     assert_eq!(find(&d.files, "del.txt").status, FileStatus::TypeChange);
     git_apply_check(&fx, &d.patch, &info.base_commit);
-    apply(&fx.project, &d.patch, false).unwrap();
+    apply(&fx.project, &d, false).unwrap();
     assert_eq!(
         fs::read_link(fx.project.join("del.txt")).unwrap(),
         Path::new("a.txt")
@@ -532,7 +560,7 @@ fn symlink_replaced_by_file_round_trips() {
         (FileStatus::TypeChange, 1, 1)
     );
     git_apply_check(&fx, &d.patch, &info.base_commit);
-    apply(&fx.project, &d.patch, false).unwrap();
+    apply(&fx.project, &d, false).unwrap();
     assert_eq!(fs::read(fx.project.join("ln")).unwrap(), b"now a file\n");
 }
 
@@ -544,44 +572,42 @@ fn later_rounds_can_delete_files_applied_earlier_but_not_committed() {
     fs::write(fx.wt.join("gen/sub/tmp.txt"), "temporary\n").unwrap();
     fs::write(fx.wt.join("keep.txt"), "v1\n").unwrap();
     let d1 = diff(&fx.wt, &info.base_commit).unwrap();
-    apply(&fx.project, &d1.patch, false).unwrap();
-    let base2 = rebaseline(&fx.wt).unwrap();
+    apply(&fx.project, &d1, false).unwrap();
+    let base2 = rebaseline_to(&d1);
 
     fs::remove_dir_all(fx.wt.join("gen")).unwrap();
     fs::write(fx.wt.join("keep.txt"), "v2\n").unwrap();
     let d2 = diff(&fx.wt, &base2).unwrap();
-    apply(&fx.project, &d2.patch, false).unwrap();
+    apply(&fx.project, &d2, false).unwrap();
     assert!(!fx.project.join("gen").exists(), "emptied dirs are pruned");
     assert_eq!(fs::read(fx.project.join("keep.txt")).unwrap(), b"v2\n");
     assert_eq!(snapshot(&fx.project), snapshot(&fx.wt));
 }
 
 #[test]
-fn hand_written_rename_applies() {
+fn garbage_patches_and_bad_ids_do_not_panic_or_write() {
     let fx = Fx::new();
-    let patch = "diff --git a/del.txt b/moved/renamed.txt\nsimilarity index 100%\n\
-                 rename from del.txt\nrename to moved/renamed.txt\n";
-    let files = apply(&fx.project, patch.as_bytes(), false).unwrap();
-    assert_eq!(files[0].status, FileStatus::Renamed);
-    assert_eq!(files[0].old_path.as_deref(), Some("del.txt"));
-    assert!(!fx.project.join("del.txt").exists());
-    assert_eq!(
-        fs::read(fx.project.join("moved/renamed.txt")).unwrap(),
-        b"to be deleted\n"
-    );
-}
-
-#[test]
-fn garbage_and_empty_patches_do_not_panic_or_write() {
-    let fx = Fx::new();
+    let info = fx.create();
     let before = snapshot(&fx.project);
-    assert_eq!(apply(&fx.project, b"", false).unwrap(), Vec::new());
+    let tree = tree_from_patch(&fx.wt, &info.base_commit, b"").unwrap();
+    let empty = Pending {
+        wt: fx.wt.clone(),
+        base: info.base_commit.clone(),
+        snap: Snapshot {
+            tree,
+            diff: Diff {
+                patch: Vec::new(),
+                files: Vec::new(),
+            },
+        },
+    };
+    assert_eq!(apply(&fx.project, &empty, false).unwrap(), Vec::new());
     for junk in [
         &b"not a patch at all\n"[..],
         b"diff --git a/x b/x\n\xff\x00\xfe@@ nonsense @@\n",
         b"diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n",
     ] {
-        let _ = apply(&fx.project, junk, false);
+        let _ = tree_from_patch(&fx.wt, &info.base_commit, junk);
     }
     assert_eq!(snapshot(&fx.project), before);
     let err = diff(&fx.project, "not-a-commit").unwrap_err();

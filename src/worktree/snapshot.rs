@@ -1,0 +1,112 @@
+//! What a session's worktree holds, as git objects: the tree a pending change
+//! will write into the checkout, and moving the session's base to a tree that
+//! was applied.
+//!
+//! A pending change is a pair of trees (base, target), not a text patch: the
+//! patch text is only for people to read. Applying from trees writes exactly
+//! the blobs the task produced, whatever their names (spaces, non-UTF-8) or
+//! shapes (a directory replaced by a file), with no text round trip.
+
+use std::path::Path;
+
+use git2::{DiffFormat, DiffOptions, IndexAddOption, Oid, Repository, Signature, Tree};
+
+use super::{Diff, WorktreeError, file_changes, open_worktree};
+
+const SIGNATURE_NAME: &str = "boocoder";
+const SIGNATURE_EMAIL: &str = "boocoder@localhost";
+const REBASELINE_MESSAGE: &str = "boocoder: applied pending change";
+
+/// The worktree's content as a tree, with the reviewable diff from `base`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Id of the tree holding every file git does not ignore, as it is now.
+    pub tree: String,
+    pub diff: Diff,
+}
+
+/// Record the worktree's current content (tracked and untracked, not ignored)
+/// as a tree in the worktree's repository and diff it against `base`. The
+/// on-disk index is left as it was: the agent's staging area is its own.
+pub fn snapshot(wt_path: &Path, base: &str) -> Result<Snapshot, WorktreeError> {
+    let repo = open_worktree(wt_path)?;
+    let base_tree = repo.revparse_single(base)?.peel_to_commit()?.tree()?;
+    let mut index = repo.index()?;
+    let all = ["*"];
+    index.add_all(all, IndexAddOption::DEFAULT, None)?;
+    index.update_all(all, None)?;
+    let tree_id = index.write_tree()?;
+    let tree = repo.find_tree(tree_id)?;
+    let diff = tree_diff(&repo, &base_tree, &tree)?;
+    Ok(Snapshot {
+        tree: tree_id.to_string(),
+        diff,
+    })
+}
+
+/// The target tree of a change stored before changes carried one: its patch
+/// applied in memory to the base it was made against (an exact preimage).
+pub fn tree_from_patch(wt_path: &Path, base: &str, patch: &[u8]) -> Result<String, WorktreeError> {
+    let repo = open_worktree(wt_path)?;
+    let base_tree = repo.revparse_single(base)?.peel_to_commit()?.tree()?;
+    if patch.is_empty() {
+        return Ok(base_tree.id().to_string());
+    }
+    let parsed = git2::Diff::from_buffer(patch)?;
+    let mut index = repo.apply_to_tree(&base_tree, &parsed, None)?;
+    Ok(index.write_tree_to(&repo)?.to_string())
+}
+
+/// Patch text and per-file summary of `base` → `target`, for people and LLMs to
+/// review. Full ids on the "index" lines; type changes as delete + add pairs,
+/// which is how `git apply` expects them.
+pub(super) fn tree_diff(
+    repo: &Repository,
+    base: &Tree<'_>,
+    target: &Tree<'_>,
+) -> Result<Diff, WorktreeError> {
+    let mut opts = DiffOptions::new();
+    opts.show_binary(true).include_typechange(false).id_abbrev(40);
+    let gdiff = repo.diff_tree_to_tree(Some(base), Some(target), Some(&mut opts))?;
+    let mut patch = Vec::new();
+    gdiff.print(DiffFormat::Patch, |_, _, line| {
+        // libgit2 hands content lines without their prefix; the EOF-newline
+        // markers ('=', '>', '<') already carry "\n\\ No newline..." text.
+        let origin = line.origin();
+        if matches!(origin, '+' | '-' | ' ') {
+            patch.push(origin as u8);
+        }
+        patch.extend_from_slice(line.content());
+        true
+    })?;
+    let files = file_changes(&gdiff)?;
+    Ok(Diff { patch, files })
+}
+
+/// Make `tree` (a change that was just applied) the session's new base: a
+/// commit of exactly that tree on top of `base`. Only what was applied enters
+/// the base; edits the worktree holds beyond it stay visible to the next diff.
+/// HEAD (its branch, or HEAD itself when detached) moves to the new commit and
+/// the index is set to the tree, keeping its stat cache for unchanged files.
+pub fn rebaseline(wt_path: &Path, base: &str, tree: &str) -> Result<String, WorktreeError> {
+    let repo = open_worktree(wt_path)?;
+    let parent = repo.revparse_single(base)?.peel_to_commit()?;
+    let tree = repo.find_tree(Oid::from_str(tree)?)?;
+    let id = if parent.tree_id() == tree.id() {
+        parent.id()
+    } else {
+        let sig = Signature::now(SIGNATURE_NAME, SIGNATURE_EMAIL)?;
+        repo.commit(None, &sig, &sig, REBASELINE_MESSAGE, &tree, &[&parent])?
+    };
+    let head = repo.find_reference("HEAD")?;
+    match head.symbolic_target()? {
+        Some(branch) => {
+            repo.reference(branch, id, true, REBASELINE_MESSAGE)?;
+        }
+        None => repo.set_head_detached(id)?,
+    }
+    let mut index = repo.index()?;
+    index.read_tree(&tree)?;
+    index.write()?;
+    Ok(id.to_string())
+}
