@@ -664,7 +664,9 @@ pub async fn worktrees(opts: &Opts) -> Result<Vec<Figure>> {
             }
             let t = Instant::now();
             let (p, b) = (info.path.clone(), info.base_commit.clone());
-            let d = tokio::task::spawn_blocking(move || boocoder::worktree::diff(&p, &b)).await??;
+            let d = tokio::task::spawn_blocking(move || boocoder::worktree::snapshot(&p, &b))
+                .await??
+                .diff;
             diff_ours.push(t.elapsed().as_secs_f64() * 1e3);
             anyhow::ensure!(
                 d.files.len() == 21,

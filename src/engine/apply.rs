@@ -81,7 +81,11 @@ impl Engine {
             });
         }
 
-        if let Err(e) = self.inner.record_applied(&session.id, &change, &wt, &tree).await {
+        if let Err(e) = self
+            .inner
+            .record_applied(&session.id, &change, &wt, &tree)
+            .await
+        {
             let c = checkout.clone();
             return Err(match blocking(move || c.roll_back()).await {
                 Ok(_) => e,
@@ -115,7 +119,11 @@ impl Inner {
         wt: &std::path::Path,
         tree: &str,
     ) -> Result<()> {
-        let (w, base, t) = (wt.to_path_buf(), change.base_commit.clone(), tree.to_owned());
+        let (w, base, t) = (
+            wt.to_path_buf(),
+            change.base_commit.clone(),
+            tree.to_owned(),
+        );
         let new_base = blocking(move || worktree::rebaseline(&w, &base, &t)).await?;
         let settled = self
             .store
@@ -193,15 +201,16 @@ impl Inner {
         projects.dedup();
         for project in projects {
             let p = PathBuf::from(&project);
-            let checkout =
-                match blocking(move || CheckoutLock::acquire(&p, RECOVERY_LOCK_WAIT)).await {
-                    Ok(c) => Arc::new(c),
-                    Err(WorktreeError::Busy(_)) => continue,
-                    Err(e) => {
-                        tracing::debug!(project = %project, error = %e, "no apply recovery for this project");
-                        continue;
-                    }
-                };
+            let checkout = match blocking(move || CheckoutLock::acquire(&p, RECOVERY_LOCK_WAIT))
+                .await
+            {
+                Ok(c) => Arc::new(c),
+                Err(WorktreeError::Busy(_)) => continue,
+                Err(e) => {
+                    tracing::debug!(project = %project, error = %e, "no apply recovery for this project");
+                    continue;
+                }
+            };
             if let Err(e) = self.settle_journal(&checkout).await {
                 tracing::error!(project = %project, error = %e, "could not recover an interrupted apply");
             }
@@ -221,7 +230,11 @@ impl Inner {
                 Ok(Some(s)) => s,
                 _ => continue,
             };
-            if session.host.as_deref().is_some_and(|h| h != self.config.host) {
+            if session
+                .host
+                .as_deref()
+                .is_some_and(|h| h != self.config.host)
+            {
                 continue;
             }
             let lock = self.session_lock(&session.id);

@@ -477,7 +477,11 @@ impl Engine {
                     session.id,
                     files.len(),
                     names.join(", "),
-                    if files.len() > names.len() { ", …" } else { "" }
+                    if files.len() > names.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
                 )));
             }
         }

@@ -237,7 +237,10 @@ impl CheckoutLock {
 
     fn plan(&self, change: ChangeTrees<'_>) -> Result<(Plan, Vec<FileChange>), WorktreeError> {
         let repo = open_worktree(change.worktree)?;
-        let base = repo.revparse_single(change.base)?.peel_to_commit()?.tree()?;
+        let base = repo
+            .revparse_single(change.base)?
+            .peel_to_commit()?
+            .tree()?;
         let target = repo.find_tree(Oid::from_str(change.tree)?)?;
         let files = super::snapshot::tree_diff(&repo, &base, &target)?.files;
         let mut opts = DiffOptions::new();
@@ -358,10 +361,13 @@ impl Checker<'_> {
                     .into());
             }
         }
-        self.check_parents(op, created_dirs)?;
+        let intact = self.check_parents(op, created_dirs)?;
         let target = self.root.join(OsStr::from_bytes(&op.rel));
         match op.old {
+            Some(_) if !intact => return Err("deleted in the checkout".into()),
             Some(old) => self.check_preimage(&target, old)?,
+            // Under a parent that is missing or about to be removed: free by construction.
+            None if !intact => {}
             None => self.check_free(&op.rel, &target)?,
         }
         if let Some(new) = op.new
@@ -380,8 +386,9 @@ impl Checker<'_> {
 
     /// Every parent of the path must be a real directory in the checkout (or be
     /// missing, or be a file or link this change removes), so no write can be
-    /// redirected through a symlink or trip over a file.
-    fn check_parents(&self, op: &Op, created_dirs: &mut BTreeSet<Vec<u8>>) -> Result<(), String> {
+    /// redirected through a symlink or trip over a file. Returns whether every
+    /// parent is a directory now (so the path itself can be inspected).
+    fn check_parents(&self, op: &Op, created_dirs: &mut BTreeSet<Vec<u8>>) -> Result<bool, String> {
         let mut missing = false;
         for prefix in parents(&op.rel) {
             if missing {
@@ -419,7 +426,7 @@ impl Checker<'_> {
                 Err(e) => return Err(format!("cannot inspect `{}`: {e}", shown(prefix))),
             }
         }
-        Ok(())
+        Ok(!missing)
     }
 
     fn check_preimage(&self, target: &Path, old: Entry) -> Result<(), String> {
@@ -551,7 +558,10 @@ fn current(path: &Path) -> io::Result<Option<(Kind, Oid)>> {
     } else {
         Kind::File
     };
-    Ok(Some((kind, Oid::hash_file(ObjectType::Blob, path).map_err(git)?)))
+    Ok(Some((
+        kind,
+        Oid::hash_file(ObjectType::Blob, path).map_err(git)?,
+    )))
 }
 
 fn shown(rel: &[u8]) -> String {
@@ -761,6 +771,15 @@ impl Journal {
                 continue; // Never kept, so never touched.
             }
             let target = root.join(OsStr::from_bytes(&op.path.bytes()));
+            let untouched = op.old.as_ref().is_some_and(|old| {
+                current(&target)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|(kind, id)| kind == old.kind && id.to_string() == old.id)
+            });
+            if untouched {
+                continue; // Still the old version (e.g. the write that failed was this one).
+            }
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent)?;
             }

@@ -26,8 +26,8 @@ pub use checkout::{ChangeTrees, CheckoutLock, StaleJournal};
 pub use snapshot::{Snapshot, rebaseline, snapshot, tree_from_patch};
 
 use git2::{
-    BranchType, Delta, ErrorCode, ObjectType, Oid, Repository, ResetType, StatusOptions, WorktreeAddOptions, WorktreePruneOptions,
-    build::CheckoutBuilder,
+    BranchType, Delta, ErrorCode, ObjectType, Oid, Repository, ResetType, StatusOptions,
+    WorktreeAddOptions, WorktreePruneOptions, build::CheckoutBuilder,
 };
 
 #[derive(Debug, thiserror::Error)]

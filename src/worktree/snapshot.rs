@@ -7,9 +7,15 @@
 //! the blobs the task produced, whatever their names (spaces, non-UTF-8) or
 //! shapes (a directory replaced by a file), with no text round trip.
 
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use git2::{DiffFormat, DiffOptions, IndexAddOption, Oid, Repository, Signature, Tree};
+use git2::{
+    DiffFormat, DiffOptions, Index, IndexAddOption, IndexEntry, IndexTime, ObjectType, Oid,
+    Repository, Signature, StatusOptions, Tree,
+};
 
 use super::{Diff, WorktreeError, file_changes, open_worktree};
 
@@ -33,8 +39,13 @@ pub fn snapshot(wt_path: &Path, base: &str) -> Result<Snapshot, WorktreeError> {
     let base_tree = repo.revparse_single(base)?.peel_to_commit()?.tree()?;
     let mut index = repo.index()?;
     let all = ["*"];
-    index.add_all(all, IndexAddOption::DEFAULT, None)?;
+    // A nested repository inside an untracked directory reaches the callback as
+    // "dir/" and would fail the whole add ("invalid path"); it is recorded below.
+    let mut skip_dirs =
+        |path: &Path, _: &[u8]| -> i32 { i32::from(path.as_os_str().as_bytes().ends_with(b"/")) };
+    index.add_all(all, IndexAddOption::DEFAULT, Some(&mut skip_dirs))?;
     index.update_all(all, None)?;
+    add_nested_repositories(&repo, &mut index)?;
     let tree_id = index.write_tree()?;
     let tree = repo.find_tree(tree_id)?;
     let diff = tree_diff(&repo, &base_tree, &tree)?;
@@ -42,6 +53,54 @@ pub fn snapshot(wt_path: &Path, base: &str) -> Result<Snapshot, WorktreeError> {
         tree: tree_id.to_string(),
         diff,
     })
+}
+
+/// `add_all` skips a repository nested in the worktree (one the agent created or
+/// cloned), so its content would silently vanish from the change. Record each as a
+/// gitlink instead: the change then shows it, and apply refuses it by name.
+fn add_nested_repositories(repo: &Repository, index: &mut Index) -> Result<(), WorktreeError> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(());
+    };
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = repo.statuses(Some(&mut opts))?;
+    for entry in statuses.iter() {
+        let path = entry.path_bytes();
+        let Some(dir) = path.strip_suffix(b"/") else {
+            continue;
+        };
+        if !entry.status().is_wt_new() {
+            continue;
+        }
+        let abs = workdir.join(OsStr::from_bytes(dir));
+        if fs::symlink_metadata(abs.join(".git")).is_err() {
+            continue;
+        }
+        let id = Repository::open(&abs)
+            .ok()
+            .and_then(|r| r.head().ok().and_then(|h| h.target()))
+            .map_or_else(|| Oid::hash_object(ObjectType::Blob, dir), Ok)?;
+        let zero = IndexTime::new(0, 0);
+        index.add(&IndexEntry {
+            ctime: zero,
+            mtime: zero,
+            dev: 0,
+            ino: 0,
+            mode: 0o160000,
+            uid: 0,
+            gid: 0,
+            file_size: 0,
+            id,
+            flags: 0,
+            flags_extended: 0,
+            path: dir.to_vec(),
+        })?;
+    }
+    Ok(())
 }
 
 /// The target tree of a change stored before changes carried one: its patch
@@ -66,7 +125,9 @@ pub(super) fn tree_diff(
     target: &Tree<'_>,
 ) -> Result<Diff, WorktreeError> {
     let mut opts = DiffOptions::new();
-    opts.show_binary(true).include_typechange(false).id_abbrev(40);
+    opts.show_binary(true)
+        .include_typechange(false)
+        .id_abbrev(40);
     let gdiff = repo.diff_tree_to_tree(Some(base), Some(target), Some(&mut opts))?;
     let mut patch = Vec::new();
     gdiff.print(DiffFormat::Patch, |_, _, line| {

@@ -3,6 +3,7 @@
 
 use super::*;
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Command;
 
@@ -358,7 +359,11 @@ fn writes_through_a_symlinked_parent_are_refused() {
     let before = snapshot(&fx.project);
     let report = conflict_of(apply(&fx.project, &d, false).unwrap_err());
     assert_eq!(report.files[0].path, "link-out/evil.txt");
-    assert!(report.files[0].reason.contains("parent `link-out` is a symlink"));
+    assert!(
+        report.files[0]
+            .reason
+            .contains("parent `link-out` is a symlink")
+    );
     assert_eq!(snapshot(&fx.project), before);
     assert!(fs::read_dir(&outside).unwrap().next().is_none());
 }
@@ -637,4 +642,90 @@ fn git_cli_and_libgit2_checkouts_are_identical() {
     assert_eq!(a["src/up-link"], (b"../a.txt".to_vec(), 0o120000));
     let branch = git(&cli.path, &["rev-parse", "--abbrev-ref", "HEAD"]);
     assert_eq!(branch.trim(), fx.branch);
+}
+
+#[test]
+fn awkward_names_and_tree_shapes_apply_byte_for_byte() {
+    let fx = Fx::new();
+    fs::create_dir_all(fx.project.join("docs")).unwrap();
+    fs::write(fx.project.join("docs/a.md"), "a\n").unwrap();
+    fs::create_dir_all(fx.project.join("tools")).unwrap();
+    fs::write(fx.project.join("tools/x.sh"), "x\n").unwrap();
+    git(&fx.project, &["add", "-A"]);
+    git(&fx.project, &["commit", "-q", "-m", "dirs"]);
+    let info = fx.create();
+    let wt = &fx.wt;
+    fs::create_dir_all(wt.join("dir with space")).unwrap();
+    fs::write(wt.join("dir with space/new file.txt"), "spaced\n").unwrap();
+    fs::write(wt.join(OsStr::from_bytes(b"caf\xe9.txt")), "latin1\n").unwrap();
+    fs::remove_dir_all(wt.join("docs")).unwrap();
+    fs::write(wt.join("docs"), "now a file\n").unwrap();
+    fs::remove_dir_all(wt.join("tools")).unwrap();
+    symlink("a.txt", wt.join("tools")).unwrap();
+    fs::create_dir_all(wt.join("moved dir")).unwrap();
+    fs::rename(wt.join("del.txt"), wt.join("moved dir/re named.txt")).unwrap();
+    fs::remove_file(wt.join("src/lib.rs")).unwrap();
+    fs::remove_dir(wt.join("src")).unwrap();
+    fs::create_dir_all(wt.join("src/lib.rs")).unwrap();
+    fs::write(wt.join("src/lib.rs/mod.rs"), "file became dir\n").unwrap();
+    let d = diff(wt, &info.base_commit).unwrap();
+    let dry = apply(&fx.project, &d, true).unwrap();
+    assert_eq!(apply(&fx.project, &d, false).unwrap(), dry);
+    assert_eq!(snapshot(&fx.project), snapshot(wt));
+    assert!(fx.project.join(OsStr::from_bytes(b"caf\xe9.txt")).is_file());
+}
+
+#[test]
+fn nested_repositories_are_in_the_change_and_refused_by_name() {
+    let fx = Fx::new();
+    // A submodule in the project is left alone by changes that do not touch it.
+    let sub = fx.dir.path().join("sub-origin");
+    fs::create_dir_all(&sub).unwrap();
+    git(&sub, &["init", "-q"]);
+    fs::write(sub.join("s.txt"), "s\n").unwrap();
+    git(&sub, &["add", "-A"]);
+    git(&sub, &["commit", "-q", "-m", "s"]);
+    git(
+        &fx.project,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            sub.to_str().unwrap(),
+            "vendor/sub",
+        ],
+    );
+    git(&fx.project, &["commit", "-q", "-m", "submodule"]);
+    let info = fx.create();
+    fs::write(fx.wt.join("a.txt"), "edited\n").unwrap();
+    let d = diff(&fx.wt, &info.base_commit).unwrap();
+    assert_eq!(d.files.len(), 1, "{:?}", d.files);
+    apply(&fx.project, &d, false).unwrap();
+    let base = rebaseline_to(&d);
+
+    // A repository the agent creates inside the worktree is part of the change, by name.
+    let nested = fx.wt.join("tools/nested");
+    fs::create_dir_all(&nested).unwrap();
+    git(&nested, &["init", "-q"]);
+    fs::write(nested.join("n.txt"), "n\n").unwrap();
+    git(&nested, &["add", "-A"]);
+    git(&nested, &["commit", "-q", "-m", "n"]);
+    fs::create_dir_all(fx.wt.join("empty-repo")).unwrap();
+    git(&fx.wt.join("empty-repo"), &["init", "-q"]);
+    fs::write(fx.wt.join("empty-repo/uncommitted.txt"), "u\n").unwrap();
+    fs::write(fx.wt.join("plain.txt"), "plain\n").unwrap();
+    let d = diff(&fx.wt, &base).unwrap();
+    let mut paths: Vec<_> = d.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["empty-repo", "plain.txt", "tools/nested"]);
+    let before = snapshot(&fx.project);
+    for dry_run in [true, false] {
+        let report = conflict_of(apply(&fx.project, &d, dry_run).unwrap_err());
+        let named: Vec<_> = report.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(named, vec!["empty-repo", "tools/nested"]);
+        assert!(report.files[0].reason.contains("nested git repository"));
+    }
+    assert_eq!(snapshot(&fx.project), before);
 }
