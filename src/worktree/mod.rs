@@ -10,6 +10,7 @@
 
 mod checkout;
 pub mod guard;
+mod journal;
 mod reap;
 mod snapshot;
 pub use reap::remove_if_clean;
