@@ -13,6 +13,7 @@ use boocoder::engine::Engine;
 use boocoder::mcp::{self, Profile};
 
 mod cli;
+mod stderr_log;
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +109,8 @@ struct Global {
     /// Run the verb against a running server (`http://HOST:PORT/mcp`) instead of the local data.
     #[arg(long, env = "BOOCODER_URL", global = true)]
     url: Option<String>,
-    /// Bearer token: required by `serve --http` off loopback, sent by `--url` verbs.
+    /// Bearer token of `serve --http` and of `--url` verbs [default: the generated one in
+    /// DATA_DIR/http-token; a non-loopback bind needs one given here].
     #[arg(long, env = "BOOCODER_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// Close sessions idle this many hours with nothing unapplied (their worktrees are removed).
@@ -211,6 +213,10 @@ enum Command {
         /// Leave Nagle's algorithm on for HTTP connections (for benchmarks).
         #[arg(long, hide = true)]
         no_nodelay: bool,
+        /// Serve `configure_provider` over HTTP. Off by default: it sets the commands agents
+        /// run, so any client with the token could run programs as this user.
+        #[arg(long)]
+        http_allow_provider_edits: bool,
     },
     /// Queue a task; with --wait, run it here with live progress (Ctrl-C cancels it).
     Run {
@@ -301,8 +307,9 @@ fn main() -> Result<()> {
         Command::Serve { .. } => "info,sqlx=warn",
         _ => "warn",
     };
+    let log = stderr_log::StderrLog::start();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(log.clone())
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -313,12 +320,18 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(cli))
+    let result = runtime.block_on(run(cli));
+    log.flush(std::time::Duration::from_secs(1));
+    match result? {
+        0 => Ok(()),
+        code => std::process::exit(code),
+    }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Run the command; returns the process exit code.
+async fn run(cli: Cli) -> Result<i32> {
     let verb = match cli.command {
-        Command::Schemas { write, dir } => return schemas(write, &dir),
+        Command::Schemas { write, dir } => return schemas(write, &dir).map(|()| 0),
         Command::Run {
             prompt,
             agent,
@@ -362,8 +375,15 @@ async fn run(cli: Cli) -> Result<()> {
             tools,
             plain_stdio,
             no_nodelay,
+            http_allow_provider_edits,
         } => {
+            if http.is_some()
+                && let Some(t) = &cli.global.token
+            {
+                mcp::http::check_token(t, mcp::http::GIVEN)?;
+            }
             let config = config(&cli.global)?;
+            let data_dir = config.data_dir.clone();
             let engine = Engine::start(config).await.context("starting the engine")?;
             let shutdown = CancellationToken::new();
             tokio::spawn(on_signal(shutdown.clone()));
@@ -373,6 +393,8 @@ async fn run(cli: Cli) -> Result<()> {
                     mcp::http::HttpOptions {
                         addr,
                         token: cli.global.token.clone(),
+                        data_dir,
+                        allow_provider_edits: http_allow_provider_edits,
                         allowed_origins,
                         profile: tools,
                         nodelay: !no_nodelay,
@@ -387,17 +409,27 @@ async fn run(cli: Cli) -> Result<()> {
             };
             tracing::info!("shutting down");
             engine.shutdown().await;
-            return served;
+            return served.map(|()| 0);
         }
     };
-    let code = match &cli.global.url {
-        Some(url) => cli::run_remote(url, cli.global.token.as_deref(), verb).await?,
-        None => cli::run(config(&cli.global)?, verb).await?,
-    };
-    if code != 0 {
-        std::process::exit(code);
+    match &cli.global.url {
+        Some(url) => {
+            let token = remote_token(&cli.global)?;
+            cli::run_remote(url, token.as_deref(), verb).await
+        }
+        None => cli::run(config(&cli.global)?, verb).await,
     }
-    Ok(())
+}
+
+/// The token `--url` verbs send: the one given, else the generated one in the data directory
+/// (a server on this machine with the same data directory), else none.
+fn remote_token(g: &Global) -> Result<Option<String>> {
+    if let Some(t) = &g.token {
+        mcp::http::check_token(t, mcp::http::GIVEN)?;
+        return Ok(Some(t.clone()));
+    }
+    let data_dir = g.data_dir.clone().unwrap_or_else(default_data_dir);
+    Ok(mcp::http::read_token_file(&data_dir)?)
 }
 
 fn config(g: &Global) -> Result<Config> {
