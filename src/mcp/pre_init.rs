@@ -2,9 +2,13 @@
 //! starts. rmcp's handshake answers requests that come before `initialize` with an error (and
 //! pings with a result), but a notification or a response there fails the handshake, and the
 //! server would exit 1. The spec only says clients SHOULD NOT send them, so they are ignored.
+//! A request without the metadata of a stateless (2026-07-28) call is answered here with an
+//! error that says to initialize first, instead of rmcp's list of missing `_meta` keys.
 
 use rmcp::RoleServer;
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, GetMeta, ProtocolVersion};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorData, GetMeta, ProtocolVersion, ServerJsonRpcMessage,
+};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 
@@ -39,6 +43,20 @@ fn starts_lifecycle(request: &ClientRequest) -> bool {
     }
 }
 
+const NOT_INITIALIZED: &str = "not initialized: send `initialize` first (or, with protocol \
+2026-07-28, protocolVersion and clientCapabilities in each request's _meta)";
+
+/// A request rmcp would refuse for lack of a lifecycle: not initialize, ping or discover, and
+/// no per-request protocol version.
+fn needs_initialize(request: &ClientRequest) -> bool {
+    !matches!(
+        request,
+        ClientRequest::InitializeRequest(_)
+            | ClientRequest::PingRequest(_)
+            | ClientRequest::DiscoverRequest(_)
+    ) && request.get_meta().protocol_version().is_none()
+}
+
 impl<T: Transport<RoleServer>> Transport<RoleServer> for PreInit<T> {
     type Error = T::Error;
 
@@ -56,6 +74,16 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for PreInit<T> {
                 return Some(message);
             }
             match &message {
+                ClientJsonRpcMessage::Request(r) if needs_initialize(&r.request) => {
+                    tracing::debug!(id = %r.id, "answered a request sent before initialize");
+                    let reply = ServerJsonRpcMessage::error(
+                        ErrorData::invalid_request(NOT_INITIALIZED, None),
+                        Some(r.id.clone()),
+                    );
+                    if let Err(e) = self.inner.send(reply).await {
+                        tracing::debug!(error = %e, "could not answer a request before initialize");
+                    }
+                }
                 ClientJsonRpcMessage::Request(r) => {
                     self.started = starts_lifecycle(&r.request);
                     return Some(message);
