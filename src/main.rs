@@ -414,19 +414,24 @@ async fn run(cli: Cli) -> Result<i32> {
     };
     match &cli.global.url {
         Some(url) => {
-            let token = remote_token(&cli.global)?;
+            let token = remote_token(&cli.global, url)?;
             cli::run_remote(url, token.as_deref(), verb).await
         }
         None => cli::run(config(&cli.global)?, verb).await,
     }
 }
 
-/// The token `--url` verbs send: the one given, else the generated one in the data directory
-/// (a server on this machine with the same data directory), else none.
-fn remote_token(g: &Global) -> Result<Option<String>> {
+/// The token `--url` verbs send: the one given, else, for a loopback URL, the generated one
+/// in the data directory (a server on this machine with the same data directory). Never the
+/// generated one to another host: it would hand that host the key to the local server.
+fn remote_token(g: &Global, url: &str) -> Result<Option<String>> {
     if let Some(t) = &g.token {
         mcp::http::check_token(t, mcp::http::GIVEN)?;
         return Ok(Some(t.clone()));
+    }
+    let loopback = is_loopback_url(url);
+    if !loopback {
+        return Ok(None);
     }
     let data_dir = g.data_dir.clone().unwrap_or_else(default_data_dir);
     Ok(mcp::http::read_token_file(&data_dir)?)
@@ -532,6 +537,17 @@ fn config(g: &Global) -> Result<Config> {
     Ok(config)
 }
 
+fn is_loopback_url(url: &str) -> bool {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()));
+    host.is_some_and(|h| {
+        h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
 /// Keys in sorted order, so the checked-in files do not depend on whether some dependency
 /// turned on serde_json's `preserve_order` (agent-client-protocol does).
 fn sorted(v: serde_json::Value) -> serde_json::Value {
@@ -587,4 +603,26 @@ async fn on_signal(token: CancellationToken) {
     }
     tracing::info!("signal received");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_urls_get_the_generated_token() {
+        for url in [
+            "http://127.0.0.1:8765/mcp",
+            "http://localhost:1/mcp",
+            "http://[::1]:8765/mcp",
+        ] {
+            assert!(super::is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.2:8765/mcp",
+            "https://example.com/mcp",
+            "http://localhost.example.com/mcp",
+            "not a url",
+        ] {
+            assert!(!super::is_loopback_url(url), "{url}");
+        }
+    }
 }

@@ -62,20 +62,22 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
     let loopback = opts.addr.ip().is_loopback();
-    let token = match opts.token {
+    let (token, token_notice) = match opts.token {
         Some(t) => {
             check_token(&t, GIVEN)?;
-            announce("boocoder: bearer token from --token/BOOCODER_TOKEN");
-            t
+            (
+                t,
+                "boocoder: bearer token from --token/BOOCODER_TOKEN".to_string(),
+            )
         }
         None if !loopback => return Err(HttpError::TokenRequired(opts.addr)),
         None => {
             let (token, path) = load_or_create_token(&opts.data_dir)?;
-            announce(&format!(
+            let notice = format!(
                 "boocoder: bearer token in {} (send `Authorization: Bearer <token>`)",
                 path.display()
-            ));
-            token
+            );
+            (token, notice)
         }
     };
     let mut origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
@@ -114,7 +116,9 @@ pub async fn serve(
         })?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "listening for Streamable HTTP at /mcp");
-    announce(&format!("boocoder: listening on http://{local}/mcp"));
+    announce(format!(
+        "{token_notice}\nboocoder: listening on http://{local}/mcp\n"
+    ));
     // Without TCP_NODELAY every SSE response waits on Nagle + delayed ACK (25–44 ms a call).
     let nodelay = opts.nodelay;
     let listener = listener.tap_io(move |tcp| {
@@ -128,10 +132,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// A line for people and scripts on stderr (tests read the URL from it). Never panics and
-/// never fails the server: a client may have closed stderr.
-fn announce(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+/// Lines for people and scripts on stderr (tests read the URL from them), written by a
+/// thread of their own: a client that never reads stderr must not stop the server from
+/// serving, and one that closed it must not make it panic.
+fn announce(text: String) {
+    let _ = std::thread::Builder::new()
+        .name("announce".into())
+        .spawn(move || {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        });
 }
 
 async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
