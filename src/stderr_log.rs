@@ -3,7 +3,9 @@
 //! whichever runtime thread logged once the pipe is full (~64 KB), freezing the server, and
 //! one that closed it would make tracing's own error report (`eprintln!`) panic. Here logging
 //! never waits: when the queue is full a line is dropped and counted, and the count is
-//! written once stderr takes lines again. Write errors are ignored.
+//! written once stderr takes lines again. Write errors are ignored. A regular file cannot
+//! stall a writer, so when stderr is one, lines are written at once, in order with the work
+//! (whoever reads the file sees a line as soon as the call that logged it has answered).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -22,13 +24,22 @@ enum Item {
 
 #[derive(Clone)]
 pub struct StderrLog {
+    /// `None` when stderr is a regular file: written directly.
+    queue: Option<Queue>,
+}
+
+#[derive(Clone)]
+struct Queue {
     tx: SyncSender<Item>,
     dropped: Arc<AtomicU64>,
 }
 
 impl StderrLog {
-    /// Start the writer thread.
+    /// Start the writer thread, unless stderr is a regular file.
     pub fn start() -> StderrLog {
+        if stderr_is_a_file() {
+            return StderrLog { queue: None };
+        }
         let (tx, rx) = sync_channel(QUEUE_LINES);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
@@ -37,17 +48,22 @@ impl StderrLog {
         let _ = std::thread::Builder::new()
             .name("stderr-log".into())
             .spawn(move || drain(rx, &counter));
-        StderrLog { tx, dropped }
+        StderrLog {
+            queue: Some(Queue { tx, dropped }),
+        }
     }
 
     /// Wait (at most `limit`) until the lines logged so far are written, so the last lines
     /// before exit are not lost.
     pub fn flush(&self, limit: Duration) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
         let deadline = Instant::now() + limit;
         let (done_tx, done_rx) = sync_channel(1);
         let mut item = Item::Flush(done_tx);
         loop {
-            match self.tx.try_send(item) {
+            match queue.tx.try_send(item) {
                 Ok(()) => break,
                 Err(TrySendError::Full(back)) if Instant::now() < deadline => {
                     item = back;
@@ -59,6 +75,16 @@ impl StderrLog {
         // why: a timeout only means stderr is stuck; exiting anyway is the point.
         let _ = done_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
     }
+}
+
+fn stderr_is_a_file() -> bool {
+    use std::os::fd::AsFd;
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.file_type().is_file())
 }
 
 fn drain(rx: Receiver<Item>, dropped: &AtomicU64) {
@@ -107,8 +133,15 @@ impl Drop for LineWriter<'_> {
             return;
         }
         let line = std::mem::take(&mut self.buf);
-        if self.log.tx.try_send(Item::Line(line)).is_err() {
-            self.log.dropped.fetch_add(1, Ordering::Relaxed);
+        match &self.log.queue {
+            None => {
+                let _ = std::io::stderr().write_all(&line);
+            }
+            Some(q) => {
+                if q.tx.try_send(Item::Line(line)).is_err() {
+                    q.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 }
@@ -131,14 +164,17 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_blocking() {
         let (tx, _rx) = sync_channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
         let log = StderrLog {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
+            queue: Some(Queue {
+                tx,
+                dropped: dropped.clone(),
+            }),
         };
         for _ in 0..5 {
             let mut w = tracing_subscriber::fmt::MakeWriter::make_writer(&log);
             w.write_all(b"line\n").unwrap();
         }
-        assert_eq!(log.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(dropped.load(Ordering::Relaxed), 3);
     }
 }
