@@ -115,6 +115,10 @@ impl StdioClient {
     }
 }
 
+/// The bearer token the benchmark's HTTP servers are started with (boocoder requires one;
+/// the echo server ignores it).
+pub const BENCH_TOKEN: &str = "bench-token";
+
 /// A Streamable HTTP session.
 pub struct Http {
     client: reqwest::Client,
@@ -128,6 +132,7 @@ impl Http {
         let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
         let resp = client
             .post(url)
+            .bearer_auth(BENCH_TOKEN)
             .header("Accept", "application/json, text/event-stream")
             .json(&init_request())
             .send()
@@ -154,6 +159,7 @@ impl Http {
         let resp = self
             .client
             .post(&self.url)
+            .bearer_auth(BENCH_TOKEN)
             .header("Accept", "application/json, text/event-stream")
             .header("mcp-session-id", &self.session)
             .header("mcp-protocol-version", "2025-11-25")

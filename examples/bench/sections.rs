@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::rpc::{Http, StdioClient, spawn_http};
+use crate::rpc::{BENCH_TOKEN, Http, StdioClient, spawn_http};
 use crate::{Figure, Opts, pct};
 
 fn fig(
@@ -312,14 +312,20 @@ pub async fn mcp(opts: &Opts) -> Result<Vec<Figure>> {
         (
             "boocoder http list_tasks",
             opts.boocoder.clone(),
-            serve(&["--http", "127.0.0.1:0"]),
+            serve(&["--http", "127.0.0.1:0", "--token", BENCH_TOKEN]),
             "list_tasks",
             Some("echo http"),
         ),
         (
             "boocoder http list_tasks, Nagle on",
             opts.boocoder.clone(),
-            serve(&["--http", "127.0.0.1:0", "--no-nodelay"]),
+            serve(&[
+                "--http",
+                "127.0.0.1:0",
+                "--token",
+                BENCH_TOKEN,
+                "--no-nodelay",
+            ]),
             "list_tasks",
             Some("boocoder http list_tasks"),
         ),

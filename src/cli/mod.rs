@@ -468,6 +468,22 @@ async fn doctor(config: Config) -> Result<i32> {
         }
         Err(e) => check(false, "database", e.to_string()),
     }
+    let token_file = boocoder::mcp::http::token_path(&config.data_dir);
+    match boocoder::mcp::http::read_token_file(&config.data_dir) {
+        Ok(Some(_)) => check(
+            true,
+            "http token",
+            format!(
+                "{} (private; `--url` verbs on this machine send it)",
+                token_file.display()
+            ),
+        ),
+        Ok(None) => out(&format!(
+            "--   http token: none yet (`serve --http` on loopback creates {})\n",
+            token_file.display()
+        )),
+        Err(e) => check(false, "http token", e.to_string()),
+    }
     match &config.default_project {
         Some(p) => check(true, "default project", p.display().to_string()),
         None => check(

@@ -63,9 +63,20 @@ impl RemoteClient {
         let service = handler
             .serve(StreamableHttpClientTransport::from_config(config))
             .await
-            .map_err(|e| RemoteError::Connect {
-                url: url.into(),
-                message: e.to_string(),
+            .map_err(|e| {
+                let mut message = e.to_string();
+                if message.contains("Auth required") || message.contains("401") {
+                    message.push_str(if token.is_some() {
+                        ": the server refused the token"
+                    } else {
+                        ": the server wants a bearer token; pass --token (or BOOCODER_TOKEN), or \
+                         --data-dir of the server on this machine (its DATA_DIR/http-token)"
+                    });
+                }
+                RemoteError::Connect {
+                    url: url.into(),
+                    message,
+                }
             })?;
         Ok((RemoteClient { service }, rx))
     }

@@ -2,8 +2,10 @@
 //! handler that validates and makes one engine call; engine errors become tool errors
 //! (`isError`) the calling model can read.
 
+mod args;
 pub mod client;
 pub mod http;
+mod pre_init;
 pub mod provider_types;
 mod resources;
 pub mod sampling;
@@ -12,7 +14,7 @@ pub mod types;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::handler::server::wrapper::Json;
 use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
@@ -22,7 +24,10 @@ use crate::engine::{ConfigureProvider, Configured};
 use crate::engine::{Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
 use crate::providers::file::EntryPatch;
 use crate::providers::snapshot::ProvidersSnapshot;
+use args::Parameters;
+use pre_init::PreInit;
 use provider_types::*;
+use rmcp::transport::async_rw::AsyncRwTransport;
 use types::*;
 
 /// Which tools a client sees.
@@ -52,6 +57,11 @@ discard_pending drops a change. Follow-up turns in the same worktree: new_task w
 get_task_output returns the full transcript and diff when you really need them. \
 list_providers shows which agents (with their models and modes) this machine can run.";
 
+const PROVIDER_EDITS_OFF: &str = "configure_provider is disabled over HTTP: it sets the \
+commands agents run, so any client holding the token could run programs as the server's user. \
+Edit the providers file, use the stdio server, or restart `serve --http` with \
+--http-allow-provider-edits.";
+
 /// How long provider tools wait for running probes unless told otherwise.
 const PROVIDERS_WAIT: Duration = Duration::from_secs(20);
 const REFRESH_WAIT: Duration = Duration::from_secs(30);
@@ -61,6 +71,9 @@ pub struct McpServer {
     engine: Engine,
     tool_router: ToolRouter<McpServer>,
     subscriptions: resources::Subscriptions,
+    /// Whether `configure_provider` may run: it sets the commands agents run, so over HTTP it
+    /// takes the server's `--http-allow-provider-edits`.
+    provider_edits: bool,
 }
 
 type ToolResult<T> = Result<Json<T>, String>;
@@ -98,7 +111,14 @@ impl McpServer {
             engine,
             tool_router,
             subscriptions: Default::default(),
+            provider_edits: true,
         }
+    }
+
+    /// A server for one HTTP session: provider edits only when the operator allowed them.
+    pub fn over_http(mut self, allow_provider_edits: bool) -> McpServer {
+        self.provider_edits = allow_provider_edits;
+        self
     }
 
     /// Queue a coding task for an agent in an isolated git worktree of the project. Returns the
@@ -327,6 +347,9 @@ impl McpServer {
         &self,
         Parameters(p): Parameters<ConfigureProviderParams>,
     ) -> ToolResult<Configured> {
+        if !self.provider_edits {
+            return Err(PROVIDER_EDITS_OFF.into());
+        }
         let patch = EntryPatch {
             extends: p.extends,
             label: p.label,
@@ -436,6 +459,18 @@ impl ServerHandler for McpServer {
         .with_instructions(INSTRUCTIONS)
     }
 
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        match self.tool_router.call(call).await {
+            Err(e) => args::into_tool_error(e).map(Into::into),
+            ok => ok,
+        }
+    }
+
     async fn list_resources(
         &self,
         _request: Option<rmcp::model::PaginatedRequestParams>,
@@ -495,13 +530,21 @@ pub async fn serve_stdio(
         std::io::Error::other(format!("MCP handshake failed: {e}"))
     };
     let running = if plain {
+        let (r, w) = rmcp::transport::stdio();
         server
-            .serve_with_ct(rmcp::transport::stdio(), shutdown.child_token())
+            .serve_with_ct(
+                PreInit::new(AsyncRwTransport::new_server(r, w)),
+                shutdown.child_token(),
+            )
             .await
             .map_err(handshake)?
     } else {
+        let (r, w) = rmcp::transport::io::stdio_pipes();
         server
-            .serve_with_ct(rmcp::transport::io::stdio_pipes(), shutdown.child_token())
+            .serve_with_ct(
+                PreInit::new(AsyncRwTransport::new_server(r, w)),
+                shutdown.child_token(),
+            )
             .await
             .map_err(handshake)?
     };

@@ -227,8 +227,8 @@ async fn sigterm_stops_claiming_cancels_in_flight_turns_and_exits() {
     let env = Env::new();
     let (mut child, url, _log) = Server::http(&env, &[]).await;
     let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
-            url,
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
+            http_config(&env, &url),
         ))
         .await
         .expect("connect");

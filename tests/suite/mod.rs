@@ -10,6 +10,7 @@ mod nodes;
 mod providers;
 mod real_agents;
 mod reliability_apply;
+mod reliability_http;
 mod resources;
 mod schemas;
 mod transport;

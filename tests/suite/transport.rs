@@ -10,7 +10,12 @@ use crate::support::*;
 async fn round_trip_over_http() {
     let env = Env::new();
     let (_child, url, _log) = Server::http(&env, &[]).await;
-    let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await.expect("connect");
+    let client = ()
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
+            http_config(&env, &url),
+        ))
+        .await
+        .expect("connect");
     crate::suite::flow::round_trip(&client, &env).await;
     client.cancel().await.expect("close");
 }
@@ -120,9 +125,12 @@ async fn discover_lifecycle_round_trip_over_stdio_and_http() {
 
     let env = Env::new();
     let (_child, url, _log) = Server::http(&env, &[]).await;
-    let client =
-        ().serve_with_lifecycle(StreamableHttpClientTransport::from_uri(url), discover())
-            .await
-            .expect("discover over HTTP");
+    let client = ()
+        .serve_with_lifecycle(
+            rmcp::transport::StreamableHttpClientTransport::from_config(http_config(&env, &url)),
+            discover(),
+        )
+        .await
+        .expect("discover over HTTP");
     crate::suite::flow::round_trip(&client, &env).await;
 }

@@ -339,6 +339,25 @@ impl Server {
     }
 }
 
+/// The bearer token a `Server::http` started without `--token` generated in `env`'s data
+/// directory.
+pub fn http_token(env: &Env) -> String {
+    let text = std::fs::read_to_string(env.data.join("http-token")).expect("generated token");
+    text.trim_end().to_string()
+}
+
+/// The client config for `url` with `env`'s generated token
+/// (`StreamableHttpClientTransport::from_config(http_config(&env, &url))`).
+pub fn http_config(
+    env: &Env,
+    url: &str,
+) -> rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig {
+    rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+        url.to_string(),
+    )
+    .auth_header(http_token(env))
+}
+
 impl<H: ClientHandler> Server<H> {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
