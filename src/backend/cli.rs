@@ -117,7 +117,11 @@ impl CliBackend {
         });
         let stop = CancellationToken::new();
         let readers = Readers {
-            out: tokio::spawn(read_stdout(child.stdout.take(), events.clone(), stop.clone())),
+            out: tokio::spawn(read_stdout(
+                child.stdout.take(),
+                events.clone(),
+                stop.clone(),
+            )),
             err: tokio::spawn(read_stderr(child.stderr.take(), events, stop.clone())),
             stop,
         };

@@ -21,9 +21,10 @@ pub const AGENT_ENV: &str = "BOOCODER_AGENT";
 /// open forever; past this the readers stop and the turn ends with what they read.
 pub const PIPE_DRAIN: Duration = Duration::from_secs(2);
 
-/// Bytes kept of one line of agent output (a stderr line, a transcript entry); the rest of
-/// the line is skipped and counted, never buffered.
-pub const LINE_CAP: usize = 64 << 10;
+/// Bytes kept of one line of agent output (a stderr line); the rest of the line is skipped and
+/// counted, never buffered. Leaves room for the note about the cut within one 64 KiB
+/// transcript entry.
+pub const LINE_CAP: usize = (64 << 10) - 128;
 
 /// This process's node id, set once by the engine at start-up. A process-wide value on
 /// purpose: it names the process itself, and every spawn site must use the same one.
@@ -270,10 +271,19 @@ mod tests {
         );
         assert_eq!(line, b"xxxxxxxxxx");
         assert!(capped_text(&line, 91).contains("91 more bytes"));
-        assert_eq!(read_line_capped(&mut r, 10, &mut line).await.expect("read"), Some(0));
+        assert_eq!(
+            read_line_capped(&mut r, 10, &mut line).await.expect("read"),
+            Some(0)
+        );
         assert_eq!(line, b"short\n");
-        assert_eq!(read_line_capped(&mut r, 10, &mut line).await.expect("read"), Some(0));
+        assert_eq!(
+            read_line_capped(&mut r, 10, &mut line).await.expect("read"),
+            Some(0)
+        );
         assert_eq!(capped_text(&line, 0), "\u{fffd} tail");
-        assert_eq!(read_line_capped(&mut r, 10, &mut line).await.expect("read"), None);
+        assert_eq!(
+            read_line_capped(&mut r, 10, &mut line).await.expect("read"),
+            None
+        );
     }
 }

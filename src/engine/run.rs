@@ -474,7 +474,11 @@ mod tests {
         assert_eq!(data["id"], "t");
         let many: Vec<String> = (0..100).map(|_| "z".repeat(10 << 10)).collect();
         let data = cap_data(serde_json::json!(many));
-        assert!(data.to_string().len() <= ENTRY_CAP, "{}", data.to_string().len());
+        assert!(
+            data.to_string().len() <= ENTRY_CAP,
+            "{}",
+            data.to_string().len()
+        );
     }
 
     #[test]

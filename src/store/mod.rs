@@ -19,11 +19,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::{
-    ChangeStatus, EventKind, FileChange, PendingChange, Session, Task, TaskState, Usage,
-    new_id, now_ms,
+    ChangeStatus, EventKind, FileChange, PendingChange, Session, Task, TaskState, Usage, new_id,
+    now_ms,
 };
-use rows::{ChangeRow, EventRow, SessionRow, TaskRow};
 pub use rows::StoredEvent;
+use rows::{ChangeRow, EventRow, SessionRow, TaskRow};
 
 pub use wakeups::Wakeup;
 

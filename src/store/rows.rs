@@ -121,8 +121,8 @@ impl EventRow {
             table: "task_events",
             detail: format!("unknown event kind {:?}", self.kind),
         })?;
-        let text_cut = usize::try_from(self.text_chars)
-            .is_ok_and(|n| n > self.text.chars().count());
+        let text_cut =
+            usize::try_from(self.text_chars).is_ok_and(|n| n > self.text.chars().count());
         let data_cut = self.data.is_none() && self.data_chars.is_some();
         Ok(StoredEvent {
             event: TaskEvent {
