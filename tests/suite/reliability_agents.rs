@@ -91,6 +91,15 @@ fn texts(entries: &[Value], kind: &str) -> Vec<String> {
         .collect()
 }
 
+/// Shell code that starts a `sleep` under `how` (`setsid`, `env -i setsid`) holding the
+/// agent's stdout and stderr, and returns once it runs in its own session (its pid in `pidfile`).
+fn escape(pidfile: &Path, how: &str, secs: u64) -> String {
+    let f = pidfile.display();
+    format!(
+        "{how} sh -c 'echo $$ > {f}; exec sleep {secs}' & while [ ! -s {f} ]; do sleep 0.02; done"
+    )
+}
+
 /// Alive and not a zombie.
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -145,10 +154,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 async fn item11_detached_child_does_not_hold_a_cli_task() {
     let env = Env::new();
     let pidfile = env.root().join("detached.pid");
-    let script = format!(
-        "echo hello; setsid sleep 300 & echo $! > {}; exit 0",
-        pidfile.display()
-    );
+    let script = format!("echo hello; {}; exit 0", escape(&pidfile, "setsid", 300));
     add_cli_providers(&env, &[("detaching", &script, 120)]);
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
@@ -170,8 +176,8 @@ async fn item11_cancel_wins_over_an_escaped_child_holding_the_pipes() {
     let pidfile = env.root().join("escaped.pid");
     // `env -i` drops every tag: nothing can find this child, it only holds the pipes.
     let script = format!(
-        "echo working; env -i setsid sleep 120 & echo $! > {}; sleep 120",
-        pidfile.display()
+        "echo working; {}; sleep 120",
+        escape(&pidfile, "env -i setsid", 120)
     );
     add_cli_providers(&env, &[("escaping", &script, 300)]);
     let server = Server::stdio(&env, &[]).await;
@@ -194,8 +200,8 @@ async fn item11_cancel_after_the_agent_exited_wins() {
     let env = Env::new();
     let pidfile = env.root().join("escaped.pid");
     let script = format!(
-        "echo done; env -i setsid sleep 120 & echo $! > {}; exit 0",
-        pidfile.display()
+        "echo done; {}; exit 0",
+        escape(&pidfile, "env -i setsid", 120)
     );
     add_cli_providers(&env, &[("exiting", &script, 300)]);
     let server = Server::stdio(&env, &[]).await;
@@ -218,6 +224,27 @@ async fn item11_cancel_after_the_agent_exited_wins() {
         .await
         .expect("status");
     assert_eq!(s["state"], "cancelled", "{s:#}");
+}
+
+#[tokio::test]
+async fn item11_timeout_ends_a_task_whose_escaped_child_holds_the_pipes() {
+    let env = Env::new();
+    let pidfile = env.root().join("escaped.pid");
+    let script = format!(
+        "echo working; {}; sleep 120",
+        escape(&pidfile, "env -i setsid", 120)
+    );
+    add_cli_providers(&env, &[("stuck", &script, 1)]);
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let id = start(c, "stuck", "go").await;
+    let _reap = Reap(read_pid(&pidfile).await);
+    let s = end_state(c, &id, 20).await;
+    assert_eq!(s["state"], "failed", "{s:#}");
+    assert!(
+        s["error"].as_str().unwrap_or("").contains("timed out"),
+        "{s:#}"
+    );
 }
 
 #[tokio::test]
