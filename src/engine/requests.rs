@@ -459,12 +459,14 @@ async fn transcript_page(
     }
 }
 
-/// An entry as one page can hold it: text cut to [`PAGE_BYTES`], detail too long to read
-/// replaced by a note. Only rows stored before entries were capped are this large.
+/// An entry as one page can hold it (at most [`PAGE_BYTES`] of text and detail): text cut with
+/// a note, detail that does not fit replaced by one. Only rows stored before entries were
+/// capped are this large.
 fn fit_page(row: StoredEvent) -> TaskEvent {
+    const NOTE_ROOM: usize = 256;
     let mut event = row.event;
-    if row.text_cut || event.text.len() > PAGE_BYTES {
-        let mut end = event.text.len().min(PAGE_BYTES);
+    if row.text_cut || event.text.len() > PAGE_BYTES - NOTE_ROOM {
+        let mut end = event.text.len().min(PAGE_BYTES - NOTE_ROOM);
         while !event.text.is_char_boundary(end) {
             end -= 1;
         }
@@ -473,7 +475,8 @@ fn fit_page(row: StoredEvent) -> TaskEvent {
             .text
             .push_str(" [… the rest of this entry is larger than a page and not shown]");
     }
-    if row.data_cut {
+    let data_len = event.data.as_ref().map_or(0, |d| d.to_string().len());
+    if row.data_cut || event.text.len() + data_len > PAGE_BYTES {
         event.data = Some(serde_json::json!({
             "not_shown": "this entry's detail is larger than a page"
         }));

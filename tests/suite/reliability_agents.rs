@@ -382,3 +382,68 @@ async fn item13_giant_stderr_line_of_an_acp_agent_is_capped() {
         stderr.iter().map(String::len).collect::<Vec<_>>()
     );
 }
+
+crate::both_stores!(item13_an_oversized_stored_entry_is_cut_to_a_page);
+async fn item13_an_oversized_stored_entry_is_cut_to_a_page(env: Env) {
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let id = start(c, "script", "say before").await;
+    assert_eq!(end_state(c, &id, 30).await["state"], "completed");
+    // A row as servers before the entry cap stored it: 3 MB of text, 1 MB of detail.
+    let text = "é".repeat(3 << 19);
+    let data = json!({"output": "d".repeat(1 << 20)}).to_string();
+    let insert = "INSERT INTO task_events (task_id, seq, kind, at, text, data) \
+                  SELECT $1, MAX(seq) + 1, 'tool_update', 0, $2, $3 FROM task_events WHERE task_id = $1";
+    match &env.pg {
+        Some(pg) => {
+            let pool = sqlx::PgPool::connect(&pg.url).await.expect("pg");
+            sqlx::query(insert)
+                .bind(&id)
+                .bind(&text)
+                .bind(&data)
+                .execute(&pool)
+                .await
+                .expect("insert");
+        }
+        None => {
+            let url = format!("sqlite://{}", env.data.join("boocoder.db").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
+            sqlx::query(insert)
+                .bind(&id)
+                .bind(&text)
+                .bind(&data)
+                .execute(&pool)
+                .await
+                .expect("insert");
+        }
+    }
+    let (entries, sizes, _) = all_pages(c, &id).await;
+    assert!(
+        sizes.iter().all(|s| *s <= 256 << 10),
+        "a page is at most 256 KiB: {sizes:?} {:?}",
+        entries
+            .iter()
+            .map(|e| (
+                e["text"].as_str().unwrap_or("").len(),
+                e.get("data").map(|d| d.to_string())
+            ))
+            .collect::<Vec<_>>()
+    );
+    let big = entries
+        .iter()
+        .find(|e| e["kind"] == "tool_update")
+        .expect("the big entry");
+    let shown = big["text"].as_str().unwrap_or("");
+    assert!(shown.starts_with("éé"), "{}", &shown[..40]);
+    assert!(shown.ends_with("larger than a page and not shown]"));
+    assert!(
+        big["data"]["not_shown"].is_string(),
+        "{:?}",
+        big.get("data")
+    );
+    assert_eq!(
+        texts(&entries, "text").concat(),
+        "before\n",
+        "the entries around it are whole"
+    );
+}
