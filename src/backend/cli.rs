@@ -106,14 +106,16 @@ impl CliBackend {
                 source,
             })?;
 
-        let writer = child.stdin.take().map(|mut stdin| {
+        // Stops writing when the turn ends, however it ends: a child that keeps the agent's
+        // stdin open without reading it must not keep the writer alive.
+        let _writer = child.stdin.take().map(|mut stdin| {
             let prompt = turn.prompt.clone();
-            tokio::spawn(async move {
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                 // why: an agent that exits without reading its stdin closes the pipe; that is
                 // its business, and its exit status tells the story.
                 let _ = stdin.write_all(prompt.as_bytes()).await;
                 let _ = stdin.shutdown().await;
-            })
+            }))
         });
         let stop = CancellationToken::new();
         let readers = Readers {
@@ -147,9 +149,6 @@ impl CliBackend {
         // lingering grandchild holds open. One that escaped (no tag) only delays the end by
         // the drain bound.
         group.kill_all();
-        if let Some(w) = writer {
-            w.abort();
-        }
         let (stdout, tail) = readers.finish(&cancel).await;
         if cancel.is_cancelled() {
             return Err(BackendError::Cancelled);

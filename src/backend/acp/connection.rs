@@ -25,6 +25,8 @@ use crate::backend::{BackendError, TurnEvent};
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bytes of agent stderr kept for error messages.
 const STDERR_TAIL: usize = 64 << 10;
+/// Stderr bytes one turn's transcript takes; a chatty agent cannot flood the store.
+const STDERR_EVENTS_BYTES: usize = 1 << 20;
 /// Lines of stderr quoted when the agent dies.
 const STDERR_QUOTE_LINES: usize = 20;
 /// How long an exited agent's stderr may take to drain before its death is reported.
@@ -58,6 +60,8 @@ pub(super) struct Shared {
     pub(super) turn: Mutex<Option<TurnSlot>>,
     pub terminals: Terminals,
     stderr: Mutex<Tail>,
+    /// Stderr bytes the running turn's transcript took so far (capped at [`STDERR_EVENTS_BYTES`]).
+    stderr_sent: std::sync::atomic::AtomicUsize,
     /// The latest slash commands the agent announced (for probes and the transcript).
     pub commands: Mutex<Vec<String>>,
     /// Whether `commands` reached a transcript; agents announce them right after
@@ -74,6 +78,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {
+        self.stderr_sent
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         *lock(&self.turn) = slot;
     }
 
@@ -166,6 +172,7 @@ impl AgentConn {
             turn: Mutex::new(None),
             terminals: Terminals::new(root),
             stderr: Mutex::new(Tail::new(STDERR_TAIL)),
+            stderr_sent: std::sync::atomic::AtomicUsize::new(0),
             commands: Mutex::new(Vec::new()),
             commands_sent: std::sync::atomic::AtomicBool::new(false),
         });
@@ -392,10 +399,21 @@ async fn read_stderr(stream: tokio::process::ChildStderr, shared: Arc<Shared>) {
     let mut line = Vec::new();
     while let Ok(Some(skipped)) = read_line_capped(&mut reader, LINE_CAP, &mut line).await {
         let text = capped_text(&line, skipped);
+        let text_len = text.len();
         lock(&shared.stderr).push(text.as_bytes());
-        if let Some(t) = shared.turn() {
-            // why: a full transcript channel must not stall the agent's stderr pipe.
-            let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
+        let Some(t) = shared.turn() else { continue };
+        let before = shared
+            .stderr_sent
+            .fetch_add(text.len(), std::sync::atomic::Ordering::Relaxed);
+        if before >= STDERR_EVENTS_BYTES {
+            continue;
+        }
+        // why: a full transcript channel must not stall the agent's stderr pipe.
+        let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
+        if before + text_len >= STDERR_EVENTS_BYTES {
+            let _ = t.perm.events.try_send(TurnEvent::Notice(format!(
+                "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes this turn; the last lines are quoted if the agent fails]"
+            )));
         }
     }
 }
