@@ -22,12 +22,20 @@
 //! unknown                  sends a non-standard request (as qwen's `craft/drainMidTurnQueue`)
 //!                          and says the error code it got back
 //! crash                    writes to stderr and exits with status 3
+//! raw TEXT                 writes a line of bytes that are not UTF-8, then an agent message
+//!                          chunk `TEXT` with one such byte in it, straight onto stdout
+//! stderr-flood MB          writes one stderr line of MB megabytes
+//! detach SECS PIDFILE      starts `sleep SECS` in a process group of its own that shares
+//!                          the agent's stdout and stderr, and writes its pid to PIDFILE
+//! exit                     exits at once with status 0
 //! ```
 //!
 //! Sessions are persisted under `$FAKE_ACP_STATE` (default: the temp dir) so a restarted agent
 //! can `session/load` them.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -377,6 +385,55 @@ async fn run_prompt(
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 std::process::exit(3);
             }
+            "raw" => {
+                // Let the messages already queued reach stdout first: the raw lines must not
+                // land inside one of them.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let chunk = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "method": "session/update",
+                    "params": {"sessionId": sid.0.to_string(), "update": {
+                        "sessionUpdate": "agent_message_chunk",
+                        "content": {"type": "text", "text": "@@BAD@@\n"}
+                    }}
+                })
+                .to_string()
+                .replace("@@BAD@@", rest);
+                let mut bytes = b"\xff\xfe not json \xc3\n".to_vec();
+                let (head, tail) = chunk.split_once("\\n\"").unwrap_or((&chunk, ""));
+                bytes.extend_from_slice(head.as_bytes());
+                bytes.push(0xe9);
+                bytes.extend_from_slice(b"\\n\"");
+                bytes.extend_from_slice(tail.as_bytes());
+                bytes.push(b'\n');
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(|_| agent_client_protocol::Error::internal_error())?;
+            }
+            "stderr-flood" => {
+                let mb: usize = rest.parse().unwrap_or(1);
+                let block = vec![b'e'; 1 << 20];
+                let mut err = std::io::stderr().lock();
+                for _ in 0..mb {
+                    err.write_all(&block)
+                        .map_err(|_| agent_client_protocol::Error::internal_error())?;
+                }
+                err.write_all(b"\n")
+                    .and_then(|()| err.flush())
+                    .map_err(|_| agent_client_protocol::Error::internal_error())?;
+            }
+            "detach" => {
+                let (secs, pidfile) = rest.split_once(' ').unwrap_or((rest, ""));
+                let child = std::process::Command::new("sleep")
+                    .arg(secs)
+                    .process_group(0)
+                    .spawn()
+                    .map_err(|_| agent_client_protocol::Error::internal_error())?;
+                std::fs::write(pidfile, format!("{}\n", child.id()))
+                    .map_err(|_| agent_client_protocol::Error::internal_error())?;
+            }
+            "exit" => std::process::exit(0),
             "" => {}
             other => say(&cx, &sid, format!("unknown directive: {other}"))?,
         }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::process::{GroupGuard, Tail};
+use super::process::{LINE_CAP, PIPE_DRAIN, Tail, capped_text, read_line_capped};
 use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome};
 use crate::domain::Usage;
 
@@ -39,8 +39,8 @@ pub struct CliSpec {
 const STDOUT_CAP: usize = 1 << 20;
 /// Stderr bytes kept for error messages.
 const STDERR_TAIL: usize = 64 << 10;
-/// Stderr lines kept in the transcript; a runaway agent cannot flood the store.
-const STDERR_EVENTS_CAP: usize = 2000;
+/// Stderr bytes kept in the transcript; a runaway agent cannot flood the store.
+const STDERR_EVENTS_BYTES: usize = 1 << 20;
 /// Lines of stderr quoted when the agent fails.
 const STDERR_QUOTE_LINES: usize = 20;
 const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -100,44 +100,60 @@ impl CliBackend {
             } else {
                 Stdio::null()
             });
-        let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-        let group = GroupGuard::new(child.id());
+        let (mut child, group) =
+            super::process::spawn(&mut cmd).map_err(|source| BackendError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
 
-        if let Some(mut stdin) = child.stdin.take() {
+        // Stops writing when the turn ends, however it ends: a child that keeps the agent's
+        // stdin open without reading it must not keep the writer alive.
+        let _writer = child.stdin.take().map(|mut stdin| {
             let prompt = turn.prompt.clone();
-            tokio::spawn(async move {
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                 // why: an agent that exits without reading its stdin closes the pipe; that is
                 // its business, and its exit status tells the story.
                 let _ = stdin.write_all(prompt.as_bytes()).await;
                 let _ = stdin.shutdown().await;
-            });
-        }
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let out_task = tokio::spawn(read_stdout(stdout, events.clone()));
-        let err_task = tokio::spawn(read_stderr(stderr, events));
+            }))
+        });
+        let stop = CancellationToken::new();
+        let readers = Readers {
+            out: tokio::spawn(read_stdout(
+                child.stdout.take(),
+                events.clone(),
+                stop.clone(),
+            )),
+            err: tokio::spawn(read_stderr(child.stderr.take(), events, stop.clone())),
+            stop,
+        };
 
         let timeout = tokio::time::sleep(self.spec.timeout);
         let status = tokio::select! {
-            s = child.wait() => s?,
+            s = child.wait() => s,
             _ = cancel.cancelled() => {
                 group.terminate(&mut child, KILL_GRACE).await;
+                readers.finish(&cancel).await;
                 return Err(BackendError::Cancelled);
             }
             _ = timeout => {
                 group.terminate(&mut child, KILL_GRACE).await;
-                let tail = err_task.await.map(|t| t.last_lines(STDERR_QUOTE_LINES)).unwrap_or_default();
-                return Err(BackendError::Timeout { secs: self.spec.timeout.as_secs(), stderr_tail: tail });
+                let (_, tail) = readers.finish(&cancel).await;
+                return Err(BackendError::Timeout {
+                    secs: self.spec.timeout.as_secs(),
+                    stderr_tail: tail.last_lines(STDERR_QUOTE_LINES),
+                });
             }
         };
-        // The agent is gone; anything it left in its group goes too, which also closes the
-        // pipes a lingering grandchild might hold open.
-        group.signal(nix::sys::signal::Signal::SIGKILL);
-        let stdout = out_task.await.unwrap_or_default();
-        let tail = err_task.await.unwrap_or_default();
+        // The agent is gone; anything it left behind goes too, which also closes the pipes a
+        // lingering grandchild holds open. One that escaped (no tag) only delays the end by
+        // the drain bound.
+        group.kill_all();
+        let (stdout, tail) = readers.finish(&cancel).await;
+        if cancel.is_cancelled() {
+            return Err(BackendError::Cancelled);
+        }
+        let status = status?;
         if !status.success() {
             return Err(BackendError::Exited {
                 status: describe(status),
@@ -148,6 +164,36 @@ impl CliBackend {
             final_message: stdout.trim().to_string(),
             usage: Usage::default(),
         })
+    }
+}
+
+/// The agent's stdout and stderr readers.
+struct Readers {
+    out: tokio::task::JoinHandle<String>,
+    err: tokio::task::JoinHandle<Tail>,
+    /// Tells the readers to return what they have.
+    stop: CancellationToken,
+}
+
+impl Readers {
+    /// What the readers got once the pipes close, or within [`PIPE_DRAIN`] (sooner on cancel):
+    /// a detached child holding the pipes must not keep the turn, or its cancel, waiting.
+    async fn finish(mut self, cancel: &CancellationToken) -> (String, Tail) {
+        let both = futures::future::join(&mut self.out, &mut self.err);
+        let done = tokio::select! {
+            r = both => Some(r),
+            _ = tokio::time::sleep(PIPE_DRAIN) => None,
+            _ = cancel.cancelled() => None,
+        };
+        let (out, err) = match done {
+            Some(r) => r,
+            None => {
+                tracing::debug!("agent output still open after it ended; reading stopped");
+                self.stop.cancel();
+                futures::future::join(self.out, self.err).await
+            }
+        };
+        (out.unwrap_or_default(), err.unwrap_or_default())
     }
 }
 
@@ -171,36 +217,47 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Streams stdout lines as transcript text and returns the captured output (capped).
-async fn read_stdout(stream: Option<impl AsyncRead + Unpin>, events: EventSink) -> String {
+/// Streams stdout lines as transcript text and returns the captured output (capped). Bytes
+/// that are not UTF-8 are replaced, never a reason to stop reading: a reader that gives up
+/// closes the pipe and the agent dies of SIGPIPE before its final message.
+async fn read_stdout(
+    stream: Option<impl AsyncRead + Unpin>,
+    events: EventSink,
+    stop: CancellationToken,
+) -> String {
     let Some(stream) = stream else {
         return String::new();
     };
     let mut out = String::new();
     let mut truncated = false;
-    let mut lines = BufReader::new(stream).lines();
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => {
-                if out.len() + line.len() < STDOUT_CAP {
-                    out.push_str(&line);
-                    out.push('\n');
-                    if events
-                        .send(TurnEvent::Text(format!("{line}\n")))
-                        .await
-                        .is_err()
-                    {
-                        tracing::debug!("event sink closed; still draining stdout");
+        let room = STDOUT_CAP.saturating_sub(out.len());
+        let read = tokio::select! {
+            r = read_line_capped(&mut reader, room.max(1), &mut line) => r,
+            _ = stop.cancelled() => break,
+        };
+        match read {
+            Ok(Some(skipped)) => {
+                if skipped > 0 || room == 0 {
+                    if !truncated {
+                        truncated = true;
+                        let note = format!("[stdout truncated at {STDOUT_CAP} bytes]");
+                        let _ = events.send(TurnEvent::Notice(note)).await;
                     }
-                } else if !truncated {
-                    truncated = true;
-                    let note = format!("[stdout truncated at {} bytes]", STDOUT_CAP);
-                    let _ = events.send(TurnEvent::Notice(note)).await;
+                    if room == 0 {
+                        continue;
+                    }
+                }
+                let text = String::from_utf8_lossy(&line).into_owned();
+                out.push_str(&text);
+                if events.send(TurnEvent::Text(text)).await.is_err() {
+                    tracing::debug!("event sink closed; still draining stdout");
                 }
             }
             Ok(None) => break,
             Err(e) => {
-                // Non-UTF-8 output ends line decoding; keep what we have and say so.
                 let _ = events
                     .send(TurnEvent::Notice(format!("stopped reading stdout: {e}")))
                     .await;
@@ -211,8 +268,14 @@ async fn read_stdout(stream: Option<impl AsyncRead + Unpin>, events: EventSink) 
     out
 }
 
-/// Streams stderr lines into the transcript and keeps a tail for error messages.
-async fn read_stderr(stream: Option<impl AsyncRead + Unpin>, events: EventSink) -> Tail {
+/// Streams stderr lines into the transcript and keeps a tail for error messages. Lines are
+/// cut at [`LINE_CAP`] and the transcript takes at most [`STDERR_EVENTS_BYTES`]: a runaway
+/// agent cannot flood memory or the store.
+async fn read_stderr(
+    stream: Option<impl AsyncRead + Unpin>,
+    events: EventSink,
+    stop: CancellationToken,
+) -> Tail {
     let mut tail = Tail::new(STDERR_TAIL);
     let Some(stream) = stream else {
         return tail;
@@ -221,19 +284,27 @@ async fn read_stderr(stream: Option<impl AsyncRead + Unpin>, events: EventSink) 
     let mut line = Vec::new();
     let mut sent = 0usize;
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) => break,
-            Ok(_) => {
-                tail.push(&line);
-                if sent < STDERR_EVENTS_CAP {
-                    sent += 1;
-                    let text = String::from_utf8_lossy(&line).into_owned();
+        let read = tokio::select! {
+            r = read_line_capped(&mut reader, LINE_CAP, &mut line) => r,
+            _ = stop.cancelled() => break,
+        };
+        match read {
+            Ok(Some(skipped)) => {
+                let text = capped_text(&line, skipped);
+                tail.push(text.as_bytes());
+                if sent < STDERR_EVENTS_BYTES {
+                    sent += text.len();
                     // why: a closed sink only means the engine stopped listening; keep the tail.
                     let _ = events.send(TurnEvent::Stderr(text)).await;
+                    if sent >= STDERR_EVENTS_BYTES {
+                        let note = format!(
+                            "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes; the last lines are quoted if the agent fails]"
+                        );
+                        let _ = events.send(TurnEvent::Notice(note)).await;
+                    }
                 }
             }
-            Err(_) => break,
+            Ok(None) | Err(_) => break,
         }
     }
     tail

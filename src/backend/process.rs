@@ -7,10 +7,24 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// The environment variable that marks an agent (and everything it starts) with the boocoder
 /// node that launched it, so a restarted node can find and stop what a killed one left behind.
 pub const NODE_ENV: &str = "BOOCODER_NODE";
+
+/// The environment variable that marks one agent (and everything it starts, including children
+/// that left its process group with `setsid`) so that ending the agent can find them all.
+pub const AGENT_ENV: &str = "BOOCODER_AGENT";
+
+/// How long an exited agent's pipes may keep delivering output. A detached child can hold them
+/// open forever; past this the readers stop and the turn ends with what they read.
+pub const PIPE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Bytes kept of one line of agent output (a stderr line); the rest of the line is skipped and
+/// counted, never buffered. Leaves room for the note about the cut within one 64 KiB
+/// transcript entry.
+pub const LINE_CAP: usize = (64 << 10) - 128;
 
 /// This process's node id, set once by the engine at start-up. A process-wide value on
 /// purpose: it names the process itself, and every spawn site must use the same one.
@@ -23,13 +37,14 @@ pub fn set_node_tag(node_id: &str) {
 
 /// The one way agent-side processes (agents, their terminals) are started: in `cwd`, in a
 /// process group of their own (so cancel and shutdown reach their children), tagged with this
-/// node, stdout and stderr captured, killed if the handle is dropped. Callers add arguments,
-/// environment and stdin.
+/// node and with an agent tag of its own, stdout and stderr captured, killed if the handle is
+/// dropped. Callers add arguments, environment and stdin, then start it with [`spawn`].
 pub fn agent_command(program: &str, cwd: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
     if let Some(t) = NODE_TAG.get() {
         cmd.env(NODE_ENV, t);
     }
+    cmd.env(AGENT_ENV, uuid::Uuid::new_v4().simple().to_string());
     cmd.current_dir(cwd)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -38,12 +53,33 @@ pub fn agent_command(program: &str, cwd: &Path) -> tokio::process::Command {
     cmd
 }
 
+/// Start a command made by [`agent_command`]; the guard stops its group and every process
+/// carrying its agent tag.
+pub fn spawn(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, GroupGuard)> {
+    let tag = cmd
+        .as_std()
+        .get_envs()
+        .find(|(k, _)| *k == AGENT_ENV)
+        .and_then(|(_, v)| v)
+        .map(|v| format!("{AGENT_ENV}={}", v.to_string_lossy()));
+    let child = cmd.spawn()?;
+    let mut group = GroupGuard::new(child.id());
+    group.tag = tag;
+    Ok((child, group))
+}
+
 /// Kill every process (and its process group) carrying `node_id`'s tag: the agents, terminals
 /// and their children a killed boocoder could not stop (no parent-death signal without
 /// `unsafe`). Reads `/proc/*/environ`, so it only sees this user's processes on this machine.
 /// Returns how many processes were found.
 pub fn kill_tagged(node_id: &str) -> usize {
-    let needle = format!("{NODE_ENV}={node_id}");
+    kill_env(&format!("{NODE_ENV}={node_id}"))
+}
+
+/// Kill every process whose environment holds `needle` (`KEY=value`), and its group.
+fn kill_env(needle: &str) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -78,16 +114,32 @@ pub fn kill_tagged(node_id: &str) -> usize {
     found
 }
 
-/// Kills the whole process group when dropped, unless the group was already reaped.
+/// Kills the whole process group when dropped, unless the group was already reaped, and every
+/// process carrying the agent's tag (children that left the group).
 /// Dropping is the backstop: every early return and panic in a run path still stops the agent.
 pub struct GroupGuard {
     pgid: Option<i32>,
+    /// `BOOCODER_AGENT=<id>` of the agent, when it was started by [`spawn`].
+    tag: Option<String>,
 }
 
 impl GroupGuard {
     pub fn new(pid: Option<u32>) -> GroupGuard {
         GroupGuard {
             pgid: pid.and_then(|p| i32::try_from(p).ok()),
+            tag: None,
+        }
+    }
+
+    /// SIGKILL the group and every process carrying the agent's tag: what the agent left
+    /// behind, including `setsid` children that hold its pipes open.
+    pub fn kill_all(&self) {
+        self.signal(Signal::SIGKILL);
+        if let Some(tag) = &self.tag {
+            let n = kill_env(tag);
+            if n > 0 {
+                tracing::debug!(processes = n, "killed processes the agent left behind");
+            }
         }
     }
 
@@ -107,15 +159,60 @@ impl GroupGuard {
                 tracing::warn!(error = %e, "waiting for a killed agent failed");
             }
         }
-        // Children of the agent may outlive it in the group.
-        self.signal(Signal::SIGKILL);
+        // Children of the agent may outlive it, in the group or out of it.
+        self.kill_all();
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
+        self.kill_all();
     }
+}
+
+/// Read one line of at most `cap` bytes into `line` (newline included when kept), in bounded
+/// chunks: the rest of a longer line is skipped up to its newline, never buffered. Returns
+/// how many bytes were skipped, or `None` at end of stream.
+pub async fn read_line_capped<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    cap: usize,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
+    line.clear();
+    let mut skipped = 0;
+    let mut any = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(any.then_some(skipped));
+        }
+        any = true;
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let take = cap.saturating_sub(line.len()).min(chunk.len());
+        line.extend_from_slice(&chunk[..take]);
+        skipped += chunk.len() - take;
+        let used = chunk.len();
+        reader.consume(used);
+        if done {
+            return Ok(Some(skipped));
+        }
+    }
+}
+
+/// A line read by [`read_line_capped`] as text: invalid UTF-8 replaced, and a note saying how
+/// much was cut.
+pub fn capped_text(line: &[u8], skipped: usize) -> String {
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if skipped > 0 {
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        text.push_str(&format!(" [… {skipped} more bytes of this line dropped]\n"));
+    }
+    text
 }
 
 /// Keeps the last `max` bytes of a stream, for error messages that quote an agent's stderr.
@@ -160,5 +257,33 @@ mod tests {
         t.push(b"first line\nsecond\nthird\n");
         assert_eq!(t.last_lines(2), "second\nthird");
         assert!(!t.last_lines(10).contains("first line"));
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_cut_without_buffering_them() {
+        let mut input = format!("{}\nshort\n", "x".repeat(100)).into_bytes();
+        input.extend_from_slice(b"\xff tail");
+        let mut r = tokio::io::BufReader::with_capacity(8, input.as_slice());
+        let mut line = Vec::new();
+        assert_eq!(
+            read_line_capped(&mut r, 10, &mut line).await.expect("read"),
+            Some(91)
+        );
+        assert_eq!(line, b"xxxxxxxxxx");
+        assert!(capped_text(&line, 91).contains("91 more bytes"));
+        assert_eq!(
+            read_line_capped(&mut r, 10, &mut line).await.expect("read"),
+            Some(0)
+        );
+        assert_eq!(line, b"short\n");
+        assert_eq!(
+            read_line_capped(&mut r, 10, &mut line).await.expect("read"),
+            Some(0)
+        );
+        assert_eq!(capped_text(&line, 0), "\u{fffd} tail");
+        assert_eq!(
+            read_line_capped(&mut r, 10, &mut line).await.expect("read"),
+            None
+        );
     }
 }

@@ -7,7 +7,7 @@ use super::{Engine, EngineError, Result, blocking, canonical_dir};
 use crate::backend::native::SamplerHandle;
 use crate::domain::{PendingChange, PermissionPolicy, Task, TaskEvent, TaskState, new_id};
 use crate::providers::{ProviderError, Transport};
-use crate::store::{NewTaskRow, TaskFilter};
+use crate::store::{NewTaskRow, StoredEvent, TaskFilter};
 use crate::worktree::{self, FileChange};
 
 /// Largest prompt accepted; a bigger one is almost certainly a mistake.
@@ -358,6 +358,11 @@ pub struct OutputPage {
 }
 
 const DEFAULT_EVENTS: u32 = 200;
+/// Most transcript bytes (text plus detail) one page returns. A page ends before the entry
+/// that would pass it; stored entries are capped well below this, so each fits a page whole.
+const PAGE_BYTES: usize = 256 << 10;
+/// Rows read per query while filling a page.
+const PAGE_READ_ROWS: usize = 32;
 const MAX_EVENTS: u32 = 1000;
 const DEFAULT_DIFF_BYTES: u64 = 64 << 10;
 const MAX_DIFF_BYTES: u64 = 1 << 20;
@@ -379,17 +384,7 @@ pub(super) async fn output(engine: &Engine, req: OutputRequest) -> Result<Output
         return Err(invalid("after_seq", "must not be negative"));
     }
     let task = engine.task(&req.task_id).await?;
-    let mut events = engine
-        .inner
-        .store
-        .events(&task.id, after, max_events + 1)
-        .await?;
-    let next_after_seq = if events.len() > max_events as usize {
-        events.truncate(max_events as usize);
-        events.last().map(|e| e.seq)
-    } else {
-        None
-    };
+    let (events, next_after_seq) = transcript_page(engine, &task.id, after, max_events).await?;
     let change = match engine.inner.store.pending_change(&task.session_id).await? {
         Some(c) => Some(c),
         None => engine.inner.store.latest_change(&task.session_id).await?,
@@ -421,6 +416,72 @@ pub(super) async fn output(engine: &Engine, req: OutputRequest) -> Result<Output
         diff_total_bytes: total,
         next_diff_offset,
     })
+}
+
+/// Entries after `after` up to `max_events` and [`PAGE_BYTES`], and the `after_seq` of the next
+/// page when there is more. Read a few rows at a time, each cut to the page size in SQL, so a
+/// page of big entries costs a bounded amount of memory.
+async fn transcript_page(
+    engine: &Engine,
+    task_id: &str,
+    mut after: i64,
+    max_events: u32,
+) -> Result<(Vec<TaskEvent>, Option<i64>)> {
+    let mut events: Vec<TaskEvent> = Vec::new();
+    if max_events == 0 {
+        return Ok((events, None));
+    }
+    let mut used = 0usize;
+    loop {
+        let want = (max_events as usize - events.len()).min(PAGE_READ_ROWS) + 1;
+        let rows = engine
+            .inner
+            .store
+            .events(task_id, after, want as u32, PAGE_BYTES as u32)
+            .await?;
+        let ended = rows.len() < want;
+        for row in rows {
+            let event = fit_page(row);
+            let size = event.text.len() + event.data.as_ref().map_or(0, |d| d.to_string().len());
+            // The first entry always goes in (cut to the page size), so paging moves on.
+            if events.len() == max_events as usize
+                || (!events.is_empty() && used + size > PAGE_BYTES)
+            {
+                return Ok((events, Some(after)));
+            }
+            used += size;
+            after = event.seq;
+            events.push(event);
+        }
+        if ended {
+            return Ok((events, None));
+        }
+    }
+}
+
+/// An entry as one page can hold it (at most [`PAGE_BYTES`] of text and detail): text cut with
+/// a note, detail that does not fit replaced by one. Only rows stored before entries were
+/// capped are this large.
+fn fit_page(row: StoredEvent) -> TaskEvent {
+    const NOTE_ROOM: usize = 256;
+    let mut event = row.event;
+    if row.text_cut || event.text.len() > PAGE_BYTES - NOTE_ROOM {
+        let mut end = event.text.len().min(PAGE_BYTES - NOTE_ROOM);
+        while !event.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        event.text.truncate(end);
+        event
+            .text
+            .push_str(" [… the rest of this entry is larger than a page and not shown]");
+    }
+    let data_len = event.data.as_ref().map_or(0, |d| d.to_string().len());
+    if row.data_cut || event.text.len() + data_len > PAGE_BYTES {
+        event.data = Some(serde_json::json!({
+            "not_shown": "this entry's detail is larger than a page"
+        }));
+    }
+    event
 }
 
 /// Move a byte offset back to a UTF-8 boundary so pages never split a character.

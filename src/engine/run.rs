@@ -99,6 +99,10 @@ pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationTo
     };
 
     let outcome = match turn {
+        // why: a cancel that raced the turn's end wins; the caller was told it would stop.
+        Ok(Ok(_)) if cancel.is_cancelled() => Outcome::Cancelled {
+            reason: inner.cancel_reason(id),
+        },
         Ok(Ok(message)) => Outcome::Completed {
             summary: summarize(&message),
             final_message: message,
@@ -331,18 +335,30 @@ async fn persist_events(
                 total.add(*u);
             }
             let (kind, text, data) = ev.into_record();
-            match batch.last_mut() {
-                Some((k, t, None))
-                    if *k == kind
-                        && data.is_none()
-                        && matches!(
-                            kind,
-                            EventKind::Text | EventKind::Reasoning | EventKind::Stderr
-                        ) =>
-                {
-                    t.push_str(&text)
-                }
-                _ => batch.push((kind, text, data)),
+            let data = data.map(cap_data);
+            let flowing = data.is_none()
+                && matches!(
+                    kind,
+                    EventKind::Text | EventKind::Reasoning | EventKind::Stderr
+                );
+            if !flowing {
+                batch.push((kind, cap_text(text), data));
+                continue;
+            }
+            // Streamed text fills the previous entry of its kind up to the cap and goes on
+            // in new entries: nothing is lost, and no entry outgrows a page.
+            let mut rest = text.as_str();
+            if let Some((k, t, None)) = batch.last_mut()
+                && *k == kind
+            {
+                let (head, tail) = split_at_most(rest, ENTRY_CAP.saturating_sub(t.len()));
+                t.push_str(head);
+                rest = tail;
+            }
+            while !rest.is_empty() {
+                let (head, tail) = split_at_most(rest, ENTRY_CAP);
+                batch.push((kind, head.to_string(), None));
+                rest = tail;
             }
         }
         let progress = batch
@@ -367,6 +383,61 @@ async fn persist_events(
         if let Some(line) = progress {
             inner.publish(&task_id, TaskState::Running, Some(line));
         }
+    }
+}
+
+/// Largest transcript entry text, in bytes: streamed text continues in the next entry, other
+/// text is cut with a note. `get_task_output` pages by bytes, and an entry must fit a page.
+const ENTRY_CAP: usize = 64 << 10;
+/// Longest string kept inside an entry's structured detail, and the most detail kept at all.
+const DATA_STRING_CAP: usize = 16 << 10;
+
+/// `text` split at a character boundary so the head has at most `max` bytes (and, when `max`
+/// is smaller than the first character, is empty).
+fn split_at_most(text: &str, max: usize) -> (&str, &str) {
+    if text.len() <= max {
+        return (text, "");
+    }
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.split_at(at)
+}
+
+fn cap_text(text: String) -> String {
+    if text.len() <= ENTRY_CAP {
+        return text;
+    }
+    let (head, tail) = split_at_most(&text, ENTRY_CAP);
+    format!("{head} [… {} more bytes not stored]", tail.len())
+}
+
+/// Structured detail (tool input and output) within bounds: long strings are cut, and detail
+/// that is still too large is replaced by its size.
+fn cap_data(data: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn shrink(v: &mut Value) {
+        match v {
+            Value::String(s) if s.len() > DATA_STRING_CAP => {
+                let (head, tail) = split_at_most(s, DATA_STRING_CAP);
+                *s = format!("{head} [… {} more bytes not stored]", tail.len());
+            }
+            Value::Array(items) => items.iter_mut().for_each(shrink),
+            Value::Object(map) => map.values_mut().for_each(shrink),
+            _ => {}
+        }
+    }
+    let size = data.to_string().len();
+    if size <= ENTRY_CAP {
+        return data;
+    }
+    let mut data = data;
+    shrink(&mut data);
+    if data.to_string().len() <= ENTRY_CAP {
+        data
+    } else {
+        serde_json::json!({ "not_stored": format!("{size} bytes of detail") })
     }
 }
 
@@ -400,6 +471,24 @@ pub(crate) fn summarize(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_are_capped_by_bytes() {
+        let (head, tail) = split_at_most("aé", 2);
+        assert_eq!((head, tail), ("a", "é"));
+        let cut = cap_text("x".repeat(ENTRY_CAP + 10));
+        assert!(cut.len() < ENTRY_CAP + 64 && cut.ends_with("[… 10 more bytes not stored]"));
+        let data = cap_data(serde_json::json!({"id": "t", "output": "y".repeat(200 << 10)}));
+        assert!(data.to_string().len() <= ENTRY_CAP);
+        assert_eq!(data["id"], "t");
+        let many: Vec<String> = (0..100).map(|_| "z".repeat(10 << 10)).collect();
+        let data = cap_data(serde_json::json!(many));
+        assert!(
+            data.to_string().len() <= ENTRY_CAP,
+            "{}",
+            data.to_string().len()
+        );
+    }
 
     #[test]
     fn summary_keeps_the_tail() {

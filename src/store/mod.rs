@@ -19,9 +19,10 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::{
-    ChangeStatus, EventKind, FileChange, PendingChange, Session, Task, TaskEvent, TaskState, Usage,
-    new_id, now_ms,
+    ChangeStatus, EventKind, FileChange, PendingChange, Session, Task, TaskState, Usage, new_id,
+    now_ms,
 };
+pub use rows::StoredEvent;
 use rows::{ChangeRow, EventRow, SessionRow, TaskRow};
 
 pub use wakeups::Wakeup;
@@ -568,18 +569,29 @@ impl Store {
         Ok(())
     }
 
-    /// Transcript entries after `after_seq`, oldest first.
+    /// Transcript entries after `after_seq`, oldest first, each with at most `max_chars`
+    /// characters of its text and its detail only when no longer than that (rows written
+    /// before entries were capped can be hundreds of megabytes).
     pub async fn events(
         &self,
         task_id: &str,
         after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<TaskEvent>> {
+        max_chars: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let max_chars = i32::try_from(max_chars).unwrap_or(i32::MAX);
         let rows: Vec<EventRow> = on_pool!(self, p => {
-            sqlx::query_as("SELECT seq, kind, at, text, data FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            sqlx::query_as(
+                "SELECT seq, kind, at, substr(text, 1, $4) AS text, \
+                        CAST(length(text) AS BIGINT) AS text_chars, \
+                        CASE WHEN length(data) > $4 THEN NULL ELSE data END AS data, \
+                        CAST(length(data) AS BIGINT) AS data_chars \
+                 FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
                 .bind(task_id)
                 .bind(after_seq)
                 .bind(i64::from(limit))
+                .bind(max_chars)
                 .fetch_all(p)
                 .await?
         });

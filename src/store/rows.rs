@@ -102,29 +102,50 @@ impl SessionRow {
     }
 }
 
+/// A transcript row read with its text cut to a prefix (and its detail left out when longer
+/// than that), plus the full lengths, so a huge row never has to be loaded whole.
 #[derive(sqlx::FromRow)]
 pub(super) struct EventRow {
     seq: i64,
     kind: String,
     at: i64,
     text: String,
+    text_chars: i64,
     data: Option<String>,
+    data_chars: Option<i64>,
 }
 
 impl EventRow {
-    pub(super) fn into_event(self) -> Result<TaskEvent> {
+    pub(super) fn into_event(self) -> Result<StoredEvent> {
         let kind = EventKind::parse(&self.kind).ok_or_else(|| StoreError::Corrupt {
             table: "task_events",
             detail: format!("unknown event kind {:?}", self.kind),
         })?;
-        Ok(TaskEvent {
-            seq: self.seq,
-            kind,
-            at: self.at,
-            text: self.text,
-            data: self.data.and_then(|d| serde_json::from_str(&d).ok()),
+        let text_cut =
+            usize::try_from(self.text_chars).is_ok_and(|n| n > self.text.chars().count());
+        let data_cut = self.data.is_none() && self.data_chars.is_some();
+        Ok(StoredEvent {
+            event: TaskEvent {
+                seq: self.seq,
+                kind,
+                at: self.at,
+                text: self.text,
+                data: self.data.and_then(|d| serde_json::from_str(&d).ok()),
+            },
+            text_cut,
+            data_cut,
         })
     }
+}
+
+/// A transcript entry as [`crate::store::Store::events`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event: TaskEvent,
+    /// The text is only the row's first characters.
+    pub text_cut: bool,
+    /// The row's detail was too long to read and is left out.
+    pub data_cut: bool,
 }
 
 #[derive(sqlx::FromRow)]

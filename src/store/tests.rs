@@ -199,10 +199,23 @@ async fn events_are_numbered_in_order_and_paged() {
     s.append_events("t-1", &[(EventKind::Text, "c".into(), None)])
         .await
         .expect("a2");
-    let all = s.events("t-1", 0, 10).await.expect("e");
-    let texts: Vec<_> = all.iter().map(|e| (e.seq, e.text.as_str())).collect();
+    let all = s.events("t-1", 0, 10, 100).await.expect("e");
+    let texts: Vec<_> = all
+        .iter()
+        .map(|e| (e.event.seq, e.event.text.as_str()))
+        .collect();
     assert_eq!(texts, vec![(1, "a"), (2, "b"), (3, "c")]);
-    let page = s.events("t-1", 1, 1).await.expect("e");
+    let page = s.events("t-1", 1, 1, 100).await.expect("e");
     assert_eq!(page.len(), 1);
-    assert_eq!(page[0].text, "b");
+    assert_eq!(page[0].event.text, "b");
+    assert!(!page[0].text_cut);
+    let big = vec![(
+        EventKind::ToolUpdate,
+        "é".repeat(50),
+        Some(serde_json::json!({"output": "x".repeat(100)})),
+    )];
+    s.append_events("t-1", &big).await.expect("a3");
+    let cut = s.events("t-1", 3, 1, 10).await.expect("e");
+    assert_eq!(cut[0].event.text, "é".repeat(10));
+    assert!(cut[0].text_cut && cut[0].data_cut && cut[0].event.data.is_none());
 }

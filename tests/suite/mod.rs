@@ -9,6 +9,7 @@ mod native_guards;
 mod nodes;
 mod providers;
 mod real_agents;
+mod reliability_agents;
 mod reliability_apply;
 mod reliability_http;
 mod resources;

@@ -11,24 +11,28 @@ use std::time::{Duration, Instant};
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::{ConnectionTo, schema as s};
 use agent_client_protocol::{Agent, ByteStreams, JsonRpcRequest};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
 use super::handlers::spawn_connection;
 use super::permissions::PermissionCtx;
 use super::terminals::Terminals;
-use crate::backend::process::{GroupGuard, Tail};
+use crate::backend::process::{GroupGuard, LINE_CAP, Tail, capped_text, read_line_capped};
 use crate::backend::{BackendError, TurnEvent};
 
 /// How long `initialize` and session set-up may take (opencode needs ~4 s on a slow box).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bytes of agent stderr kept for error messages.
 const STDERR_TAIL: usize = 64 << 10;
+/// Stderr bytes one turn's transcript takes; a chatty agent cannot flood the store.
+const STDERR_EVENTS_BYTES: usize = 1 << 20;
 /// Lines of stderr quoted when the agent dies.
 const STDERR_QUOTE_LINES: usize = 20;
 /// How long an exited agent's stderr may take to drain before its death is reported.
 const STDERR_DRAIN: Duration = Duration::from_millis(300);
+/// Longest JSON-RPC message read from an agent (a whole file in `fs/write_text_file` fits).
+const MESSAGE_CAP: usize = 16 << 20;
 /// Grace between SIGTERM and SIGKILL when closing an agent.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -56,6 +60,8 @@ pub(super) struct Shared {
     pub(super) turn: Mutex<Option<TurnSlot>>,
     pub terminals: Terminals,
     stderr: Mutex<Tail>,
+    /// Stderr bytes the running turn's transcript took so far (capped at [`STDERR_EVENTS_BYTES`]).
+    stderr_sent: std::sync::atomic::AtomicUsize,
     /// The latest slash commands the agent announced (for probes and the transcript).
     pub commands: Mutex<Vec<String>>,
     /// Whether `commands` reached a transcript; agents announce them right after
@@ -72,6 +78,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {
+        self.stderr_sent
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         *lock(&self.turn) = slot;
     }
 
@@ -145,12 +153,12 @@ impl AgentConn {
         let root = root.canonicalize()?;
         let mut cmd = crate::backend::process::agent_command(program, &root);
         cmd.args(args).envs(&launch.env).stdin(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        let (mut child, group) =
+            crate::backend::process::spawn(&mut cmd).map_err(|source| BackendError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
         let pid = child.id();
-        let group = GroupGuard::new(pid);
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -164,6 +172,7 @@ impl AgentConn {
             turn: Mutex::new(None),
             terminals: Terminals::new(root),
             stderr: Mutex::new(Tail::new(STDERR_TAIL)),
+            stderr_sent: std::sync::atomic::AtomicUsize::new(0),
             commands: Mutex::new(Vec::new()),
             commands_sent: std::sync::atomic::AtomicBool::new(false),
         });
@@ -193,7 +202,9 @@ impl AgentConn {
 
         let stop = CancellationToken::new();
         let (cx_tx, cx_rx) = tokio::sync::oneshot::channel();
-        let io = ByteStreams::new(stdin.compat_write(), stdout.compat());
+        let (lines_in, lines_out) = tokio::io::duplex(64 << 10);
+        tokio::spawn(clean_stdout(stdout, lines_in, shared.clone(), stop.clone()));
+        let io = ByteStreams::new(stdin.compat_write(), lines_out.compat());
         spawn_connection(shared.clone(), io, cx_tx, stop.clone());
         let cx = cx_rx.await.map_err(|_| {
             BackendError::Agent("the agent connection ended before it started".into())
@@ -367,8 +378,8 @@ impl AgentConn {
         {
             self.group.signal(nix::sys::signal::Signal::SIGKILL);
         }
-        // Children the agent left behind in its group go too.
-        self.group.signal(nix::sys::signal::Signal::SIGKILL);
+        // Children the agent left behind, in its group or out of it, go too.
+        self.group.kill_all();
     }
 }
 
@@ -381,21 +392,80 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// Stderr lines are cut at [`LINE_CAP`] and read in bounded chunks: one giant line costs no
+/// more memory than a short one.
 async fn read_stderr(stream: tokio::process::ChildStderr, shared: Arc<Shared>) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
+    while let Ok(Some(skipped)) = read_line_capped(&mut reader, LINE_CAP, &mut line).await {
+        let text = capped_text(&line, skipped);
+        let text_len = text.len();
+        lock(&shared.stderr).push(text.as_bytes());
+        let Some(t) = shared.turn() else { continue };
+        let before = shared
+            .stderr_sent
+            .fetch_add(text.len(), std::sync::atomic::Ordering::Relaxed);
+        if before >= STDERR_EVENTS_BYTES {
+            continue;
+        }
+        // why: a full transcript channel must not stall the agent's stderr pipe.
+        let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
+        if before + text_len >= STDERR_EVENTS_BYTES {
+            let _ = t.perm.events.try_send(TurnEvent::Notice(format!(
+                "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes this turn; the last lines are quoted if the agent fails]"
+            )));
+        }
+    }
+}
+
+/// Copies the agent's stdout to the JSON-RPC reader line by line, as valid UTF-8: the SDK's
+/// line reader ends the whole connection on one invalid byte, so a stray byte would lose the
+/// turn (and its final message). A damaged line is decoded lossily (inside a JSON string it
+/// still parses; otherwise the SDK treats it as one malformed message and carries on), a
+/// line over [`MESSAGE_CAP`] is dropped; either is reported in the transcript.
+async fn clean_stdout(
+    stdout: tokio::process::ChildStdout,
+    mut to_sdk: tokio::io::DuplexStream,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    let mut reported = false;
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                lock(&shared.stderr).push(&line);
-                if let Some(t) = shared.turn() {
-                    let text = String::from_utf8_lossy(&line).into_owned();
-                    // why: a full transcript channel must not stall the agent's stderr pipe.
-                    let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
-                }
-            }
+        let read = tokio::select! {
+            r = read_line_capped(&mut reader, MESSAGE_CAP, &mut line) => r,
+            _ = stop.cancelled() => return,
+        };
+        let skipped = match read {
+            Ok(Some(skipped)) => skipped,
+            Ok(None) | Err(_) => return,
+        };
+        if skipped > 0 {
+            shared.notice(format!(
+                "dropped a {} byte message from the agent (the limit is {MESSAGE_CAP})",
+                line.len() + skipped
+            ));
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if matches!(text, std::borrow::Cow::Owned(_)) && !reported {
+            reported = true;
+            tracing::warn!("agent stdout carried bytes that are not UTF-8; replaced");
+            shared.notice(
+                "the agent wrote bytes that are not UTF-8 on stdout; they were replaced".into(),
+            );
+        }
+        let mut text = text.into_owned();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let written = tokio::select! {
+            w = to_sdk.write_all(text.as_bytes()) => w,
+            _ = stop.cancelled() => return,
+        };
+        if written.is_err() {
+            return;
         }
     }
 }

@@ -44,6 +44,21 @@ fn answer<T: agent_client_protocol::JsonRpcResponse>(
 
 const INVALID_PARAMS: i32 = -32602;
 
+/// Most of an agent's message text kept as the turn's final message (the transcript has all
+/// of it, in capped entries).
+const FINAL_MESSAGE_CAP: usize = 1 << 20;
+
+/// Append `chunk` to the final message while it is under [`FINAL_MESSAGE_CAP`], cut at a
+/// character boundary.
+fn push_capped(message: &mut String, chunk: &str) {
+    let room = FINAL_MESSAGE_CAP.saturating_sub(message.len());
+    let mut end = room.min(chunk.len());
+    while !chunk.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.push_str(&chunk[..end]);
+}
+
 /// The client side: every method we advertise, answered for real. Requests for anything else
 /// get the SDK's method-not-found reply. The connection runs in its own task until `stop`
 /// fires or the agent closes its stdout; its handle is sent back through `cx_tx`.
@@ -81,7 +96,7 @@ pub(super) fn spawn_connection(
                 };
                 for ev in updates::map_update(n.update) {
                     if let TurnEvent::Text(t) = &ev {
-                        lock(&turn.text).push_str(t);
+                        push_capped(&mut lock(&turn.text), t);
                     }
                     // Waits only on our own transcript writer, never on the agent.
                     if turn.perm.events.send(ev).await.is_err() {

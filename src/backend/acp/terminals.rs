@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
-use crate::backend::process::GroupGuard;
+use crate::backend::process::{GroupGuard, PIPE_DRAIN};
 use crate::worktree::guard;
 
 /// Output kept when the agent sets no limit; a runaway command cannot exhaust memory.
 const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
+/// The most output kept whatever limit the agent asks for.
+const MAX_OUTPUT_LIMIT: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum TerminalError {
@@ -107,19 +109,20 @@ impl Terminals {
         };
         let mut cmd = crate::backend::process::agent_command(req.command, &cwd);
         cmd.args(req.args).envs(req.env).stdin(Stdio::null());
-        let mut child = cmd.spawn().map_err(|source| TerminalError::Spawn {
-            program: req.command.to_string(),
-            source,
-        })?;
+        let (mut child, group) =
+            crate::backend::process::spawn(&mut cmd).map_err(|source| TerminalError::Spawn {
+                program: req.command.to_string(),
+                source,
+            })?;
         let limit = req
             .output_byte_limit
             .and_then(|l| usize::try_from(l).ok())
-            .unwrap_or(DEFAULT_OUTPUT_LIMIT);
+            .unwrap_or(DEFAULT_OUTPUT_LIMIT)
+            .min(MAX_OUTPUT_LIMIT);
         let output = Arc::new(Mutex::new(OutBuf {
             limit,
             ..OutBuf::default()
         }));
-        let group = GroupGuard::new(child.id());
         let readers = [
             child
                 .stdout
@@ -144,11 +147,14 @@ impl Terminals {
                 }
             };
             // The command is done; whatever it left in its group goes too, which also
-            // closes the pipes so the readers finish.
+            // closes the pipes so the readers finish. A child that escaped the group keeps
+            // them open: its output is read for a bounded time only.
             GroupGuard::new(pgid).signal(nix::sys::signal::Signal::SIGKILL);
-            for r in readers.into_iter().flatten() {
-                if let Err(e) = r.await {
-                    tracing::debug!(error = %e, "terminal reader ended abnormally");
+            for mut r in readers.into_iter().flatten() {
+                match tokio::time::timeout(PIPE_DRAIN, &mut r).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "terminal reader ended abnormally"),
+                    Err(_) => r.abort(),
                 }
             }
             // why: no receiver left means the terminal was released; nobody needs the status.
