@@ -9,6 +9,7 @@ mod native_guards;
 mod nodes;
 mod providers;
 mod real_agents;
+mod reliability_escapes;
 mod resources;
 mod schemas;
 mod transport;
