@@ -226,7 +226,7 @@ fn try_create(
 /// Make `wt_abs` a repository whose objects are the project's, on `branch` at `base`, and
 /// check it out. No template is used: neither the user's hooks nor their repository config
 /// are copied, only the shallow boundary (without it, history walks would fail on a shallow
-/// clone's missing parents).
+/// clone's missing parents) and the location of Git LFS's store.
 fn init_private(
     project: &Repository,
     wt_abs: &Path,
@@ -252,6 +252,15 @@ fn init_private(
     }
     // Opened afresh: the object database reads the alternates when it is opened.
     let private = Repository::open(wt_abs)?;
+    // Git LFS keeps file contents outside the object store; without the project's store the
+    // smudge filter would look for them in the empty private one and fail the checkout.
+    let lfs = project.commondir().join("lfs");
+    if lfs.is_dir() {
+        let lfs = fs::canonicalize(lfs)?;
+        private
+            .config()?
+            .set_str("lfs.storage", &lfs.to_string_lossy())?;
+    }
     private.reference(
         &format!("refs/heads/{branch}"),
         base,

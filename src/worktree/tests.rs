@@ -514,6 +514,29 @@ fn a_worktree_pointed_elsewhere_is_refused() {
 }
 
 #[test]
+fn a_shallow_projects_boundary_and_lfs_store_are_shared() {
+    let fx = Fx::new();
+    git(
+        &fx.project,
+        &["commit", "-q", "--allow-empty", "-m", "second"],
+    );
+    let clone = fx.dir.path().join("shallow");
+    let url = format!("file://{}", fx.project.display());
+    git(
+        fx.dir.path(),
+        &["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()],
+    );
+    fs::create_dir_all(clone.join(".git/lfs")).unwrap();
+    let wt = fx.dir.path().join("wts/shallow-1");
+    create(&clone, &wt, "boocoder/shallow-1").unwrap();
+    assert_eq!(git(&wt, &["log", "--format=%s"]).trim(), "second");
+    assert_eq!(
+        git(&wt, &["config", "lfs.storage"]).trim(),
+        clone.join(".git/lfs").display().to_string()
+    );
+}
+
+#[test]
 fn the_base_survives_the_projects_gc() {
     let fx = Fx::new();
     let info = fx.create();
