@@ -479,7 +479,7 @@ fn same_path(a: &Path, b: &Path) -> bool {
 /// `.git` link pointing at the user's checkout would otherwise have `reset` and
 /// `rebaseline` work on the user's files and refs. Worktrees of earlier versions (linked
 /// worktrees of the project) are still accepted.
-pub(crate) fn open_worktree(wt_path: &Path) -> Result<Repository, WorktreeError> {
+fn open_worktree(wt_path: &Path) -> Result<Repository, WorktreeError> {
     let shown = || wt_path.display().to_string();
     let repo = Repository::open(wt_path).map_err(|e| match e.code() {
         ErrorCode::NotFound => WorktreeError::NotARepo { path: shown() },
