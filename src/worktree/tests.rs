@@ -436,6 +436,15 @@ fn remove_is_idempotent_and_deletes_the_private_repo_and_the_ref() {
 }
 
 #[test]
+fn remove_still_deletes_the_worktree_of_a_deleted_project() {
+    let fx = Fx::new();
+    fx.create();
+    fs::remove_dir_all(&fx.project).unwrap();
+    remove(&fx.project, &fx.wt, &fx.branch).unwrap();
+    assert!(!fx.wt.exists());
+}
+
+#[test]
 fn remove_cleans_worktrees_of_the_linked_layout() {
     let fx = Fx::new();
     fs::create_dir_all(fx.wt.parent().unwrap()).unwrap();
