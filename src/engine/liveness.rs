@@ -39,8 +39,8 @@ pub(super) async fn run(inner: Arc<Inner>) {
             _ = cancels.tick() => inner.poll_cancel_requests().await,
             _ = reap.tick() => {
                 inner.reap_idle_sessions().await;
-                // Not only at start-up: a crash while closing a session leaks its worktree,
-                // and a long-running server would keep it until its next restart.
+                // Not only at start-up: a worktree a crash leaked would otherwise stay until
+                // the server's next restart.
                 inner.reap_orphan_worktrees().await;
             }
         }

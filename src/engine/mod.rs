@@ -625,8 +625,9 @@ impl Inner {
     }
 
     /// Remove worktree directories nobody will use again: those of closed sessions (a crash
-    /// between closing and removing leaks them), and those no session owns when they hold no
-    /// work. Runs at start-up and then periodically.
+    /// can leave one behind, e.g. a worktree created but never recorded is not removed when
+    /// its session closes), and those no session owns when they hold no work. Runs at
+    /// start-up and then periodically.
     pub(super) async fn reap_orphan_worktrees(&self) {
         let dir = self.config.worktrees_dir();
         let known: std::collections::HashSet<PathBuf> =

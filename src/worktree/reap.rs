@@ -1,7 +1,7 @@
 //! Reaping worktrees nobody will use again: directories under the data dir that no session
-//! owns (a crash between creating a worktree and recording it), worktrees of closed sessions
-//! (a crash between closing a session and removing its worktree), and what an interrupted
-//! removal left behind.
+//! owns (a crash between creating a worktree and recording it), worktrees closed sessions
+//! left behind (the same crash, then the session closed), and what an interrupted removal
+//! left behind.
 
 use std::path::{Path, PathBuf};
 

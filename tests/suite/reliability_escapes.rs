@@ -168,8 +168,8 @@ async fn item8_git_in_the_worktree_cannot_change_the_users_repository(env: Env) 
     server.stop().await;
 }
 
-/// Mark a session closed in the store, as a crash between the close and the worktree's
-/// removal leaves it.
+/// Mark a session closed in the store with its worktree still on disk, as a crash can leave
+/// it (a worktree created but never recorded is not removed when its session closes).
 async fn close_in_store(env: &Env, session: &str) {
     use sqlx::Connection;
     let sql = "UPDATE sessions SET closed = 1, worktree_path = NULL WHERE id = $1";
