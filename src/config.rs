@@ -29,6 +29,8 @@ pub struct Config {
     pub listen: bool,
     /// A session idle this long with nothing unapplied is closed and its worktree removed.
     pub session_ttl: Duration,
+    /// How often idle sessions are closed and leaked worktrees reaped (at most half the TTL).
+    pub reap_interval: Duration,
     /// Safety-net poll of the queue; wake-ups normally come from an in-process notify.
     pub poll_interval: Duration,
     /// The OpenAI-compatible endpoint of the `native` provider; `None` when not configured.
@@ -128,6 +130,7 @@ impl Config {
             lease: Duration::from_secs(30),
             listen: true,
             session_ttl: Duration::from_secs(7 * 24 * 3600),
+            reap_interval: Duration::from_secs(600),
             poll_interval: Duration::from_secs(2),
             llm: None,
             native: NativeLimits::default(),

@@ -125,6 +125,9 @@ struct Global {
     /// Idle session TTL in seconds (overrides --session-ttl-hours; for tests).
     #[arg(long, global = true, hide = true)]
     session_ttl_secs: Option<u64>,
+    /// Seconds between reaper passes (idle sessions, leaked worktrees) [default: 600; for tests].
+    #[arg(long, global = true, hide = true)]
+    reap_secs: Option<u64>,
     /// Do not LISTEN for PostgreSQL notifications; find work by polling only.
     #[arg(long, global = true, hide = true)]
     no_listen: bool,
@@ -496,6 +499,9 @@ fn config(g: &Global) -> Result<Config> {
             .unwrap_or(g.session_ttl_hours.saturating_mul(3600))
             .max(1),
     );
+    if let Some(s) = g.reap_secs {
+        config.reap_interval = std::time::Duration::from_secs(s.max(1));
+    }
     if let Some(h) = g.host_id.clone().filter(|h| !h.is_empty()) {
         config.node_id = format!("{h}-{}", std::process::id());
         config.host = h;

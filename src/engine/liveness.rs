@@ -1,6 +1,7 @@
 //! Keeping the shared queue honest: this node heartbeats, fails the running tasks of nodes
-//! that died (at once for a dead process on this machine, after the lease for others), and
-//! picks up cancel requests addressed to the turns it runs.
+//! that died (at once for a dead process on this machine, after the lease for others), picks
+//! up cancel requests addressed to the turns it runs, and periodically closes idle sessions
+//! and reaps worktrees nobody will use again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +13,15 @@ use crate::domain::{TaskState, now_ms};
 use crate::store::Wakeup;
 
 const CANCEL_POLL: Duration = Duration::from_millis(500);
-const REAP_EVERY: Duration = Duration::from_secs(600);
 
 pub(super) async fn run(inner: Arc<Inner>) {
     let beat_every = (inner.config.lease / 6).max(Duration::from_millis(200));
     let mut beat = tokio::time::interval(beat_every);
     let mut cancels = tokio::time::interval(CANCEL_POLL);
     let mut reap = tokio::time::interval(
-        REAP_EVERY
+        inner
+            .config
+            .reap_interval
             .min(inner.config.session_ttl / 2)
             .max(Duration::from_millis(100)),
     );
@@ -35,7 +37,12 @@ pub(super) async fn run(inner: Arc<Inner>) {
                 }
             }
             _ = cancels.tick() => inner.poll_cancel_requests().await,
-            _ = reap.tick() => inner.reap_idle_sessions().await,
+            _ = reap.tick() => {
+                inner.reap_idle_sessions().await;
+                // Not only at start-up: a worktree a crash leaked would otherwise stay until
+                // the server's next restart.
+                inner.reap_orphan_worktrees().await;
+            }
         }
     }
 }

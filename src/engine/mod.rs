@@ -599,8 +599,11 @@ impl Inner {
         }
     }
 
-    /// Remove worktree directories no session owns and that hold no work.
-    async fn reap_orphan_worktrees(&self) {
+    /// Remove worktree directories nobody will use again: those of closed sessions (a crash
+    /// can leave one behind, e.g. a worktree created but never recorded is not removed when
+    /// its session closes), and those no session owns when they hold no work. Runs at
+    /// start-up and then periodically.
+    pub(super) async fn reap_orphan_worktrees(&self) {
         let dir = self.config.worktrees_dir();
         let known: std::collections::HashSet<PathBuf> =
             match self.store.sessions_with_worktrees().await {
@@ -626,8 +629,13 @@ impl Inner {
             // session right now (the directory exists before the row records it): a session
             // that still exists keeps its directory, and young directories are left alone.
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if matches!(self.store.session(name).await, Ok(Some(s)) if !s.closed) {
-                continue;
+            match self.store.session(name).await {
+                Ok(Some(s)) if !s.closed => continue,
+                Ok(Some(s)) => {
+                    self.reap_closed_worktree(&s, path).await;
+                    continue;
+                }
+                _ => {}
             }
             let young = entry
                 .metadata()
@@ -647,6 +655,25 @@ impl Inner {
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "could not reap orphan worktree")
                 }
+            }
+        }
+    }
+
+    /// A closed session's worktree is garbage whatever it holds: closing refuses while a
+    /// change is pending unless forced, so its files were applied, discarded or given up.
+    async fn reap_closed_worktree(&self, s: &Session, path: PathBuf) {
+        let project = PathBuf::from(&s.project_path);
+        let branch = s.branch.clone().unwrap_or_default();
+        let p2 = path.clone();
+        match blocking(move || worktree::remove_closed(&project, &p2, &branch)).await {
+            Ok(false) => {
+                tracing::warn!(session_id = %s.id, path = %path.display(), "removed the worktree a closed session left behind")
+            }
+            Ok(true) => {
+                tracing::warn!(session_id = %s.id, path = %path.display(), "removed the worktree a closed session left behind, with the uncommitted files in it")
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %s.id, path = %path.display(), error = %e, "could not remove the worktree a closed session left behind")
             }
         }
     }

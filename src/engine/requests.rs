@@ -246,28 +246,57 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<N
     })
 }
 
-/// A project is a git repository with at least one commit, inside an allowed root.
+/// A project is a git repository with at least one commit, inside an allowed root. Both the
+/// directory named and the work tree it resolves to are checked: `Repository::discover` walks
+/// up from a plain subdirectory to a repository that may lie outside every root, and a git
+/// directory's `core.worktree` can point anywhere, while `apply_pending` writes into that
+/// work tree. The server's own `--project` is exempt: the operator named it.
 async fn resolve_project(engine: &Engine, raw: &str) -> Result<PathBuf> {
     let dir = canonical_dir("project", raw)?;
-    let roots = &engine.inner.config.allowed_roots;
-    if !roots.is_empty() && !roots.iter().any(|r| dir.starts_with(r)) {
-        return Err(invalid(
-            "project",
-            format!(
-                "`{}` is outside the allowed roots ({}); start the server with --allow-root to permit it",
-                dir.display(),
-                roots
-                    .iter()
-                    .map(|r| r.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
+    let config = &engine.inner.config;
+    let roots = &config.allowed_roots;
+    if !within_roots(roots, &dir) {
+        return Err(outside_roots("project", &dir, None, roots));
     }
-    let root = blocking(move || worktree::project_root(&dir))
+    let asked = dir.clone();
+    let root = blocking(move || worktree::project_root(&asked))
         .await
         .map_err(|e| invalid("project", e.to_string()))?;
+    let named_by_operator = config.default_project.as_deref() == Some(dir.as_path());
+    if !named_by_operator && !within_roots(roots, &root) {
+        return Err(outside_roots("project", &dir, Some(&root), roots));
+    }
     Ok(root)
+}
+
+/// Whether `path` (canonical) lies in one of the allowed roots; no roots means no limit.
+fn within_roots(roots: &[PathBuf], path: &std::path::Path) -> bool {
+    roots.is_empty() || roots.iter().any(|r| path.starts_with(r))
+}
+
+fn outside_roots(
+    field: &'static str,
+    dir: &std::path::Path,
+    work_tree: Option<&std::path::Path>,
+    roots: &[PathBuf],
+) -> EngineError {
+    let roots = roots
+        .iter()
+        .map(|r| r.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = match work_tree {
+        None => format!("`{}` is outside the allowed roots ({roots})", dir.display()),
+        Some(wt) => format!(
+            "`{}` belongs to the git work tree `{}`, which is outside the allowed roots ({roots})",
+            dir.display(),
+            wt.display()
+        ),
+    };
+    invalid(
+        field,
+        format!("{what}; start the server with --allow-root to permit it"),
+    )
 }
 
 #[derive(Debug, Clone, Default)]

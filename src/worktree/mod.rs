@@ -2,8 +2,13 @@
 //! task, turning its cumulative work into a patch, applying that patch to the
 //! user's checkout strictly and atomically, and cleaning up afterwards.
 //!
+//! A session's worktree is a repository of its own whose objects are borrowed
+//! from the project (see `create`): the agent can use git freely in it without
+//! touching the user's config, hooks, refs or stash.
+//!
 //! Writing into the checkout lives in `checkout.rs`, path containment in
-//! `guard.rs`. Everything goes through libgit2 (no git CLI, no shell).
+//! `guard.rs`. Everything goes through libgit2 except a new worktree's checkout
+//! (git's parallel checkout, an argument vector; libgit2 when git is missing).
 //! `Repository` is `Send` but not `Sync`, so every function opens the
 //! repositories it needs and returns owned data; callers run these inside
 //! `spawn_blocking`.
@@ -13,7 +18,7 @@ pub mod guard;
 mod journal;
 mod reap;
 mod snapshot;
-pub use reap::remove_if_clean;
+pub use reap::{remove_closed, remove_if_clean};
 #[cfg(test)]
 mod tests;
 
@@ -28,7 +33,7 @@ pub use snapshot::{Snapshot, rebaseline, snapshot, tree_from_patch};
 
 use git2::{
     BranchType, Delta, ErrorCode, ObjectType, Oid, Repository, ResetType, StatusOptions,
-    WorktreeAddOptions, WorktreePruneOptions, build::CheckoutBuilder,
+    WorktreePruneOptions, build::CheckoutBuilder,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +48,8 @@ pub enum WorktreeError {
     InvalidWorktreePath { path: String },
     #[error("{path} exists and is not a boocoder worktree; refusing to touch it")]
     PathInUse { path: String },
-    #[error("worktree name {name} is already registered for another path ({path})")]
-    NameTaken { name: String, path: String },
+    #[error("{path} is not a boocoder worktree: its repository or work tree lies elsewhere")]
+    Foreign { path: String },
     #[error("patch conflicts with the checkout: {0}")]
     Conflict(ConflictReport),
     /// The checkout is held by another apply (or needs an interrupted one recovered).
@@ -146,10 +151,23 @@ pub fn project_root(path: &Path) -> Result<PathBuf, WorktreeError> {
     Ok(fs::canonicalize(workdir)?)
 }
 
-/// Create a worktree at `wt_path` on a NEW branch `branch` at the project's
-/// HEAD commit. A crash can leave a registration, directory or branch behind
-/// under the same name; those are cleaned up and the creation retried once,
-/// so a restarted task does not wedge on its own debris.
+/// The project ref that keeps a session's base commit, and so every project object its
+/// private repository borrows, safe from the project's `git gc`: the project cannot see what
+/// a repository borrowing its objects still needs. Outside `refs/heads` and `refs/tags`, so
+/// `git branch` and `git tag` do not list it.
+fn base_ref(name: &str) -> String {
+    format!("refs/boocoder/{name}")
+}
+
+/// Create the worktree at `wt_path`: a repository of its own (git dir `wt_path/.git`) on a
+/// new branch `branch` at the project's HEAD commit. Its config, hooks, refs, stash and index
+/// are private, so what an agent does with git inside it (`git config core.hooksPath`,
+/// `git stash`, `git branch -D`) never reaches the user's repository; its object store
+/// borrows the project's (`objects/info/alternates`), so creating it costs a checkout, not a
+/// copy. The project gains only `refs/boocoder/<name>`. A crash can leave the directory, the
+/// ref, or (from the linked-worktree layout of earlier versions) a registration and branch
+/// behind under the same name; those are cleaned up and the creation retried once, so a
+/// restarted task does not wedge on its own debris.
 pub fn create(project: &Path, wt_path: &Path, branch: &str) -> Result<WorktreeInfo, WorktreeError> {
     create_with(project, wt_path, branch, true)
 }
@@ -168,7 +186,7 @@ fn create_with(
     match try_create(&repo, &name, &wt_abs, branch, use_cli) {
         Ok(info) => Ok(info),
         Err(first) => {
-            if !clean_up(&repo, &name, &wt_abs, branch, true)? {
+            if !clean_up(&repo, &name, &wt_abs, branch)? {
                 return Err(first);
             }
             try_create(&repo, &name, &wt_abs, branch, use_cli)
@@ -183,82 +201,136 @@ fn try_create(
     branch: &str,
     use_cli: bool,
 ) -> Result<WorktreeInfo, WorktreeError> {
-    let head = repo.head()?.peel_to_commit()?;
-    if use_cli
-        && let Some(workdir) = repo.workdir()
-        && git_cli_add(workdir, wt_abs, branch, &head.id().to_string())?
-    {
-        return Ok(WorktreeInfo {
-            path: fs::canonicalize(wt_abs)?,
-            branch: branch.to_owned(),
-            base_commit: head.id().to_string(),
-        });
-    }
-    let mut branch_ref = repo.branch(branch, &head, false)?;
-    let added = {
-        let mut opts = WorktreeAddOptions::new();
-        opts.reference(Some(branch_ref.get()));
-        repo.worktree(name, wt_abs, Some(&opts)).map(|_| ())
-    };
-    if let Err(e) = added {
-        // Do not leave a branch behind for an error that is not about debris
-        // (permissions, disk full): the caller would trip over it next time.
-        let _ = branch_ref.delete();
-        return Err(e.into());
+    let base = repo.head()?.peel_to_commit()?.id();
+    // An existing directory is debris (or someone else's): the caller decides.
+    fs::create_dir(wt_abs)?;
+    let made = repo
+        .reference(&base_ref(name), base, true, "boocoder: session base")
+        .map_err(WorktreeError::from)
+        .and_then(|_| init_private(repo, wt_abs, branch, base, use_cli));
+    if let Err(e) = made {
+        // Leave nothing behind for an error that is not about debris (permissions, disk
+        // full): the caller would trip over it next time.
+        let _ = remove_tree(wt_abs);
+        if let Ok(mut r) = repo.find_reference(&base_ref(name)) {
+            let _ = r.delete();
+        }
+        return Err(e);
     }
     Ok(WorktreeInfo {
         path: fs::canonicalize(wt_abs)?,
         branch: branch.to_owned(),
-        base_commit: head.id().to_string(),
+        base_commit: base.to_string(),
     })
 }
 
-/// `git worktree add` with parallel checkout: 3–6× faster than libgit2's single-threaded
-/// checkout on large trees (measured in notes/perf.md and by the bench). Hooks are disabled:
-/// the user's post-checkout hooks must not run in our worktrees. Returns `Ok(false)` when no
-/// git binary is available (the caller falls back to libgit2).
-fn git_cli_add(
-    workdir: &Path,
+/// Make `wt_abs` a repository whose objects are the project's, on `branch` at `base`, and
+/// check it out. Nothing of the user's repository is copied (no hooks, no config) except
+/// facts: what the project's git found out about the filesystem (`core.filemode` and the
+/// like), the shallow boundary (without it, history walks fail on a shallow clone's missing
+/// parents) and where Git LFS keeps file contents (without it, the smudge filter looks in
+/// the empty private store and fails the checkout). The git directory is written directly
+/// (it is a handful of files in git's documented layout): libgit2's init probes the
+/// filesystem and costs about 10 ms, half of a new session's dispatch.
+fn init_private(
+    project: &Repository,
     wt_abs: &Path,
     branch: &str,
-    commit: &str,
-) -> Result<bool, WorktreeError> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(workdir)
-        .args([
-            "-c",
-            "checkout.workers=0",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "advice.detachedHead=false",
-            "worktree",
-            "add",
-            "--quiet",
-            "-b",
-            branch,
-        ])
-        .arg(wt_abs)
-        .arg(commit)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .stdin(std::process::Stdio::null())
-        .output();
-    match out {
+    base: git2::Oid,
+    use_cli: bool,
+) -> Result<(), WorktreeError> {
+    let head_ref = format!("refs/heads/{branch}");
+    if !git2::Reference::is_valid_name(&head_ref) {
+        return Err(git2::Error::from_str(&format!("invalid branch name `{branch}`")).into());
+    }
+    let git_dir = wt_abs.join(".git");
+    let info = git_dir.join("objects").join("info");
+    for dir in [
+        &info,
+        &git_dir.join("objects/pack"),
+        &git_dir.join("refs/tags"),
+    ] {
+        fs::create_dir_all(dir)?;
+    }
+    let mut config = String::from(
+        "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tlogallrefupdates = true\n",
+    );
+    let project_config = project.config()?;
+    for key in ["filemode", "symlinks", "ignorecase", "precomposeunicode"] {
+        if let Ok(v) = project_config.get_bool(&format!("core.{key}")) {
+            config.push_str(&format!("\t{key} = {v}\n"));
+        }
+    }
+    let lfs = project.commondir().join("lfs");
+    if lfs.is_dir() {
+        let lfs = fs::canonicalize(lfs)?.to_string_lossy().into_owned();
+        let quoted = lfs.replace('\\', "\\\\").replace('"', "\\\"");
+        config.push_str(&format!("[lfs]\n\tstorage = \"{quoted}\"\n"));
+    }
+    fs::write(git_dir.join("config"), config)?;
+    let objects = fs::canonicalize(project.commondir().join("objects"))?;
+    let mut line = objects.as_os_str().as_bytes().to_vec();
+    line.push(b'\n');
+    fs::write(info.join("alternates"), line)?;
+    if project.is_shallow() {
+        fs::copy(project.commondir().join("shallow"), git_dir.join("shallow"))?;
+    }
+    let ref_file = git_dir.join(&head_ref);
+    if let Some(parent) = ref_file.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(ref_file, format!("{base}\n"))?;
+    fs::write(git_dir.join("HEAD"), format!("ref: {head_ref}\n"))?;
+    if use_cli && git_cli_checkout(wt_abs)? {
+        return Ok(());
+    }
+    let private = Repository::open(wt_abs)?;
+    let mut checkout = CheckoutBuilder::new();
+    checkout.force();
+    private.checkout_head(Some(&mut checkout))?;
+    Ok(())
+}
+
+/// `git read-tree -u` with parallel checkout: 3–6× faster than libgit2's single-threaded
+/// checkout on large trees (measured in notes/perf.md and by the bench). Hooks are disabled
+/// (the private repository has none, but a global `core.hooksPath` would apply). Returns
+/// `Ok(false)` when no git binary is available (the caller falls back to libgit2).
+fn git_cli_checkout(wt_abs: &Path) -> Result<bool, WorktreeError> {
+    let mut cmd = std::process::Command::new("git");
+    cmd.arg("-C").arg(wt_abs).args([
+        "-c",
+        "checkout.workers=0",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "read-tree",
+        "--reset",
+        "-u",
+        "HEAD",
+    ]);
+    // The repository is the one in `wt_abs`, whatever environment boocoder was started in.
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_COMMON_DIR",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_NAMESPACE",
+    ] {
+        cmd.env_remove(var);
+    }
+    match cmd.stdin(std::process::Stdio::null()).output() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e.into()),
         Ok(o) if o.status.success() => Ok(true),
         Ok(o) => Err(WorktreeError::Io(std::io::Error::other(format!(
-            "git worktree add failed: {}",
+            "git read-tree failed: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )))),
     }
 }
 
-/// The .git/worktrees entry may not contain '/', and a stable name lets a
-/// restarted process find the registration again.
+/// A stable name lets a restarted process find the worktree (and its project ref) again.
 fn worktree_name(wt_path: &Path) -> Result<String, WorktreeError> {
     match wt_path.components().next_back() {
         Some(Component::Normal(name)) => name
@@ -275,8 +347,8 @@ fn invalid_wt_path(wt_path: &Path) -> WorktreeError {
     }
 }
 
-/// libgit2 records the path as given; a canonical absolute one keeps the
-/// registration valid whatever the caller's cwd or symlinked temp dirs.
+/// A canonical absolute path keeps the alternates and comparisons valid whatever the
+/// caller's cwd or symlinked temp dirs.
 fn absolute_worktree_path(wt_path: &Path, name: &str) -> Result<PathBuf, WorktreeError> {
     let parent = match wt_path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -286,32 +358,23 @@ fn absolute_worktree_path(wt_path: &Path, name: &str) -> Result<PathBuf, Worktre
     Ok(fs::canonicalize(parent)?.join(name))
 }
 
-/// Remove registration, directory and branch of a worktree. Returns whether
-/// anything existed. With `strict`, a registration of the same name for a
-/// different live path is an error (create must not reuse it); otherwise it
-/// is someone else's and left alone.
+/// Remove the directory, the project ref and any earlier-layout registration and branch of a
+/// worktree. Returns whether anything existed. A registration of the same name for a
+/// different live path is someone else's and left alone.
 fn clean_up(
     repo: &Repository,
     name: &str,
     wt_abs: &Path,
     branch: &str,
-    strict: bool,
 ) -> Result<bool, WorktreeError> {
     let mut found = false;
     match repo.find_worktree(name) {
         Ok(wt) => {
-            let ours = same_path(wt.path(), wt_abs);
-            let live = wt.validate().is_ok();
-            if ours || !live {
+            if same_path(wt.path(), wt_abs) || wt.validate().is_err() {
                 let mut opts = WorktreePruneOptions::new();
-                opts.valid(true).locked(true).working_tree(ours);
+                opts.valid(true).locked(true).working_tree(false);
                 wt.prune(Some(&mut opts))?;
                 found = true;
-            } else if strict {
-                return Err(WorktreeError::NameTaken {
-                    name: name.to_owned(),
-                    path: wt.path().display().to_string(),
-                });
             }
         }
         Err(_) => {
@@ -324,16 +387,47 @@ fn clean_up(
             }
         }
     }
+    found |= remove_worktree_dir(wt_abs)?;
+    match repo.find_reference(&base_ref(name)) {
+        Ok(mut r) => {
+            r.delete()?;
+            found = true;
+        }
+        Err(e) if e.code() == ErrorCode::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Earlier versions created the session branch in the project itself. Only boocoder's
+    // own namespace is touched: the name may come from a worktree's HEAD, which its agent
+    // could have pointed at any branch.
+    if branch.starts_with("boocoder/") {
+        match repo.find_branch(branch, BranchType::Local) {
+            Ok(mut b) => {
+                b.delete()?;
+                found = true;
+            }
+            Err(e) if e.code() == ErrorCode::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(found)
+}
+
+/// Delete the worktree directory (and what an interrupted earlier removal left of it), but
+/// only when it is one: a directory with a `.git` entry (a private repository, or the link
+/// file of the earlier layout), or an empty one. Returns whether anything existed.
+fn remove_worktree_dir(wt_abs: &Path) -> Result<bool, WorktreeError> {
+    let trash = trash_path(wt_abs);
+    let mut found = remove_all(&trash)?;
     match fs::symlink_metadata(wt_abs) {
         Ok(meta) if meta.is_dir() => {
-            let is_worktree = fs::symlink_metadata(wt_abs.join(".git")).is_ok_and(|m| m.is_file());
+            let is_worktree = fs::symlink_metadata(wt_abs.join(".git")).is_ok();
             let is_empty = fs::read_dir(wt_abs)?.next().is_none();
             if !is_worktree && !is_empty {
                 return Err(WorktreeError::PathInUse {
                     path: wt_abs.display().to_string(),
                 });
             }
-            fs::remove_dir_all(wt_abs)?;
+            remove_tree(wt_abs)?;
             found = true;
         }
         Ok(_) => {
@@ -344,15 +438,48 @@ fn clean_up(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    match repo.find_branch(branch, BranchType::Local) {
-        Ok(mut b) => {
-            b.delete()?;
-            found = true;
-        }
-        Err(e) if e.code() == ErrorCode::NotFound => {}
+    Ok(found)
+}
+
+/// Delete a worktree directory by renaming it aside first: an interrupted delete leaves a
+/// `.NAME.removing` directory that the next removal or the reaper finishes, never a
+/// half-emptied worktree that no longer looks like one (and so would be refused forever).
+fn remove_tree(wt_abs: &Path) -> Result<(), WorktreeError> {
+    let trash = trash_path(wt_abs);
+    remove_all(&trash)?;
+    match fs::rename(wt_abs, &trash) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    Ok(found)
+    remove_all(&trash)?;
+    Ok(())
+}
+
+fn trash_path(wt_abs: &Path) -> PathBuf {
+    let name = wt_abs.file_name().unwrap_or_default().to_string_lossy();
+    wt_abs.with_file_name(format!(".{name}.removing"))
+}
+
+/// Whether `path` is what an interrupted removal left behind.
+fn is_trash(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n.ends_with(".removing"))
+}
+
+/// `remove_dir_all` that treats an absent directory as done, and retries once: a removal
+/// racing another (a close and the reaper) can see entries vanish under it.
+fn remove_all(path: &Path) -> Result<bool, WorktreeError> {
+    for attempt in 0..2 {
+        match fs::remove_dir_all(path) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(attempt > 0),
+            Err(e) if attempt > 0 => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    Ok(true)
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {
@@ -362,17 +489,25 @@ fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Open a session's worktree repository. Its config is the agent's to edit, so the
+/// repository is accepted only when it is that directory's own: a `core.worktree` or a
+/// `.git` link pointing at the user's checkout would otherwise have `reset` and
+/// `rebaseline` work on the user's files and refs. Worktrees of earlier versions (linked
+/// worktrees of the project) are still accepted.
 fn open_worktree(wt_path: &Path) -> Result<Repository, WorktreeError> {
+    let shown = || wt_path.display().to_string();
     let repo = Repository::open(wt_path).map_err(|e| match e.code() {
-        ErrorCode::NotFound => WorktreeError::NotARepo {
-            path: wt_path.display().to_string(),
-        },
+        ErrorCode::NotFound => WorktreeError::NotARepo { path: shown() },
         _ => WorktreeError::Git(e),
     })?;
-    if repo.workdir().is_none() {
-        return Err(WorktreeError::BareRepo {
-            path: wt_path.display().to_string(),
-        });
+    let Some(workdir) = repo.workdir() else {
+        return Err(WorktreeError::BareRepo { path: shown() });
+    };
+    let own = fs::canonicalize(wt_path)?;
+    let same_workdir = fs::canonicalize(workdir)? == own;
+    let own_git_dir = repo.is_worktree() || fs::canonicalize(repo.path())? == own.join(".git");
+    if !(same_workdir && own_git_dir) {
+        return Err(WorktreeError::Foreign { path: shown() });
     }
     Ok(repo)
 }
@@ -520,26 +655,32 @@ pub fn reset(wt_path: &Path, base: &str) -> Result<(), WorktreeError> {
     Ok(())
 }
 
-/// Remove the worktree directory, prune its registration and delete its
-/// branch. Idempotent, because it runs on task cleanup paths that may be
-/// retried after partial failures.
+/// Remove the worktree directory and the project's ref to its base (and, for a worktree of
+/// the earlier layout, its registration and branch). Idempotent, because it runs on cleanup
+/// paths that may be retried after partial failures. `project` is the project's work tree
+/// or git directory; when it no longer exists, the worktree directory is still removed.
 pub fn remove(project: &Path, wt_path: &Path, branch: &str) -> Result<(), WorktreeError> {
-    let root = project_root(project)?;
-    let repo = Repository::open(&root)?;
     let name = worktree_name(wt_path)?;
     let wt_abs = match wt_path.parent() {
         Some(parent) if parent.exists() => fs::canonicalize(parent)?.join(&name),
         _ => wt_path.to_path_buf(),
     };
+    let repo = match Repository::open(project) {
+        Ok(repo) => repo,
+        Err(e) if e.code() == ErrorCode::NotFound => {
+            remove_worktree_dir(&wt_abs)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let _lock = lock_worktrees(&repo)?;
-    clean_up(&repo, &name, &wt_abs, branch, false)?;
+    clean_up(&repo, &name, &wt_abs, branch)?;
     Ok(())
 }
 
-/// Serialise worktree creation and removal on one repository across threads and processes:
-/// `git worktree add` reads every registered worktree and fails ("failed to read
-/// .git/worktrees/…") when another one is being written at that moment, which several
-/// sessions (or several boocoder nodes) starting at once would otherwise hit.
+/// Serialise worktree creation and removal on one repository across threads and processes,
+/// so a creation retrying over debris never races a removal of the same name (the project
+/// ref and the directory are checked and changed as one step).
 fn lock_worktrees(repo: &Repository) -> Result<nix::fcntl::Flock<fs::File>, WorktreeError> {
     let path = repo.commondir().join("boocoder-worktrees.lock");
     let file = fs::OpenOptions::new()

@@ -199,7 +199,12 @@ fn project_root_reports_repo_problems() {
 #[test]
 fn create_checks_out_head_on_new_branch() {
     let fx = Fx::new();
+    let marker = fx.dir.path().join("hook-ran");
+    let hook = fx.project.join(".git/hooks/post-checkout");
+    fs::write(&hook, format!("#!/bin/sh\ntouch '{}'\n", marker.display())).unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
     let info = fx.create();
+    assert!(!marker.exists(), "the user's hooks do not run");
     assert_eq!(info.path, fx.wt);
     assert_eq!(info.base_commit, fx.head());
     assert_eq!(info.branch, fx.branch);
@@ -208,7 +213,28 @@ fn create_checks_out_head_on_new_branch() {
         git(&fx.wt, &["symbolic-ref", "HEAD"]).trim(),
         "refs/heads/boocoder/task-1"
     );
-    assert!(fx.project.join(".git/worktrees/task-1").is_dir());
+    // A repository of its own, borrowing the project's objects; the project only gains the
+    // hidden ref that keeps the base commit from its gc (no registration, no branch).
+    assert!(fx.wt.join(".git").is_dir());
+    assert_eq!(
+        fs::read_to_string(fx.wt.join(".git/objects/info/alternates")).unwrap(),
+        format!("{}\n", fx.project.join(".git/objects").display())
+    );
+    assert!(!fx.project.join(".git/worktrees/task-1").exists());
+    assert!(git(&fx.project, &["branch", "--list", &fx.branch]).is_empty());
+    assert_eq!(
+        git(&fx.project, &["rev-parse", "refs/boocoder/task-1"]).trim(),
+        fx.head()
+    );
+    let hooks: Vec<_> = fs::read_dir(fx.wt.join(".git/hooks"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        hooks
+            .iter()
+            .all(|h| h.to_string_lossy().ends_with(".sample")),
+        "no hooks copied: {hooks:?}"
+    );
     assert!(diff(&fx.wt, &info.base_commit).unwrap().is_empty());
     // The project checkout itself stays on its branch.
     assert_eq!(
@@ -427,14 +453,15 @@ fn reset_drops_edits_and_untracked_files_but_keeps_ignored() {
 }
 
 #[test]
-fn remove_is_idempotent_and_deletes_the_branch() {
+fn remove_is_idempotent_and_deletes_the_private_repo_and_the_ref() {
     let fx = Fx::new();
     fx.create();
     fs::write(fx.wt.join("work.txt"), "w\n").unwrap();
     remove(&fx.project, &fx.wt, &fx.branch).unwrap();
     assert!(!fx.wt.exists());
-    assert!(!fx.project.join(".git/worktrees/task-1").exists());
-    assert!(git(&fx.project, &["branch", "--list", &fx.branch]).is_empty());
+    assert!(git(&fx.project, &["for-each-ref", "refs/boocoder"]).is_empty());
+    let left: Vec<_> = fs::read_dir(fx.wt.parent().unwrap()).unwrap().collect();
+    assert!(left.is_empty(), "nothing left beside it: {left:?}");
     remove(&fx.project, &fx.wt, &fx.branch).unwrap();
     fs::remove_dir_all(fx.wt.parent().unwrap()).unwrap();
     remove(&fx.project, &fx.wt, &fx.branch).unwrap();
@@ -442,22 +469,131 @@ fn remove_is_idempotent_and_deletes_the_branch() {
 }
 
 #[test]
-fn create_recovers_from_stale_registration_and_branch() {
+fn remove_still_deletes_the_worktree_of_a_deleted_project() {
     let fx = Fx::new();
     fx.create();
-    // Crash leftovers, variant 1: directory, registration and branch all remain.
+    fs::remove_dir_all(&fx.project).unwrap();
+    remove(&fx.project, &fx.wt, &fx.branch).unwrap();
+    assert!(!fx.wt.exists());
+}
+
+#[test]
+fn remove_cleans_worktrees_of_the_linked_layout() {
+    let fx = Fx::new();
+    fs::create_dir_all(fx.wt.parent().unwrap()).unwrap();
+    let wt = fx.wt.display().to_string();
+    git(
+        &fx.project,
+        &["worktree", "add", "-q", "-b", &fx.branch, &wt],
+    );
+    remove(&fx.project, &fx.wt, &fx.branch).unwrap();
+    assert!(!fx.wt.exists());
+    assert!(!fx.project.join(".git/worktrees/task-1").exists());
+    assert!(git(&fx.project, &["branch", "--list", &fx.branch]).is_empty());
+}
+
+#[test]
+fn an_interrupted_removal_is_finished_later() {
+    let fx = Fx::new();
+    fx.create();
+    // A removal that stopped after renaming the worktree aside, half-way through deleting it.
+    let trash = fx.wt.with_file_name(".task-1.removing");
+    fs::rename(&fx.wt, &trash).unwrap();
+    fs::remove_dir_all(trash.join(".git")).unwrap();
+    remove(&fx.project, &fx.wt, &fx.branch).unwrap();
+    assert!(!trash.exists());
+    assert!(git(&fx.project, &["for-each-ref", "refs/boocoder"]).is_empty());
+    // The reaper finishes one on its own, too.
+    fs::create_dir_all(trash.join("left")).unwrap();
+    assert!(remove_if_clean(&trash).unwrap());
+    assert!(!trash.exists());
+}
+
+#[test]
+fn create_recovers_from_stale_debris() {
+    let fx = Fx::new();
+    fx.create();
+    // Crash leftovers, variant 1: directory and ref remain.
     let info = fx.create();
     assert_eq!(info.base_commit, fx.head());
-    // Variant 2: the directory vanished but registration and branch remain.
+    // Variant 2: the directory vanished but the ref remains.
     fs::remove_dir_all(&fx.wt).unwrap();
     let info = fx.create();
     assert!(fx.wt.join("a.txt").is_file());
     assert!(diff(&fx.wt, &info.base_commit).unwrap().is_empty());
-    // Variant 3: only the branch remains.
+    // Variant 3: a linked worktree of the earlier layout, registration and branch.
     remove(&fx.project, &fx.wt, &fx.branch).unwrap();
-    git(&fx.project, &["branch", &fx.branch]);
+    let wt = fx.wt.display().to_string();
+    git(
+        &fx.project,
+        &["worktree", "add", "-q", "-b", &fx.branch, &wt],
+    );
     fx.create();
+    assert!(fx.wt.join(".git").is_dir());
+    assert!(!fx.project.join(".git/worktrees/task-1").exists());
+    assert!(git(&fx.project, &["branch", "--list", &fx.branch]).is_empty());
     git(&fx.wt, &["status", "--short"]);
+}
+
+#[test]
+fn a_worktree_pointed_elsewhere_is_refused() {
+    let fx = Fx::new();
+    let info = fx.create();
+    // The agent owns the private config; a work tree redirected at the user's checkout must
+    // not make reset or rebaseline work there.
+    let project = fx.project.display().to_string();
+    git(&fx.wt, &["config", "core.worktree", &project]);
+    fs::write(fx.project.join("a.txt"), "user edit\n").unwrap();
+    let err = reset(&fx.wt, &info.base_commit).unwrap_err();
+    assert!(matches!(err, WorktreeError::Foreign { .. }), "{err:?}");
+    let tree = git(&fx.project, &["rev-parse", "HEAD^{tree}"]);
+    let err = rebaseline(&fx.wt, &info.base_commit, tree.trim()).unwrap_err();
+    assert!(matches!(err, WorktreeError::Foreign { .. }), "{err:?}");
+    let err = super::snapshot(&fx.wt, &info.base_commit).unwrap_err();
+    assert!(matches!(err, WorktreeError::Foreign { .. }), "{err:?}");
+    assert_eq!(fs::read(fx.project.join("a.txt")).unwrap(), b"user edit\n");
+    assert_eq!(
+        git(&fx.project, &["rev-parse", "HEAD"]).trim(),
+        info.base_commit
+    );
+}
+
+#[test]
+fn a_shallow_projects_boundary_and_lfs_store_are_shared() {
+    let fx = Fx::new();
+    git(
+        &fx.project,
+        &["commit", "-q", "--allow-empty", "-m", "second"],
+    );
+    let clone = fx.dir.path().join("shallow");
+    let url = format!("file://{}", fx.project.display());
+    git(
+        fx.dir.path(),
+        &["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()],
+    );
+    fs::create_dir_all(clone.join(".git/lfs")).unwrap();
+    let wt = fx.dir.path().join("wts/shallow-1");
+    create(&clone, &wt, "boocoder/shallow-1").unwrap();
+    assert_eq!(git(&wt, &["log", "--format=%s"]).trim(), "second");
+    assert_eq!(
+        git(&wt, &["config", "lfs.storage"]).trim(),
+        clone.join(".git/lfs").display().to_string()
+    );
+}
+
+#[test]
+fn the_base_survives_the_projects_gc() {
+    let fx = Fx::new();
+    let info = fx.create();
+    // The project moves on and forgets the base: only the hidden ref still reaches it.
+    git(&fx.project, &["checkout", "-q", "--orphan", "other"]);
+    git(&fx.project, &["commit", "-q", "-m", "unrelated"]);
+    git(&fx.project, &["branch", "-D", "main"]);
+    git(&fx.project, &["reflog", "expire", "--expire=now", "--all"]);
+    git(&fx.project, &["gc", "-q", "--prune=now"]);
+    fs::write(fx.wt.join("a.txt"), "changed\n").unwrap();
+    let d = diff(&fx.wt, &info.base_commit).unwrap();
+    assert_eq!(d.files.len(), 1, "{:?}", d.files);
 }
 
 #[test]

@@ -291,10 +291,10 @@ async fn closing_a_session_removes_its_worktree_and_refuses_more_turns(env: Env)
     assert_eq!(r["session_closed"], true);
     assert_eq!(env.read("done.txt").as_deref(), Some("yes\n"));
     assert!(!wt.exists(), "the worktree is removed");
-    let branches = git(&env.repo, &["branch", "--list", "boocoder/*"]);
+    let refs = git(&env.repo, &["for-each-ref", "--format=%(refname)"]);
     assert!(
-        !branches.contains(&session),
-        "the branch is removed: {branches}"
+        !refs.contains(&session),
+        "no branch or ref of the session is left in the project: {refs}"
     );
     let err = call(
         c,

@@ -11,6 +11,7 @@ mod providers;
 mod real_agents;
 mod reliability_agents;
 mod reliability_apply;
+mod reliability_escapes;
 mod reliability_http;
 mod resources;
 mod schemas;
