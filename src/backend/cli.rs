@@ -179,19 +179,29 @@ impl Readers {
     /// What the readers got once the pipes close, or within [`PIPE_DRAIN`] (sooner on cancel):
     /// a detached child holding the pipes must not keep the turn, or its cancel, waiting.
     async fn finish(mut self, cancel: &CancellationToken) -> (String, Tail) {
-        let both = futures::future::join(&mut self.out, &mut self.err);
-        let done = tokio::select! {
-            r = both => Some(r),
-            _ = tokio::time::sleep(PIPE_DRAIN) => None,
-            _ = cancel.cancelled() => None,
-        };
-        let (out, err) = match done {
-            Some(r) => r,
-            None => {
-                tracing::debug!("agent output still open after it ended; reading stopped");
-                self.stop.cancel();
-                futures::future::join(self.out, self.err).await
+        // Each handle is polled until it completes and never after (tokio panics on that).
+        let (mut out, mut err) = (None, None);
+        let drain = tokio::time::sleep(PIPE_DRAIN);
+        tokio::pin!(drain);
+        while out.is_none() || err.is_none() {
+            tokio::select! {
+                r = &mut self.out, if out.is_none() => out = Some(r),
+                r = &mut self.err, if err.is_none() => err = Some(r),
+                _ = &mut drain => break,
+                _ = cancel.cancelled() => break,
             }
+        }
+        if out.is_none() || err.is_none() {
+            tracing::debug!("agent output still open after it ended; reading stopped");
+            self.stop.cancel();
+        }
+        let out = match out {
+            Some(r) => r,
+            None => self.out.await,
+        };
+        let err = match err {
+            Some(r) => r,
+            None => self.err.await,
         };
         (out.unwrap_or_default(), err.unwrap_or_default())
     }
