@@ -269,6 +269,29 @@ async fn resolve_project(engine: &Engine, raw: &str) -> Result<PathBuf> {
     Ok(root)
 }
 
+/// An apply writes into the session's project: refuse it when the project is no longer inside
+/// the allowed roots (a session created under a wider `--allow-root`).
+pub(super) fn check_project_still_allowed(
+    engine: &Engine,
+    project: &std::path::Path,
+) -> Result<()> {
+    let config = &engine.inner.config;
+    let named_by_operator = config.default_project.as_deref() == Some(project);
+    if named_by_operator || within_roots(&config.allowed_roots, project) {
+        return Ok(());
+    }
+    Err(EngineError::State(format!(
+        "the session's project `{}` is outside the allowed roots ({}); start the server with --allow-root to permit it",
+        project.display(),
+        config
+            .allowed_roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
 /// Whether `path` (canonical) lies in one of the allowed roots; no roots means no limit.
 fn within_roots(roots: &[PathBuf], path: &std::path::Path) -> bool {
     roots.is_empty() || roots.iter().any(|r| path.starts_with(r))

@@ -586,3 +586,32 @@ async fn item5_awkward_names_and_tree_shapes() {
     assert!(err.contains("up"), "{err}");
     server.stop().await;
 }
+
+#[tokio::test]
+/// Item 6, apply side: a session created under a wider `--allow-root` cannot write into its
+/// project once the server runs with roots that exclude it.
+async fn item6_apply_rechecks_the_allowed_roots() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &[]).await;
+    let s = run_task(&server.client, "write a.txt pending", None).await;
+    let session = id(&s, "session_id");
+    server.stop().await;
+    let narrow = env.root().join("elsewhere");
+    std::fs::create_dir_all(&narrow).expect("mkdir");
+    let mut args = env.args();
+    let i = args.iter().position(|a| a == "--allow-root").expect("flag");
+    args[i + 1] = narrow.display().to_string();
+    let i = args.iter().position(|a| a == "--project").expect("flag");
+    args.drain(i..i + 2);
+    let server = Server::stdio_with(&env, args, &[]).await;
+    let err = call(
+        &server.client,
+        "apply_pending",
+        json!({"session_id": session}),
+    )
+    .await
+    .expect_err("outside the allowed roots now");
+    assert!(err.contains("outside the allowed roots"), "{err}");
+    assert!(env.read("a.txt").is_none());
+    server.stop().await;
+}
