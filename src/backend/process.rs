@@ -35,17 +35,6 @@ pub fn set_node_tag(node_id: &str) {
     let _ = NODE_TAG.set(node_id.to_string());
 }
 
-/// Variables that make git work on a repository other than the one in its cwd.
-const GIT_REDIRECTS: [&str; 7] = [
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_COMMON_DIR",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_NAMESPACE",
-];
-
 /// The one way agent-side processes (agents, their terminals) are started: in `cwd`, in a
 /// process group of their own (so cancel and shutdown reach their children), tagged with this
 /// node and with an agent tag of its own, stdout and stderr captured, killed if the handle is
@@ -58,7 +47,7 @@ pub fn agent_command(program: &str, cwd: &Path) -> tokio::process::Command {
     cmd.env(AGENT_ENV, uuid::Uuid::new_v4().simple().to_string());
     // A git environment inherited from whoever started boocoder would point the agent's git
     // at another repository (the user's) instead of the session's own.
-    for var in GIT_REDIRECTS {
+    for var in crate::worktree::GIT_REDIRECTS {
         cmd.env_remove(var);
     }
     cmd.current_dir(cwd)

@@ -36,6 +36,19 @@ use git2::{
     WorktreePruneOptions, build::CheckoutBuilder,
 };
 
+/// Environment variables that make git work on a repository other than the one in its cwd:
+/// cleared for every git and agent process, so whatever environment boocoder was started in
+/// cannot point them at the user's repository.
+pub const GIT_REDIRECTS: [&str; 7] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorktreeError {
     #[error("{path} is not inside a git repository")]
@@ -308,15 +321,7 @@ fn git_cli_checkout(wt_abs: &Path) -> Result<bool, WorktreeError> {
         "HEAD",
     ]);
     // The repository is the one in `wt_abs`, whatever environment boocoder was started in.
-    for var in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_COMMON_DIR",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_NAMESPACE",
-    ] {
+    for var in GIT_REDIRECTS {
         cmd.env_remove(var);
     }
     match cmd.stdin(std::process::Stdio::null()).output() {
@@ -576,6 +581,17 @@ fn file_changes(diff: &git2::Diff<'_>) -> Result<Vec<FileChange>, WorktreeError>
     Ok(files)
 }
 
+/// Every path git sees in the worktree, untracked ones file by file (a nested repository
+/// shows as its directory, `dir/`), ignored ones left out.
+fn untracked_statuses(repo: &Repository) -> Result<git2::Statuses<'_>, WorktreeError> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    Ok(repo.statuses(Some(&mut opts))?)
+}
+
 /// A stable hex digest (git's blob hash) of some bytes, for names that must not
 /// reveal what they name.
 pub fn digest(bytes: &[u8]) -> String {
@@ -606,12 +622,7 @@ pub fn reset(wt_path: &Path, base: &str) -> Result<(), WorktreeError> {
         Some(w) => fs::canonicalize(w)?,
         None => return Ok(()),
     };
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    let statuses = repo.statuses(Some(&mut opts))?;
+    let statuses = untracked_statuses(&repo)?;
     let mut parents = Vec::new();
     for entry in statuses.iter() {
         if !entry.status().is_wt_new() {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use git2::{
     DiffFormat, DiffOptions, Index, IndexAddOption, IndexEntry, IndexTime, ObjectType, Oid,
-    Repository, Signature, StatusOptions, Tree,
+    Repository, Signature, Tree,
 };
 
 use super::{Diff, WorktreeError, file_changes, open_worktree};
@@ -62,12 +62,7 @@ fn add_nested_repositories(repo: &Repository, index: &mut Index) -> Result<(), W
     let Some(workdir) = repo.workdir() else {
         return Ok(());
     };
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    let statuses = repo.statuses(Some(&mut opts))?;
+    let statuses = super::untracked_statuses(repo)?;
     for entry in statuses.iter() {
         let path = entry.path_bytes();
         let Some(dir) = path.strip_suffix(b"/") else {

@@ -533,42 +533,24 @@ async fn item5_awkward_names_and_tree_shapes() {
         None,
     )
     .await;
-    let before = tree(&env.repo);
-    let sid = id(&nested, "session_id");
-    for dry_run in [true, false] {
-        let err = call(
-            c,
-            "apply_pending",
-            json!({"session_id": sid, "dry_run": dry_run}),
-        )
-        .await
-        .expect_err("nested repository");
-        assert!(
-            err.contains("nested") && err.contains("repository"),
-            "{err}"
-        );
-    }
-    assert_eq!(tree(&env.repo), before);
+    refused_alike(
+        c,
+        &env,
+        &id(&nested, "session_id"),
+        &["nested", "repository"],
+    )
+    .await;
 
     let deep = run_task(c, "write src/lib.rs changed", None).await;
     std::fs::remove_dir_all(env.repo.join("src")).expect("rm src");
     std::fs::write(env.repo.join("src"), "a file now\n").expect("file");
-    let before = tree(&env.repo);
-    let sid = id(&deep, "session_id");
-    for dry_run in [true, false] {
-        let err = call(
-            c,
-            "apply_pending",
-            json!({"session_id": sid, "dry_run": dry_run}),
-        )
-        .await
-        .expect_err("parent replaced");
-        assert!(
-            err.contains("src/lib.rs") && err.contains("parent `src` is a file"),
-            "{err}"
-        );
-    }
-    assert_eq!(tree(&env.repo), before);
+    refused_alike(
+        c,
+        &env,
+        &id(&deep, "session_id"),
+        &["src/lib.rs", "parent `src` is a file"],
+    )
+    .await;
 
     let outside = run_task(c, "run ln -s /etc/passwd pw && ln -s ../../escape up", None).await;
     let sid = id(&outside, "session_id");
@@ -585,6 +567,23 @@ async fn item5_awkward_names_and_tree_shapes() {
     );
     assert!(err.contains("up"), "{err}");
     server.stop().await;
+}
+
+/// The dry run and the real apply both refuse the session's change up front, with an error
+/// holding every one of `needles`, and the checkout is untouched.
+async fn refused_alike(c: &Client, env: &Env, session: &str, needles: &[&str]) {
+    let before = tree(&env.repo);
+    for dry_run in [true, false] {
+        let err = call(
+            c,
+            "apply_pending",
+            json!({"session_id": session, "dry_run": dry_run}),
+        )
+        .await
+        .expect_err("refused");
+        assert!(needles.iter().all(|n| err.contains(n)), "{err}");
+    }
+    assert_eq!(tree(&env.repo), before);
 }
 
 #[tokio::test]
