@@ -170,57 +170,50 @@ async fn item11_detached_child_does_not_hold_a_cli_task() {
     );
 }
 
-#[tokio::test]
-async fn item11_cancel_wins_over_an_escaped_child_holding_the_pipes() {
-    let env = Env::new();
+/// Start a CLI agent that prints `first`, leaves an untraceable child (`env -i setsid`)
+/// holding its pipes, then runs `last`; cancel it and assert the cancel wins. Returns the
+/// server, the task id and the child's reaper.
+async fn cancel_beside_an_escaped_child(
+    env: &Env,
+    first: &str,
+    last: &str,
+) -> (Server, String, Reap) {
     let pidfile = env.root().join("escaped.pid");
     // `env -i` drops every tag: nothing can find this child, it only holds the pipes.
     let script = format!(
-        "echo working; {}; sleep 120",
+        "echo {first}; {}; {last}",
         escape(&pidfile, "env -i setsid", 120)
     );
-    add_cli_providers(&env, &[("escaping", &script, 300)]);
-    let server = Server::stdio(&env, &[]).await;
-    let c = &server.client;
-    let id = start(c, "escaping", "go").await;
-    let _reap = Reap(read_pid(&pidfile).await);
-    let s = call(c, "cancel_task", json!({"task_id": id}))
+    add_cli_providers(env, &[("escaping", &script, 300)]);
+    let server = Server::stdio(env, &[]).await;
+    let id = start(&server.client, "escaping", "go").await;
+    let reap = Reap(read_pid(&pidfile).await);
+    let s = call(&server.client, "cancel_task", json!({"task_id": id}))
         .await
         .expect("cancel_task");
     let s = if s["state"] == "cancelled" {
         s
     } else {
-        end_state(c, &id, 15).await
+        end_state(&server.client, &id, 15).await
     };
     assert_eq!(s["state"], "cancelled", "{s:#}");
+    (server, id, reap)
+}
+
+#[tokio::test]
+async fn item11_cancel_wins_over_an_escaped_child_holding_the_pipes() {
+    let env = Env::new();
+    let _ = cancel_beside_an_escaped_child(&env, "working", "sleep 120").await;
 }
 
 #[tokio::test]
 async fn item11_cancel_after_the_agent_exited_wins() {
     let env = Env::new();
-    let pidfile = env.root().join("escaped.pid");
-    let script = format!(
-        "echo done; {}; exit 0",
-        escape(&pidfile, "env -i setsid", 120)
-    );
-    add_cli_providers(&env, &[("exiting", &script, 300)]);
-    let server = Server::stdio(&env, &[]).await;
-    let c = &server.client;
-    let id = start(c, "exiting", "go").await;
-    let _reap = Reap(read_pid(&pidfile).await);
     // The agent has exited (or is about to); its output is still held open by the child.
-    let s = call(c, "cancel_task", json!({"task_id": id}))
-        .await
-        .expect("cancel_task");
-    let s = if s["state"] == "cancelled" {
-        s
-    } else {
-        end_state(c, &id, 15).await
-    };
-    assert_eq!(s["state"], "cancelled", "{s:#}");
+    let (server, id, _reap) = cancel_beside_an_escaped_child(&env, "done", "exit 0").await;
     // And it stays cancelled once the turn's readers are done.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let s = call(c, "check_task_status", json!({"task_id": id}))
+    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
         .await
         .expect("status");
     assert_eq!(s["state"], "cancelled", "{s:#}");

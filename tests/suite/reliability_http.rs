@@ -162,19 +162,24 @@ async fn some_logged_work(client: &Client) {
     }
 }
 
-#[tokio::test]
-async fn item10_closed_stderr_does_not_kill_the_server() {
-    let env = Env::new();
-    let mut child = Command::new(BIN)
+/// `boocoder serve` on stdio logging at `level`, with stderr a pipe the test controls.
+fn serve_with_piped_stderr(env: &Env, level: &str) -> tokio::process::Child {
+    Command::new(BIN)
         .args(env.args())
         .arg("serve")
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", level)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn boocoder");
+        .expect("spawn boocoder")
+}
+
+#[tokio::test]
+async fn item10_closed_stderr_does_not_kill_the_server() {
+    let env = Env::new();
+    let mut child = serve_with_piped_stderr(&env, "debug");
     // The read end goes away at once: every write to stderr fails with EPIPE.
     drop(child.stderr.take());
     let stdout = child.stdout.take().expect("stdout");
@@ -192,16 +197,7 @@ async fn item10_closed_stderr_does_not_kill_the_server() {
 #[tokio::test]
 async fn item10_unread_stderr_does_not_freeze_the_server() {
     let env = Env::new();
-    let mut child = Command::new(BIN)
-        .args(env.args())
-        .arg("serve")
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn boocoder");
+    let mut child = serve_with_piped_stderr(&env, "trace");
     // Held open, never read until the end: the pipe fills after ~64 KB.
     let stderr = child.stderr.take().expect("stderr");
     let stdout = child.stdout.take().expect("stdout");
