@@ -239,7 +239,11 @@ impl Inner {
                 continue;
             }
             let lock = self.session_lock(&session.id);
-            let _guard = lock.lock().await;
+            // A new turn already running in the session snapshots the worktree when it ends,
+            // crashed edits included; waiting for it here would stall the heartbeat loop.
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
             match super::run::queue_diff(self, &task).await {
                 Ok(files) => {
                     if !files.is_empty() {
