@@ -634,6 +634,7 @@ pub async fn worktrees(opts: &Opts) -> Result<Vec<Figure>> {
         std::fs::create_dir_all(&base)?;
         let repo = synthetic_repo(&base, files)?;
         let (mut ours, mut theirs, mut diff_ours, mut diff_git) = (vec![], vec![], vec![], vec![]);
+        let (mut apply_ours, mut apply_git) = (vec![], vec![]);
         for rep in 0..opts.reps {
             let wt = base.join(format!("ours-{rep}"));
             let t = Instant::now();
@@ -670,10 +671,10 @@ pub async fn worktrees(opts: &Opts) -> Result<Vec<Figure>> {
             }
             let t = Instant::now();
             let (p, b) = (info.path.clone(), info.base_commit.clone());
-            let d = tokio::task::spawn_blocking(move || boocoder::worktree::snapshot(&p, &b))
-                .await??
-                .diff;
+            let snap =
+                tokio::task::spawn_blocking(move || boocoder::worktree::snapshot(&p, &b)).await??;
             diff_ours.push(t.elapsed().as_secs_f64() * 1e3);
+            let d = &snap.diff;
             anyhow::ensure!(
                 d.files.len() == 21,
                 "expected 21 changed files, got {}",
@@ -687,6 +688,40 @@ pub async fn worktrees(opts: &Opts) -> Result<Vec<Figure>> {
                 .output()?;
             anyhow::ensure!(o.status.success());
             diff_git.push(t.elapsed().as_secs_f64() * 1e3);
+
+            // The same change applied to the checkout: ours (lock, check every preimage,
+            // durable journal, previous contents kept, write, drop the journal) against
+            // `git apply --binary` of its patch. The checkout is reset between the two.
+            let (r, w, b, tree) = (
+                repo.clone(),
+                info.path.clone(),
+                info.base_commit.clone(),
+                snap.tree.clone(),
+            );
+            let t = Instant::now();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let lock = boocoder::worktree::CheckoutLock::acquire(
+                    &r,
+                    std::time::Duration::from_secs(10),
+                )?;
+                let trees = boocoder::worktree::ChangeTrees {
+                    worktree: &w,
+                    base: &b,
+                    tree: &tree,
+                };
+                lock.apply(trees, "bench")?;
+                lock.finish()?;
+                Ok(())
+            })
+            .await??;
+            apply_ours.push(t.elapsed().as_secs_f64() * 1e3);
+            reset_checkout(&repo)?;
+            let patch = base.join(format!("change-{rep}.patch"));
+            std::fs::write(&patch, &d.patch)?;
+            let t = Instant::now();
+            git(&repo, &["apply", "--binary", &patch.display().to_string()])?;
+            apply_git.push(t.elapsed().as_secs_f64() * 1e3);
+            reset_checkout(&repo)?;
         }
         let gw = format!("git worktree add, {files} files");
         out.push(fig("worktree", gw.clone(), "ms", theirs, None));
@@ -706,8 +741,23 @@ pub async fn worktrees(opts: &Opts) -> Result<Vec<Figure>> {
             diff_ours,
             Some(&gd),
         ));
+        let ga = "git apply --binary, 21 changed files".to_string();
+        out.push(fig("worktree", ga.clone(), "ms", apply_git, None));
+        out.push(fig(
+            "worktree",
+            format!("boocoder apply_pending, 21 of {files} files (journaled)"),
+            "ms",
+            apply_ours,
+            Some(&ga),
+        ));
     }
     Ok(out)
+}
+
+/// Put the benchmark's checkout back at its commit.
+fn reset_checkout(repo: &Path) -> Result<()> {
+    git(repo, &["checkout", "-q", "--", "."])?;
+    git(repo, &["clean", "-fdq"])
 }
 
 pub async fn store(opts: &Opts) -> Result<Vec<Figure>> {

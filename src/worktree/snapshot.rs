@@ -39,13 +39,23 @@ pub fn snapshot(wt_path: &Path, base: &str) -> Result<Snapshot, WorktreeError> {
     let base_tree = repo.revparse_single(base)?.peel_to_commit()?.tree()?;
     let mut index = repo.index()?;
     let all = ["*"];
-    // A nested repository inside an untracked directory reaches the callback as
-    // "dir/" and would fail the whole add ("invalid path"); it is recorded below.
-    let mut skip_dirs =
-        |path: &Path, _: &[u8]| -> i32 { i32::from(path.as_os_str().as_bytes().ends_with(b"/")) };
+    // A repository nested in the worktree (one the agent created or cloned) reaches the
+    // callback as "dir/"; adding it would fail the whole add ("invalid path"), skipping it
+    // would drop it from the change unseen. It is recorded as a gitlink below.
+    let mut nested: Vec<Vec<u8>> = Vec::new();
+    let mut skip_dirs = |path: &Path, _: &[u8]| -> i32 {
+        let bytes = path.as_os_str().as_bytes();
+        match bytes.strip_suffix(b"/") {
+            Some(dir) => {
+                nested.push(dir.to_vec());
+                1
+            }
+            None => 0,
+        }
+    };
     index.add_all(all, IndexAddOption::DEFAULT, Some(&mut skip_dirs))?;
     index.update_all(all, None)?;
-    add_nested_repositories(&repo, &mut index)?;
+    add_nested_repositories(&repo, &mut index, &nested)?;
     let tree_id = index.write_tree()?;
     let tree = repo.find_tree(tree_id)?;
     let diff = tree_diff(&repo, &base_tree, &tree)?;
@@ -55,22 +65,18 @@ pub fn snapshot(wt_path: &Path, base: &str) -> Result<Snapshot, WorktreeError> {
     })
 }
 
-/// `add_all` skips a repository nested in the worktree (one the agent created or
-/// cloned), so its content would silently vanish from the change. Record each as a
-/// gitlink instead: the change then shows it, and apply refuses it by name.
-fn add_nested_repositories(repo: &Repository, index: &mut Index) -> Result<(), WorktreeError> {
+/// Record each repository nested in the worktree (the directories `add_all` was
+/// told to skip) as a gitlink: the change then shows it, and apply refuses it by
+/// name, instead of its content silently vanishing from the change.
+fn add_nested_repositories(
+    repo: &Repository,
+    index: &mut Index,
+    dirs: &[Vec<u8>],
+) -> Result<(), WorktreeError> {
     let Some(workdir) = repo.workdir() else {
         return Ok(());
     };
-    let statuses = super::untracked_statuses(repo)?;
-    for entry in statuses.iter() {
-        let path = entry.path_bytes();
-        let Some(dir) = path.strip_suffix(b"/") else {
-            continue;
-        };
-        if !entry.status().is_wt_new() {
-            continue;
-        }
+    for dir in dirs {
         let abs = workdir.join(OsStr::from_bytes(dir));
         if fs::symlink_metadata(abs.join(".git")).is_err() {
             continue;
