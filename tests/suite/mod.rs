@@ -15,4 +15,5 @@ mod reliability_escapes;
 mod reliability_http;
 mod resources;
 mod schemas;
+mod store_schema;
 mod transport;
