@@ -34,6 +34,12 @@ impl TaskState {
         TaskState::Cancelled,
     ];
 
+    /// A task that has not ended: queued, running, or waiting on a person.
+    pub const LIVE: [TaskState; 3] = [TaskState::Pending, TaskState::Running, TaskState::Blocked];
+
+    /// A turn in flight on some node: running, or blocked on a permission question.
+    pub const IN_FLIGHT: [TaskState; 2] = [TaskState::Running, TaskState::Blocked];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Pending => "pending",

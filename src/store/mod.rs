@@ -132,6 +132,46 @@ pub enum Outcome {
     },
 }
 
+/// Task states and change statuses as SQL literals, spelled by the domain: the one way they
+/// enter a query, so a renamed or added state cannot leave a stale literal behind.
+pub(super) struct StateSql {
+    pub(super) pending: String,
+    pub(super) running: String,
+    pub(super) failed: String,
+    pub(super) cancelled: String,
+    /// Not ended: `TaskState::LIVE`.
+    pub(super) live: String,
+    /// On a node now: `TaskState::IN_FLIGHT`.
+    pub(super) in_flight: String,
+    /// A change awaiting apply or discard.
+    pub(super) change_pending: String,
+}
+
+pub(super) static SQL: std::sync::LazyLock<StateSql> = std::sync::LazyLock::new(|| StateSql {
+    pending: states_sql(&[TaskState::Pending]),
+    running: states_sql(&[TaskState::Running]),
+    failed: states_sql(&[TaskState::Failed]),
+    cancelled: states_sql(&[TaskState::Cancelled]),
+    live: states_sql(&TaskState::LIVE),
+    in_flight: states_sql(&TaskState::IN_FLIGHT),
+    change_pending: format!("'{}'", ChangeStatus::Pending.as_str()),
+});
+
+/// `'a', 'b'`: a list of states for `IN (…)` or `=`.
+pub(super) fn states_sql(states: &[TaskState]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const SESSION_COLUMNS: &str = "s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, \
+     s.base_commit, s.closed, s.host";
+
+const CHANGE_COLUMNS: &str =
+    "id, session_id, task_id, base_commit, patch, files, status, updated_at, tree";
+
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
      t.model, t.mode, t.permission, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
      t.input_tokens, t.output_tokens, t.files, t.node_id";
@@ -245,10 +285,11 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)",
-            )
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10)",
+                SQL.pending
+            )))
             .bind(&row.id)
             .bind(&project_id)
             .bind(&row.session_id)
@@ -339,17 +380,21 @@ impl Store {
     /// Claim the oldest pending task whose session has no turn in flight and whose worktree
     /// (if any) lives on `host`, marking it running so no two claimers take the same task.
     pub async fn claim_next(&self, node_id: &str, host: &str) -> Result<Option<String>> {
-        const PICK: &str = "SELECT c.id FROM tasks c JOIN sessions s ON s.id = c.session_id \
-             WHERE c.state = 'pending' AND (s.host IS NULL OR s.host = $3) AND NOT EXISTS \
-               (SELECT 1 FROM tasks r WHERE r.session_id = c.session_id AND r.state IN ('running', 'blocked')) \
-             ORDER BY c.created_at, c.id LIMIT 1";
+        let (pending, running) = (&SQL.pending, &SQL.running);
+        let pick = format!(
+            "SELECT c.id FROM tasks c JOIN sessions s ON s.id = c.session_id \
+             WHERE c.state = {pending} AND (s.host IS NULL OR s.host = $3) AND NOT EXISTS \
+               (SELECT 1 FROM tasks r WHERE r.session_id = c.session_id AND r.state IN ({})) \
+             ORDER BY c.created_at, c.id LIMIT 1",
+            SQL.in_flight
+        );
         let now = now_ms();
         let id: Option<(String,)> = match &self.db {
             // SQLite has one writer: a single UPDATE … WHERE id = (SELECT …) is atomic.
             Db::Sqlite { write: p, .. } => {
                 let sql = format!(
-                    "UPDATE tasks SET state = 'running', started_at = $1, node_id = $2 \
-                     WHERE id = ({PICK}) AND state = 'pending' RETURNING id"
+                    "UPDATE tasks SET state = {running}, started_at = $1, node_id = $2 \
+                     WHERE id = ({pick}) AND state = {pending} RETURNING id"
                 );
                 sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(now)
@@ -368,8 +413,8 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 let sql = format!(
-                    "UPDATE tasks SET state = 'running', started_at = $1, node_id = $2 \
-                     WHERE id = ({PICK} FOR UPDATE OF c SKIP LOCKED) AND state = 'pending' RETURNING id"
+                    "UPDATE tasks SET state = {running}, started_at = $1, node_id = $2 \
+                     WHERE id = ({pick} FOR UPDATE OF c SKIP LOCKED) AND state = {pending} RETURNING id"
                 );
                 let id = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(now)
@@ -386,12 +431,7 @@ impl Store {
 
     /// Move a task to `to` if its current state allows it; returns whether it moved.
     pub async fn set_state(&self, id: &str, to: TaskState) -> Result<bool> {
-        let sources = TaskState::sources_of(to);
-        let list = sources
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = states_sql(&TaskState::sources_of(to));
         let sql = format!("UPDATE tasks SET state = $1 WHERE id = $2 AND state IN ({list})");
         let done = on_write!(self, p => {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to.as_str()).bind(id).execute(p).await?.rows_affected()
@@ -430,11 +470,12 @@ impl Store {
         };
         let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
         let done = on_write!(self, p => {
-            sqlx::query(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE tasks SET state = $1, ended_at = $2, summary = $3, error = $4, \
                  input_tokens = $5, output_tokens = $6, files = $7, final_message = $8 \
-                 WHERE id = $9 AND state IN ('pending', 'running', 'blocked')",
-            )
+                 WHERE id = $9 AND state IN ({})",
+                SQL.live
+            )))
             .bind(state.as_str())
             .bind(now_ms())
             .bind(summary)
@@ -466,7 +507,10 @@ impl Store {
     /// Pending tasks are cancelled at once (no agent to stop); returns whether it happened.
     pub async fn cancel_pending(&self, id: &str, reason: &str) -> Result<bool> {
         let done = on_write!(self, p => {
-            sqlx::query("UPDATE tasks SET state = 'cancelled', ended_at = $1, error = $2 WHERE id = $3 AND state = 'pending'")
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE tasks SET state = {}, ended_at = $1, error = $2 WHERE id = $3 AND state = {}",
+                SQL.cancelled, SQL.pending
+            )))
                 .bind(now_ms())
                 .bind(reason)
                 .bind(id)
@@ -479,10 +523,9 @@ impl Store {
 
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
         let row: Option<SessionRow> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed, s.host \
-                 FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.id = $1",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.id = $1"
+            )))
             .bind(id)
             .fetch_optional(p)
             .await?
@@ -493,10 +536,9 @@ impl Store {
     /// Every session that still has a worktree on disk (for the orphan reaper).
     pub async fn sessions_with_worktrees(&self) -> Result<Vec<Session>> {
         let rows: Vec<SessionRow> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed, s.host \
-                 FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.worktree_path IS NOT NULL",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.worktree_path IS NOT NULL"
+            )))
             .fetch_all(p)
             .await?
         });
@@ -627,15 +669,19 @@ impl Store {
         let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
         on_write!(self, p => {
             let mut tx = p.begin().await?;
-            sqlx::query("DELETE FROM pending_changes WHERE session_id = $1 AND status = 'pending'")
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM pending_changes WHERE session_id = $1 AND status = {}",
+                SQL.change_pending
+            )))
                 .bind(session_id)
                 .execute(&mut *tx)
                 .await?;
             if !patch.is_empty() {
-                sqlx::query(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO pending_changes (session_id, task_id, base_commit, patch, files, status, created_at, updated_at, tree) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7)",
-                )
+                     VALUES ($1, $2, $3, $4, $5, {}, $6, $6, $7)",
+                    SQL.change_pending
+                )))
                 .bind(session_id)
                 .bind(task_id)
                 .bind(base_commit)
@@ -654,10 +700,10 @@ impl Store {
     /// The session's live pending change, if any.
     pub async fn pending_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
         let row: Option<ChangeRow> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at, tree FROM pending_changes \
-                 WHERE session_id = $1 AND status = 'pending'",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {CHANGE_COLUMNS} FROM pending_changes WHERE session_id = $1 AND status = {}",
+                SQL.change_pending
+            )))
             .bind(session_id)
             .fetch_optional(p)
             .await?
@@ -668,10 +714,9 @@ impl Store {
     /// The most recent change of a session whatever its status (to explain "already applied").
     pub async fn latest_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
         let row: Option<ChangeRow> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT id, session_id, task_id, base_commit, patch, files, status, updated_at, tree FROM pending_changes \
-                 WHERE session_id = $1 ORDER BY id DESC LIMIT 1",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {CHANGE_COLUMNS} FROM pending_changes WHERE session_id = $1 ORDER BY id DESC LIMIT 1"
+            )))
             .bind(session_id)
             .fetch_optional(p)
             .await?
@@ -691,7 +736,10 @@ impl Store {
         let now = now_ms();
         let done = on_write!(self, p => {
             let mut tx = p.begin().await?;
-            let n = sqlx::query("UPDATE pending_changes SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'")
+            let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE pending_changes SET status = $1, updated_at = $2 WHERE id = $3 AND status = {}",
+                SQL.change_pending
+            )))
                 .bind(status.as_str())
                 .bind(now)
                 .bind(change_id)
@@ -742,13 +790,13 @@ impl Store {
     /// and no turn queued or in flight.
     pub async fn idle_sessions(&self, before: i64, host: &str) -> Result<Vec<Session>> {
         let rows: Vec<SessionRow> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT s.id, p.path AS project_path, s.provider, s.worktree_path, s.branch, s.base_commit, s.closed, s.host \
-                 FROM sessions s JOIN projects p ON p.id = s.project_id \
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN projects p ON p.id = s.project_id \
                  WHERE s.closed = 0 AND s.worktree_path IS NOT NULL AND s.host = $1 AND s.updated_at < $2 \
-                   AND NOT EXISTS (SELECT 1 FROM pending_changes c WHERE c.session_id = s.id AND c.status = 'pending') \
-                   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.session_id = s.id AND (t.state IN ('pending', 'running', 'blocked') OR t.ended_at >= $2))",
-            )
+                   AND NOT EXISTS (SELECT 1 FROM pending_changes c WHERE c.session_id = s.id AND c.status = {}) \
+                   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.session_id = s.id AND (t.state IN ({}) OR t.ended_at >= $2))",
+                SQL.change_pending, SQL.live
+            )))
             .bind(host)
             .bind(before)
             .fetch_all(p)
@@ -777,7 +825,10 @@ impl Store {
     /// Whether the session has a turn queued or in flight.
     pub async fn session_busy(&self, session_id: &str) -> Result<bool> {
         let (n,): (i64,) = on_pool!(self, p => {
-            sqlx::query_as("SELECT COUNT(*) FROM tasks WHERE session_id = $1 AND state IN ('pending', 'running', 'blocked')")
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM tasks WHERE session_id = $1 AND state IN ({})",
+                SQL.live
+            )))
                 .bind(session_id)
                 .fetch_one(p)
                 .await?

@@ -3,7 +3,7 @@
 //! request for a task running in another process is a flag that process polls (and, on
 //! PostgreSQL, is woken for by NOTIFY).
 
-use super::{CHANNEL_CANCEL, Db, Result, Store, on_pool, on_write};
+use super::{CHANNEL_CANCEL, Db, Result, SQL, Store, on_pool, on_write};
 use crate::domain::now_ms;
 
 impl Store {
@@ -60,10 +60,11 @@ impl Store {
         let mut failed = Vec::new();
         for node in nodes {
             let ids: Vec<(String,)> = on_write!(self, p => {
-                sqlx::query_as(
-                    "UPDATE tasks SET state = 'failed', ended_at = $1, error = $2 \
-                     WHERE state IN ('running', 'blocked') AND node_id = $3 RETURNING id",
-                )
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE tasks SET state = {}, ended_at = $1, error = $2 \
+                     WHERE state IN ({}) AND node_id = $3 RETURNING id",
+                    SQL.failed, SQL.in_flight
+                )))
                 .bind(now_ms())
                 .bind(reason)
                 .bind(node)
@@ -80,12 +81,13 @@ impl Store {
     /// (or is unknown). Returns (task id, node id) pairs.
     pub async fn fail_stale(&self, stale_before: i64, reason: &str) -> Result<Vec<String>> {
         let ids: Vec<(String,)> = on_write!(self, p => {
-            sqlx::query_as(
-                "UPDATE tasks SET state = 'failed', ended_at = $1, error = $2 \
-                 WHERE state IN ('running', 'blocked') AND NOT EXISTS \
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE tasks SET state = {}, ended_at = $1, error = $2 \
+                 WHERE state IN ({}) AND NOT EXISTS \
                    (SELECT 1 FROM nodes n WHERE n.id = tasks.node_id AND n.heartbeat_at >= $3) \
                  RETURNING id",
-            )
+                SQL.failed, SQL.in_flight
+            )))
             .bind(now_ms())
             .bind(reason)
             .bind(stale_before)
@@ -98,7 +100,10 @@ impl Store {
     /// Ask whichever process runs `id` to cancel it. Returns false when it is not running.
     pub async fn request_cancel(&self, id: &str) -> Result<bool> {
         let n = on_write!(self, p => {
-            sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE id = $1 AND state IN ('running', 'blocked')")
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE tasks SET cancel_requested = 1 WHERE id = $1 AND state IN ({})",
+                SQL.in_flight
+            )))
                 .bind(id)
                 .execute(p)
                 .await?
@@ -113,9 +118,10 @@ impl Store {
     /// Tasks this node runs that another process asked to cancel.
     pub async fn cancel_requests(&self, node_id: &str) -> Result<Vec<String>> {
         let ids: Vec<(String,)> = on_pool!(self, p => {
-            sqlx::query_as(
-                "SELECT id FROM tasks WHERE node_id = $1 AND cancel_requested = 1 AND state IN ('running', 'blocked')",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM tasks WHERE node_id = $1 AND cancel_requested = 1 AND state IN ({})",
+                SQL.in_flight
+            )))
             .bind(node_id)
             .fetch_all(p)
             .await?
