@@ -807,7 +807,8 @@ async fn transitions(store: &boocoder::store::Store, n: usize, tag: &str) -> Res
     }
     let t0 = Instant::now();
     let mut done = 0;
-    while let Some(id) = store.claim_next("bench", "bench-host").await? {
+    while let Some(claimed) = store.claim_next("bench", "bench-host").await? {
+        let id = claimed.id().to_owned();
         let outcome = boocoder::store::Outcome::Completed {
             summary: "ok".into(),
             final_message: "ok".into(),

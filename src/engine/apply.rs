@@ -244,7 +244,7 @@ impl Inner {
             let Ok(_guard) = lock.try_lock() else {
                 continue;
             };
-            match super::run::queue_diff(self, &task).await {
+            match super::run::queue_diff(self, id, &session).await {
                 Ok(files) => {
                     if !files.is_empty() {
                         tracing::warn!(task_id = %id, files = files.len(), "kept the edits of a turn interrupted by a crash as the session's pending change");
@@ -277,7 +277,7 @@ impl Inner {
         let Some(task) = self.store.list_tasks(&filter).await?.into_iter().next() else {
             return Ok(Vec::new());
         };
-        super::run::queue_diff(self, &task)
+        super::run::queue_diff(self, &task.id, session)
             .await
             .map_err(|e| EngineError::State(format!("could not read the session's worktree: {e}")))
     }

@@ -26,11 +26,11 @@ pub(super) async fn run(inner: Arc<Inner>) {
             .claim_next(&inner.config.node_id, &inner.config.host)
             .await
         {
-            Ok(Some(id)) => {
-                let token = inner.register_running(&id);
+            Ok(Some(claimed)) => {
+                let token = inner.register_running(claimed.id());
                 let inner2 = inner.clone();
                 inner.tracker.spawn(async move {
-                    super::run::execute(&inner2, &id, token).await;
+                    super::run::execute(&inner2, claimed, token).await;
                     drop(permit);
                     // A finished turn may unblock its session's next turn.
                     inner2.wake.notify_one();

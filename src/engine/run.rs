@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Running, blocking};
 use crate::backend::{BackendError, Turn, TurnEvent};
-use crate::domain::{EventKind, Task, TaskState, Usage};
-use crate::store::Outcome;
+use crate::domain::{EventKind, Session, Task, TaskState, Usage};
+use crate::store::{Claimed, Outcome};
 use crate::worktree;
 
 /// Summaries are for a parent LLM's context: the tail of the final message, at most this long.
@@ -54,15 +54,15 @@ impl Inner {
 
 /// Run one claimed task to a terminal state. Never returns early without recording one: panics
 /// and errors in the turn become `failed`.
-#[tracing::instrument(skip_all, fields(task_id = %id))]
-pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationToken) {
-    let task = match inner.store.task(id).await {
-        Ok(Some(t)) => t,
-        other => {
-            tracing::error!(?other, "claimed task cannot be read");
+#[tracing::instrument(skip_all, fields(task_id = %claimed.id()))]
+pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: CancellationToken) {
+    let task = match claimed {
+        Claimed::Task(task) => *task,
+        Claimed::Unreadable { id, error } => {
+            tracing::error!(%error, "claimed task cannot be read");
             record(
                 inner,
-                id,
+                &id,
                 Outcome::Failed {
                     error: "internal error: the claimed task could not be read".into(),
                     summary: None,
@@ -71,10 +71,11 @@ pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationTo
                 &[],
             )
             .await;
-            inner.unregister(id);
+            inner.unregister(&id);
             return;
         }
     };
+    let id = task.id.as_str();
     inner.publish(
         id,
         TaskState::Running,
@@ -83,14 +84,30 @@ pub(super) async fn execute(inner: &Arc<Inner>, id: &str, cancel: CancellationTo
     let lock = inner.session_lock(&task.session_id);
     let _guard = lock.lock().await;
 
+    // The session, read once per turn; creating its worktree fills in what it records.
+    let mut session = match inner.store.session(&task.session_id).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(format!("session `{}` is missing", task.session_id)),
+        Err(e) => Err(e.to_string()),
+    };
     let usage = Arc::new(Mutex::new(Usage::default()));
-    let turn = std::panic::AssertUnwindSafe(run_turn(inner, &task, cancel.clone(), usage.clone()))
-        .catch_unwind()
-        .await;
+    let turn = std::panic::AssertUnwindSafe(run_turn(
+        inner,
+        &task,
+        &mut session,
+        cancel.clone(),
+        usage.clone(),
+    ))
+    .catch_unwind()
+    .await;
     let usage = usage.lock().map(|u| *u).unwrap_or_default();
 
     // Whatever happened, the worktree is the truth: queue its cumulative diff.
-    let files = match queue_diff(inner, &task).await {
+    let queued = match &session {
+        Ok(session) => queue_diff(inner, id, session).await,
+        Err(_) => Ok(Vec::new()),
+    };
+    let files = match queued {
         Ok(files) => files,
         Err(e) => {
             tracing::warn!(error = %e, "could not compute the pending change");
@@ -180,10 +197,12 @@ async fn record(
 async fn run_turn(
     inner: &Arc<Inner>,
     task: &Task,
+    session: &mut Result<Session, String>,
     cancel: CancellationToken,
     usage: Arc<Mutex<Usage>>,
 ) -> Result<String, BackendError> {
-    let cwd = ensure_worktree(inner, task).await?;
+    let session = session.as_mut().map_err(|e| internal(e.clone()))?;
+    let cwd = ensure_worktree(inner, session).await?;
     let backend = inner
         .registry()
         .backend(&task.provider, &inner.backends)
@@ -226,18 +245,8 @@ async fn run_turn(
     Ok(outcome.final_message)
 }
 
-/// The session's worktree, created on its first turn.
-async fn ensure_worktree(inner: &Inner, task: &Task) -> Result<PathBuf, BackendError> {
-    let session = match inner.store.session(&task.session_id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return Err(internal(format!(
-                "session `{}` is missing",
-                task.session_id
-            )));
-        }
-        Err(e) => return Err(internal(e.to_string())),
-    };
+/// The session's worktree, created on its first turn (and recorded in `session` too).
+async fn ensure_worktree(inner: &Inner, session: &mut Session) -> Result<PathBuf, BackendError> {
     if let Some(path) = &session.worktree_path {
         let path = PathBuf::from(path);
         if path.is_dir() {
@@ -266,6 +275,10 @@ async fn ensure_worktree(inner: &Inner, task: &Task) -> Result<PathBuf, BackendE
         )
         .await
         .map_err(|e| internal(e.to_string()))?;
+    session.worktree_path = Some(path);
+    session.branch = Some(info.branch);
+    session.base_commit = Some(info.base_commit);
+    session.host = Some(inner.config.host.clone());
     Ok(info.path)
 }
 
@@ -278,12 +291,10 @@ fn internal(msg: String) -> BackendError {
 /// whatever the agent wrote is offered for review and never silently lost.
 pub(super) async fn queue_diff(
     inner: &Inner,
-    task: &Task,
+    task_id: &str,
+    session: &Session,
 ) -> Result<Vec<crate::domain::FileChange>, Box<dyn std::error::Error + Send + Sync>> {
-    let Some(session) = inner.store.session(&task.session_id).await? else {
-        return Ok(Vec::new());
-    };
-    let (Some(wt), Some(base)) = (session.worktree_path, session.base_commit) else {
+    let (Some(wt), Some(base)) = (&session.worktree_path, &session.base_commit) else {
         return Ok(Vec::new());
     };
     let wt = PathBuf::from(wt);
@@ -296,8 +307,8 @@ pub(super) async fn queue_diff(
         .store
         .replace_pending(
             &session.id,
-            &task.id,
-            &base,
+            task_id,
+            base,
             &snap.tree,
             &snap.diff.patch,
             &snap.diff.files,

@@ -116,6 +116,23 @@ pub struct TaskFilter {
     pub limit: u32,
 }
 
+/// What a claim took. A row that cannot be decoded is still marked running, so the claimer
+/// must end it.
+#[derive(Debug)]
+pub enum Claimed {
+    Task(Box<Task>),
+    Unreadable { id: String, error: StoreError },
+}
+
+impl Claimed {
+    pub fn id(&self) -> &str {
+        match self {
+            Claimed::Task(t) => &t.id,
+            Claimed::Unreadable { id, .. } => id,
+        }
+    }
+}
+
 /// How a turn ended, as the store records it.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -379,7 +396,8 @@ impl Store {
 
     /// Claim the oldest pending task whose session has no turn in flight and whose worktree
     /// (if any) lives on `host`, marking it running so no two claimers take the same task.
-    pub async fn claim_next(&self, node_id: &str, host: &str) -> Result<Option<String>> {
+    /// Returns the claimed row as it is now, so the caller need not read it again.
+    pub async fn claim_next(&self, node_id: &str, host: &str) -> Result<Option<Claimed>> {
         let (pending, running) = (&SQL.pending, &SQL.running);
         let pick = format!(
             "SELECT c.id FROM tasks c JOIN sessions s ON s.id = c.session_id \
@@ -388,13 +406,19 @@ impl Store {
              ORDER BY c.created_at, c.id LIMIT 1",
             SQL.in_flight
         );
+        // RETURNING cannot join: the project's path comes from a scalar subquery.
+        // and SQLite's RETURNING takes no table-qualified names.
+        let returning = TASK_COLUMNS.replace("t.", "").replace(
+            "p.path AS project_path",
+            "(SELECT path FROM projects WHERE projects.id = tasks.project_id) AS project_path",
+        );
         let now = now_ms();
-        let id: Option<(String,)> = match &self.db {
+        let row: Option<TaskRow> = match &self.db {
             // SQLite has one writer: a single UPDATE … WHERE id = (SELECT …) is atomic.
             Db::Sqlite { write: p, .. } => {
                 let sql = format!(
                     "UPDATE tasks SET state = {running}, started_at = $1, node_id = $2 \
-                     WHERE id = ({pick}) AND state = {pending} RETURNING id"
+                     WHERE id = ({pick}) AND state = {pending} RETURNING {returning}"
                 );
                 sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(now)
@@ -414,19 +438,26 @@ impl Store {
                     .await?;
                 let sql = format!(
                     "UPDATE tasks SET state = {running}, started_at = $1, node_id = $2 \
-                     WHERE id = ({pick} FOR UPDATE OF c SKIP LOCKED) AND state = {pending} RETURNING id"
+                     WHERE id = ({pick} FOR UPDATE OF c SKIP LOCKED) AND state = {pending} \
+                     RETURNING {returning}"
                 );
-                let id = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                let row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(now)
                     .bind(node_id)
                     .bind(host)
                     .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                id
+                row
             }
         };
-        Ok(id.map(|(id,)| id))
+        Ok(row.map(|r| {
+            let id = r.id().to_owned();
+            match r.into_task() {
+                Ok(task) => Claimed::Task(Box::new(task)),
+                Err(error) => Claimed::Unreadable { id, error },
+            }
+        }))
     }
 
     /// Move a task to `to` if its current state allows it; returns whether it moved.

@@ -31,6 +31,10 @@ pub(super) struct TaskRow {
 }
 
 impl TaskRow {
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+
     pub(super) fn into_task(self) -> Result<Task> {
         let state = TaskState::parse(&self.state).ok_or_else(|| StoreError::Corrupt {
             table: "tasks",

@@ -23,22 +23,43 @@ fn row(id: &str, session: &str, new_session: bool) -> NewTaskRow {
     }
 }
 
+/// Claim the next task and return its id.
+async fn claim(s: &Store, node: &str, host: &str) -> Option<String> {
+    s.claim_next(node, host)
+        .await
+        .expect("claim")
+        .map(|c| c.id().to_owned())
+}
+
+#[tokio::test]
+async fn a_claim_returns_the_whole_running_row() {
+    let (_d, s) = store().await;
+    let inserted = s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
+    let Some(crate::store::Claimed::Task(task)) = s.claim_next("n", "h").await.expect("claim")
+    else {
+        panic!("no task claimed");
+    };
+    assert_eq!(task.state, TaskState::Running);
+    assert_eq!(task.project_path, inserted.project_path);
+    assert_eq!(task.prompt, inserted.prompt);
+    assert!(task.started_at.is_some());
+    assert_eq!(task.node_id.as_deref(), Some("n"));
+    assert_eq!(
+        s.task("t-1").await.expect("read").map(|t| t.state),
+        Some(TaskState::Running)
+    );
+}
+
 #[tokio::test]
 async fn one_turn_per_session_is_claimed_at_a_time() {
     let (_d, s) = store().await;
     s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
     s.insert_task(&row("t-2", "s-1", false)).await.expect("t2");
     s.insert_task(&row("t-3", "s-2", true)).await.expect("t3");
-    assert_eq!(
-        s.claim_next("n", "h").await.expect("c").as_deref(),
-        Some("t-1")
-    );
+    assert_eq!(claim(&s, "n", "h").await.as_deref(), Some("t-1"));
     // t-2 shares s-1 with the running t-1, so the next claim skips to s-2.
-    assert_eq!(
-        s.claim_next("n", "h").await.expect("c").as_deref(),
-        Some("t-3")
-    );
-    assert_eq!(s.claim_next("n", "h").await.expect("c"), None);
+    assert_eq!(claim(&s, "n", "h").await.as_deref(), Some("t-3"));
+    assert_eq!(claim(&s, "n", "h").await, None);
     let done = Outcome::Completed {
         summary: "ok".into(),
         final_message: "all ok".into(),
@@ -48,17 +69,14 @@ async fn one_turn_per_session_is_claimed_at_a_time() {
             .await
             .expect("f")
     );
-    assert_eq!(
-        s.claim_next("n", "h").await.expect("c").as_deref(),
-        Some("t-2")
-    );
+    assert_eq!(claim(&s, "n", "h").await.as_deref(), Some("t-2"));
 }
 
 #[tokio::test]
 async fn finished_tasks_cannot_be_rewritten() {
     let (_d, s) = store().await;
     s.insert_task(&row("t-1", "s-1", true)).await.expect("t1");
-    s.claim_next("n", "h").await.expect("c");
+    claim(&s, "n", "h").await;
     let done = Outcome::Completed {
         summary: "ok".into(),
         final_message: "all ok".into(),
@@ -91,14 +109,8 @@ async fn tasks_of_dead_or_silent_nodes_are_failed() {
     s.insert_task(&row("t-3", "s-3", true)).await.expect("t3");
     s.register_node("dead", "h", 1).await.expect("node");
     s.register_node("alive", "h", 2).await.expect("node");
-    assert_eq!(
-        s.claim_next("dead", "h").await.expect("c").as_deref(),
-        Some("t-1")
-    );
-    assert_eq!(
-        s.claim_next("alive", "h").await.expect("c").as_deref(),
-        Some("t-2")
-    );
+    assert_eq!(claim(&s, "dead", "h").await.as_deref(), Some("t-1"));
+    assert_eq!(claim(&s, "alive", "h").await.as_deref(), Some("t-2"));
     let failed = s
         .fail_tasks_of_nodes(&["dead".into()], "server restarted")
         .await
@@ -133,11 +145,8 @@ async fn sessions_are_claimed_only_on_their_host() {
     s.set_session_worktree("s-1", Some("/wt"), Some("b"), Some("abc"), "host-a")
         .await
         .expect("wt");
-    assert_eq!(s.claim_next("n", "host-b").await.expect("c"), None);
-    assert_eq!(
-        s.claim_next("n", "host-a").await.expect("c").as_deref(),
-        Some("t-1")
-    );
+    assert_eq!(claim(&s, "n", "host-b").await, None);
+    assert_eq!(claim(&s, "n", "host-a").await.as_deref(), Some("t-1"));
 }
 
 #[tokio::test]
@@ -149,7 +158,7 @@ async fn cancel_requests_reach_the_running_node() {
             .await
             .expect("pending is not running")
     );
-    s.claim_next("n1", "h").await.expect("claim");
+    claim(&s, "n1", "h").await;
     assert!(s.request_cancel("t-1").await.expect("req"));
     assert_eq!(
         s.cancel_requests("n1").await.expect("poll"),
