@@ -223,15 +223,9 @@ async fn wait_seconds_returns_the_running_state_when_time_runs_out(env: Env) {
 
 #[tokio::test]
 async fn sigterm_stops_claiming_cancels_in_flight_turns_and_exits() {
-    use rmcp::ServiceExt;
     let env = Env::new();
     let (mut child, url, _log) = Server::http(&env, &[]).await;
-    let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            http_config(&env, &url),
-        ))
-        .await
-        .expect("connect");
+    let client = http_client(&env, &url).await;
     let t = call(&client, "new_task", json!({"prompt": "sleep 60"}))
         .await
         .expect("new_task");

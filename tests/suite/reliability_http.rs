@@ -136,12 +136,7 @@ async fn item9_messages_before_initialize_over_http_leave_the_server_serving() {
             resp.status()
         );
     }
-    let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            http_config(&env, &url),
-        ))
-        .await
-        .expect("connect");
+    let client = http_client(&env, &url).await;
     let tools = client.list_all_tools().await.expect("tools");
     assert!(tools.iter().any(|t| t.name == "new_task"));
     client.cancel().await.expect("close");
@@ -434,12 +429,7 @@ async fn item7_loopback_http_requires_the_generated_private_token() {
         let resp = req.send().await.expect("post");
         assert_eq!(resp.status().as_u16(), 401, "{auth:?} must be refused");
     }
-    let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            http_config(&env, &url),
-        ))
-        .await
-        .expect("connect");
+    let client = http_client(&env, &url).await;
     let tools = client.list_all_tools().await.expect("tools");
     assert!(tools.iter().any(|t| t.name == "new_task"));
     client.cancel().await.expect("close");
@@ -448,12 +438,7 @@ async fn item7_loopback_http_requires_the_generated_private_token() {
 
     let (_child, url, _log) = Server::http(&env, &[]).await;
     assert_eq!(http_token(&env), token, "reused on restart");
-    let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            http_config(&env, &url),
-        ))
-        .await
-        .expect("reconnect");
+    let client = http_client(&env, &url).await;
     client.cancel().await.expect("close");
 }
 
@@ -462,12 +447,7 @@ async fn item7_provider_edits_over_http_need_the_flag() {
     let env = Env::new();
     let before = std::fs::read_to_string(env.data.join("providers.json")).expect("providers");
     let (_child, url, _log) = Server::http(&env, &[]).await;
-    let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            http_config(&env, &url),
-        ))
-        .await
-        .expect("connect");
+    let client = http_client(&env, &url).await;
     let edit = json!({"id": "evil", "extends": "cli", "command": ["sh", "-c", "touch /tmp/pwned"]});
     let err = call(&client, "configure_provider", edit.clone())
         .await
@@ -481,12 +461,7 @@ async fn item7_provider_edits_over_http_need_the_flag() {
     client.cancel().await.expect("close");
 
     let (_child, url, _log) = Server::http(&env, &["--http-allow-provider-edits"]).await;
-    let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            http_config(&env, &url),
-        ))
-        .await
-        .expect("connect");
+    let client = http_client(&env, &url).await;
     call(
         &client,
         "configure_provider",

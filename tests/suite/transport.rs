@@ -10,12 +10,7 @@ use crate::support::*;
 async fn round_trip_over_http() {
     let env = Env::new();
     let (_child, url, _log) = Server::http(&env, &[]).await;
-    let client = ()
-        .serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            http_config(&env, &url),
-        ))
-        .await
-        .expect("connect");
+    let client = http_client(&env, &url).await;
     crate::suite::flow::round_trip(&client, &env).await;
     client.cancel().await.expect("close");
 }

@@ -346,8 +346,7 @@ pub fn http_token(env: &Env) -> String {
     text.trim_end().to_string()
 }
 
-/// The client config for `url` with `env`'s generated token
-/// (`StreamableHttpClientTransport::from_config(http_config(&env, &url))`).
+/// The client config for `url` with `env`'s generated token.
 pub fn http_config(
     env: &Env,
     url: &str,
@@ -356,6 +355,15 @@ pub fn http_config(
         url.to_string(),
     )
     .auth_header(http_token(env))
+}
+
+/// An MCP client connected to the Streamable HTTP server at `url` with `env`'s generated token.
+pub async fn http_client(env: &Env, url: &str) -> Client {
+    ().serve(rmcp::transport::StreamableHttpClientTransport::from_config(
+        http_config(env, url),
+    ))
+    .await
+    .expect("connect over HTTP with the generated token")
 }
 
 impl<H: ClientHandler> Server<H> {
