@@ -33,13 +33,10 @@ impl Engine {
     pub async fn apply(&self, target: &str, dry_run: bool) -> Result<ApplyResult> {
         let (session, change) = self.change_target(target).await?;
         self.require_local(&session)?;
-        let lock = self.inner.session_lock(&session.id);
-        let Ok(_guard) = lock.try_lock() else {
-            return Err(EngineError::State(format!(
-                "a turn is running in session `{}`; wait for it to finish (check_task_status) or cancel it first",
-                session.id
-            )));
-        };
+        let _turns = self.lock_idle_session(
+            &session,
+            "wait for it to finish (check_task_status) or cancel it first",
+        )?;
         self.require_pending(&session, change).await?;
         let wt = worktree_path(&session)?;
         let project = PathBuf::from(&session.project_path);
@@ -73,18 +70,32 @@ impl Engine {
         })
         .await
         .map_err(conflict)?;
-        if dry_run {
-            return Ok(ApplyResult {
-                session_id: session.id,
-                task_id: change.task_id,
-                dry_run: true,
-                files,
-            });
+        if !dry_run {
+            self.record(&checkout, &session.id, &change, &wt, &tree)
+                .await?;
+            tracing::info!(session_id = %session.id, task_id = %change.task_id, files = files.len(), "pending change applied");
         }
+        Ok(ApplyResult {
+            session_id: session.id,
+            task_id: change.task_id,
+            dry_run,
+            files,
+        })
+    }
 
+    /// Steps 5–7 after the files are written: the base, the store, then the journal. A failure
+    /// before the store records the change rolls the checkout back.
+    async fn record(
+        &self,
+        checkout: &Arc<CheckoutLock>,
+        session_id: &str,
+        change: &PendingChange,
+        wt: &std::path::Path,
+        tree: &str,
+    ) -> Result<()> {
         if let Err(e) = self
             .inner
-            .record_applied(&session.id, &change, &wt, &tree)
+            .record_applied(session_id, change, wt, tree)
             .await
         {
             let c = checkout.clone();
@@ -101,13 +112,7 @@ impl Engine {
             // lock holder, which finds the change applied.
             tracing::warn!(error = %e, "could not remove the apply journal");
         }
-        tracing::info!(session_id = %session.id, task_id = %change.task_id, files = files.len(), "pending change applied");
-        Ok(ApplyResult {
-            session_id: session.id,
-            task_id: change.task_id,
-            dry_run: false,
-            files,
-        })
+        Ok(())
     }
 }
 
@@ -173,7 +178,7 @@ impl Inner {
         let c = checkout.clone();
         let root = checkout.root().display().to_string();
         if applied {
-            blocking(move || c.forget_journal()).await?;
+            blocking(move || c.finish()).await?;
             tracing::warn!(checkout = %root, "an interrupted apply had completed; its journal was dropped");
         } else {
             let n = blocking(move || c.roll_back()).await?;

@@ -388,13 +388,7 @@ impl Engine {
     pub async fn discard(&self, target: &str) -> Result<ApplyResult> {
         let (session, change) = self.change_target(target).await?;
         self.require_local(&session)?;
-        let lock = self.inner.session_lock(&session.id);
-        let Ok(_guard) = lock.try_lock() else {
-            return Err(EngineError::State(format!(
-                "a turn is running in session `{}`; cancel it before discarding",
-                session.id
-            )));
-        };
+        let _turns = self.lock_idle_session(&session, "cancel it before discarding")?;
         let change = self.require_pending(&session, change).await?;
         let wt = worktree_path(&session)?;
         let base = change.base_commit.clone();
@@ -410,6 +404,24 @@ impl Engine {
             dry_run: false,
             files: change.files,
         })
+    }
+
+    /// The session's turn lock, taken only when no turn holds it: apply and discard refuse
+    /// rather than wait behind a turn; `advice` says what to do instead.
+    fn lock_idle_session(
+        &self,
+        session: &Session,
+        advice: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        self.inner
+            .session_lock(&session.id)
+            .try_lock_owned()
+            .map_err(|_| {
+                EngineError::State(format!(
+                    "a turn is running in session `{}`; {advice}",
+                    session.id
+                ))
+            })
     }
 
     /// A session's worktree is on the machine that created it; only nodes there can touch it.

@@ -162,13 +162,6 @@ impl CheckoutLock {
         Ok(n)
     }
 
-    /// The interrupted apply had finished writing and was recorded as applied:
-    /// keep the checkout as it is and drop the journal.
-    pub fn forget_journal(&self) -> Result<(), WorktreeError> {
-        remove_dir_if_exists(&self.journal_dir())?;
-        Ok(())
-    }
-
     /// Check the change against the checkout without writing anything.
     pub fn check(&self, change: ChangeTrees<'_>) -> Result<Vec<FileChange>, WorktreeError> {
         let (_, files) = self.plan(change)?;
@@ -225,8 +218,8 @@ impl CheckoutLock {
         }
     }
 
-    /// The change is recorded as applied: drop the journal and the kept
-    /// previous contents, and release the lock.
+    /// The change (this apply's, or an interrupted one's) is recorded as applied:
+    /// keep the checkout as it is, drop the journal and the kept previous contents.
     pub fn finish(&self) -> Result<(), WorktreeError> {
         remove_dir_if_exists(&self.journal_dir())?;
         Ok(())
