@@ -31,7 +31,10 @@ use std::time::{Duration, Instant};
 use git2::{DiffOptions, Oid, Repository};
 
 use super::journal::{BACKUP_DIR, Entry, JOURNAL_FILE, Journal, JournalState, Kind, Op, current};
-use super::{ConflictFile, ConflictReport, FileChange, WorktreeError, open_worktree, project_root};
+use super::{
+    ConflictFile, ConflictReport, FileChange, WorktreeError, open_worktree, project_root,
+    remove_all,
+};
 
 const LOCK_FILE: &str = "boocoder-apply.lock";
 const JOURNAL_DIR: &str = "boocoder-apply";
@@ -138,7 +141,7 @@ impl CheckoutLock {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // A crash before the journal was renamed into place wrote nothing to the
                 // checkout; clear what it staged.
-                remove_dir_if_exists(&self.journal_dir())?;
+                remove_all(&self.journal_dir())?;
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),
@@ -158,7 +161,7 @@ impl CheckoutLock {
             return Ok(0);
         };
         let n = journal.roll_back(&self.root, &self.journal_dir())?;
-        remove_dir_if_exists(&self.journal_dir())?;
+        remove_all(&self.journal_dir())?;
         Ok(n)
     }
 
@@ -189,7 +192,7 @@ impl CheckoutLock {
         let repo = open_worktree(change.worktree)?;
         let mut journal = Journal::new(tag, &plan.ops, &plan.created_dirs);
         let dir = self.journal_dir();
-        remove_dir_if_exists(&dir)?;
+        remove_all(&dir)?;
         fs::create_dir_all(dir.join(BACKUP_DIR))?;
         journal.save(&dir)?;
         match journal.write(&self.root, &dir, &repo) {
@@ -208,7 +211,7 @@ impl CheckoutLock {
         let dir = self.journal_dir();
         match journal
             .roll_back(&self.root, &dir)
-            .and_then(|_| remove_dir_if_exists(&dir).map_err(Into::into))
+            .and_then(|_| remove_all(&dir).map(|_| ()))
         {
             Ok(()) => cause,
             Err(e) => WorktreeError::Io(io::Error::other(format!(
@@ -221,7 +224,7 @@ impl CheckoutLock {
     /// The change (this apply's, or an interrupted one's) is recorded as applied:
     /// keep the checkout as it is, drop the journal and the kept previous contents.
     pub fn finish(&self) -> Result<(), WorktreeError> {
-        remove_dir_if_exists(&self.journal_dir())?;
+        remove_all(&self.journal_dir())?;
         Ok(())
     }
 
@@ -493,13 +496,6 @@ fn points_outside(rel: &[u8], target: &[u8]) -> bool {
 
 fn shown(rel: &[u8]) -> String {
     String::from_utf8_lossy(rel).into_owned()
-}
-
-fn remove_dir_if_exists(dir: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
