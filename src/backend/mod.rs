@@ -3,8 +3,8 @@
 //! [`TurnOutcome`]; the engine owns persistence, worktrees and notifications.
 
 pub mod acp;
-pub mod cli;
 pub mod native;
+pub mod oneshot;
 pub mod process;
 
 use std::future::Future;

@@ -3,9 +3,9 @@
 //! the store, the provider registry, backends and worktrees.
 
 mod apply;
+mod catalog;
 mod dispatcher;
 mod liveness;
-mod providers;
 mod requests;
 mod run;
 
@@ -24,7 +24,7 @@ use crate::providers::{ProviderError, Registry};
 use crate::store::{Store, StoreError};
 use crate::worktree::{self, ConflictReport, WorktreeError};
 
-pub use providers::{ConfigureProvider, Configured};
+pub use catalog::{ConfigureProvider, Configured};
 pub use requests::{ApplyResult, ListRequest, NewTask, OutputPage, OutputRequest, TaskListPage};
 
 /// A worktree directory without a session is reaped only once it is this old.
@@ -124,7 +124,7 @@ pub(crate) struct Inner {
     config: Config,
     registry: RwLock<Arc<Registry>>,
     backends: crate::providers::BackendShared,
-    providers: providers::ProviderState,
+    providers: catalog::ProviderState,
     wake: Notify,
     running: Mutex<HashMap<String, Running>>,
     /// Serialises a session's turn against apply/discard on its worktree.
@@ -186,7 +186,7 @@ impl Engine {
                 store,
                 registry: RwLock::new(Arc::new(registry)),
                 backends,
-                providers: providers::ProviderState::default(),
+                providers: catalog::ProviderState::default(),
                 config,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::backend::cli::PromptMode;
+use crate::backend::oneshot::PromptMode;
 use crate::domain::PermissionPolicy;
 use crate::providers::Transport;
 

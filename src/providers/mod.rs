@@ -14,9 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::backend::acp::{AcpBackend, AcpSpec, Pool};
-use crate::backend::cli::{CliBackend, CliSpec, PromptMode};
 use crate::backend::native::client::LlmSettings;
 use crate::backend::native::{Limits, NativeBackend, NativeShared, Samplers};
+use crate::backend::oneshot::{OneShotBackend, OneShotSpec, PromptMode};
 use crate::backend::{Backend, SessionMemory};
 use crate::config::Config;
 use crate::domain::PermissionPolicy;
@@ -436,7 +436,7 @@ impl Registry {
             Err(e) => return Err(e),
         };
         match p.transport {
-            Transport::Cli => Ok(Arc::new(CliBackend::new(CliSpec {
+            Transport::Cli => Ok(Arc::new(OneShotBackend::new(OneShotSpec {
                 command: p.command.clone(),
                 prompt: p.prompt,
                 model_args: p.model_args.clone(),

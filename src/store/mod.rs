@@ -7,7 +7,7 @@
 //! and wake-ups differ per backend.
 
 mod nodes;
-mod providers;
+mod probe_cache;
 mod rows;
 mod wakeups;
 
@@ -868,6 +868,6 @@ impl Store {
     }
 }
 
-mod native;
+mod conversation;
 #[cfg(test)]
 mod tests;

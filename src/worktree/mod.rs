@@ -6,14 +6,14 @@
 //! from the project (see `create`): the agent can use git freely in it without
 //! touching the user's config, hooks, refs or stash.
 //!
-//! Writing into the checkout lives in `checkout.rs`, path containment in
+//! Writing into the checkout lives in `apply.rs`, path containment in
 //! `guard.rs`. Everything goes through libgit2 except a new worktree's checkout
 //! (git's parallel checkout, an argument vector; libgit2 when git is missing).
 //! `Repository` is `Send` but not `Sync`, so every function opens the
 //! repositories it needs and returns owned data; callers run these inside
 //! `spawn_blocking`.
 
-mod checkout;
+mod apply;
 pub mod guard;
 mod journal;
 mod reap;
@@ -28,7 +28,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-pub use checkout::{ChangeTrees, CheckoutLock, StaleJournal};
+pub use apply::{ChangeTrees, CheckoutLock, StaleJournal};
 pub use snapshot::{Snapshot, rebaseline, snapshot, tree_from_patch};
 
 use git2::{

@@ -26,7 +26,7 @@ pub enum PromptMode {
 
 /// A resolved CLI launch spec.
 #[derive(Debug, Clone)]
-pub struct CliSpec {
+pub struct OneShotSpec {
     pub command: Vec<String>,
     pub prompt: PromptMode,
     /// Appended when a task names a model; `{model}` is replaced by the model id.
@@ -45,13 +45,13 @@ const STDERR_EVENTS_BYTES: usize = 1 << 20;
 const STDERR_QUOTE_LINES: usize = 20;
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
-pub struct CliBackend {
-    spec: CliSpec,
+pub struct OneShotBackend {
+    spec: OneShotSpec,
 }
 
-impl CliBackend {
-    pub fn new(spec: CliSpec) -> CliBackend {
-        CliBackend { spec }
+impl OneShotBackend {
+    pub fn new(spec: OneShotSpec) -> OneShotBackend {
+        OneShotBackend { spec }
     }
 
     fn argv(&self, turn: &Turn) -> Result<Vec<String>, BackendError> {
@@ -207,7 +207,7 @@ impl Readers {
     }
 }
 
-impl Backend for CliBackend {
+impl Backend for OneShotBackend {
     fn run<'a>(
         &'a self,
         turn: Turn,
@@ -324,8 +324,8 @@ async fn read_stderr(
 mod tests {
     use super::*;
 
-    fn spec(command: &[&str], prompt: PromptMode) -> CliSpec {
-        CliSpec {
+    fn spec(command: &[&str], prompt: PromptMode) -> OneShotSpec {
+        OneShotSpec {
             command: command.iter().map(|s| s.to_string()).collect(),
             prompt,
             model_args: vec!["--model".into(), "{model}".into()],
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn prompt_is_one_argument_and_model_is_templated() {
-        let b = CliBackend::new(spec(&["agent", "-p"], PromptMode::Arg));
+        let b = OneShotBackend::new(spec(&["agent", "-p"], PromptMode::Arg));
         let argv = b.argv(&turn("fix it; rm -rf /", Some("m1"))).expect("argv");
         assert_eq!(
             argv,
@@ -358,7 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn stdin_prompt_and_failure_quote_stderr() {
-        let b = CliBackend::new(spec(
+        let b = OneShotBackend::new(spec(
             &["sh", "-c", "read x; echo \"got $x\"; echo oops >&2; exit 3"],
             PromptMode::Stdin,
         ));
@@ -385,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let pidfile = dir.path().join("pid");
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-        let b = CliBackend::new(spec(&["sh", "-c", &script], PromptMode::Stdin));
+        let b = OneShotBackend::new(spec(&["sh", "-c", &script], PromptMode::Stdin));
         let (tx, _rx) = tokio::sync::mpsc::channel(16);
         let cancel = CancellationToken::new();
         let c2 = cancel.clone();
