@@ -149,7 +149,7 @@ pub struct DiscardPendingParams {
 }
 
 /// The compact status of one task: what a delegating model needs, never the transcript.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskStatus {
     pub task_id: String,
     pub session_id: String,
@@ -235,7 +235,7 @@ impl TaskStatus {
 }
 
 /// One task in a listing: a single compact line of fields.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskLine {
     pub task_id: String,
     pub state: TaskState,
@@ -287,7 +287,7 @@ impl TaskLine {
     }
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskList {
     pub tasks: Vec<TaskLine>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -296,7 +296,7 @@ pub struct TaskList {
 }
 
 /// The full result of a task, paged.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskOutput {
     pub status: TaskStatus,
     /// The agent's whole final message.
@@ -320,7 +320,7 @@ pub struct TaskOutput {
     pub next_diff_offset: Option<u64>,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ApplyOutcome {
     pub session_id: String,
     /// The turn whose cumulative diff this was.

@@ -80,7 +80,7 @@ pub fn fingerprint(p: &Provider, native: &str) -> String {
 }
 
 /// One provider as `list_providers` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderInfo {
     /// Pass as `agent` to `new_task`.
     pub id: String,
@@ -89,7 +89,7 @@ pub struct ProviderInfo {
     pub enabled: bool,
     pub status: Status,
     /// Why the status is what it is, in one line.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty", default)]
     pub diagnostic: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -97,19 +97,19 @@ pub struct ProviderInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
     /// Valid `model` values for `new_task` (empty: not known before a session starts).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub models: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_mode: Option<String>,
     /// Valid `mode` values for `new_task` (ACP agents).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub modes: Vec<String>,
     /// Slash commands the agent offers (ACP agents).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub commands: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub auth_methods: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub auth_required: bool,
     /// When the shown probe ran (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,11 +117,11 @@ pub struct ProviderInfo {
 }
 
 /// Every provider plus what is wrong with the providers file.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProvidersSnapshot {
     pub providers: Vec<ProviderInfo>,
     /// Problems in the providers file, with line and field; empty when it is fine.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub diagnostics: Vec<String>,
     /// The providers file `configure_provider` edits.
     pub providers_file: String,
