@@ -1,7 +1,7 @@
 //! The native loop's session memory: chat messages as opaque JSON text, in order. The store
 //! does not interpret them; the backend owns their shape.
 
-use super::{Db, Result, Store};
+use super::{Db, Result, Store, on_pool, on_write};
 use crate::domain::now_ms;
 
 impl Store {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::{EventKind, Usage, now_ms};
 
 async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");

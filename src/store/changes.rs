@@ -1,0 +1,129 @@
+//! Pending changes: a session's unapplied work (one live row per session), and settling it
+//! as applied or discarded together with the session's new base.
+
+use super::rows::ChangeRow;
+use super::{Db, Result, SQL, Store, on_pool, on_write};
+use crate::domain::{ChangeStatus, FileChange, PendingChange, now_ms};
+
+const CHANGE_COLUMNS: &str =
+    "id, session_id, task_id, base_commit, patch, files, status, updated_at, tree";
+
+impl Store {
+    /// Replace the session's live pending change with `patch` (or drop it when the diff is
+    /// empty). One transaction: the old row is never gone without the new one in place.
+    pub async fn replace_pending(
+        &self,
+        session_id: &str,
+        task_id: &str,
+        base_commit: &str,
+        tree: &str,
+        patch: &[u8],
+        files: &[FileChange],
+    ) -> Result<()> {
+        let now = now_ms();
+        let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        on_write!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM pending_changes WHERE session_id = $1 AND status = {}",
+                SQL.change_pending
+            )))
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            if !patch.is_empty() {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO pending_changes (session_id, task_id, base_commit, patch, files, status, created_at, updated_at, tree) \
+                     VALUES ($1, $2, $3, $4, $5, {}, $6, $6, $7)",
+                    SQL.change_pending
+                )))
+                .bind(session_id)
+                .bind(task_id)
+                .bind(base_commit)
+                .bind(patch)
+                .bind(&files)
+                .bind(now)
+                .bind(tree)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The session's live pending change, if any.
+    pub async fn pending_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
+        let row: Option<ChangeRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {CHANGE_COLUMNS} FROM pending_changes WHERE session_id = $1 AND status = {}",
+                SQL.change_pending
+            )))
+            .bind(session_id)
+            .fetch_optional(p)
+            .await?
+        });
+        row.map(ChangeRow::into_change).transpose()
+    }
+
+    /// The most recent change of a session whatever its status (to explain "already applied").
+    pub async fn latest_change(&self, session_id: &str) -> Result<Option<PendingChange>> {
+        let row: Option<ChangeRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {CHANGE_COLUMNS} FROM pending_changes WHERE session_id = $1 ORDER BY id DESC LIMIT 1"
+            )))
+            .bind(session_id)
+            .fetch_optional(p)
+            .await?
+        });
+        row.map(ChangeRow::into_change).transpose()
+    }
+
+    /// Mark a pending change applied or discarded and move the session's base in one
+    /// transaction, so the store never says "applied" with the old base still recorded.
+    pub async fn settle_change(
+        &self,
+        change_id: i64,
+        status: ChangeStatus,
+        session_id: &str,
+        new_base: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let done = on_write!(self, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE pending_changes SET status = $1, updated_at = $2 WHERE id = $3 AND status = {}",
+                SQL.change_pending
+            )))
+                .bind(status.as_str())
+                .bind(now)
+                .bind(change_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            // Another process settled it first: its base stands.
+            if n == 1 {
+                sqlx::query("UPDATE sessions SET base_commit = $1, updated_at = $2 WHERE id = $3")
+                    .bind(new_base)
+                    .bind(now)
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(done == 1)
+    }
+
+    /// The status of one change by id (to settle an apply a crash interrupted).
+    pub async fn change_status(&self, change_id: i64) -> Result<Option<ChangeStatus>> {
+        let row: Option<(String,)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT status FROM pending_changes WHERE id = $1")
+                .bind(change_id)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(row.and_then(|(s,)| ChangeStatus::parse(&s)))
+    }
+}
