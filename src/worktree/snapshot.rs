@@ -13,11 +13,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use git2::{
-    DiffFormat, DiffOptions, Index, IndexAddOption, IndexEntry, IndexTime, ObjectType, Oid,
+    Delta, DiffFormat, DiffOptions, Index, IndexAddOption, IndexEntry, IndexTime, ObjectType, Oid,
     Repository, Signature, Tree,
 };
 
-use super::{Diff, WorktreeError, file_changes, open_worktree};
+use super::{Diff, FileChange, FileStatus, WorktreeError, open_worktree};
 
 const SIGNATURE_NAME: &str = "boocoder";
 const SIGNATURE_EMAIL: &str = "boocoder@localhost";
@@ -171,4 +171,76 @@ pub fn rebaseline(wt_path: &Path, base: &str, tree: &str) -> Result<String, Work
     index.read_tree(&tree)?;
     index.write()?;
     Ok(id.to_string())
+}
+
+/// Per-file summary of a diff (generated or parsed). A type change arrives as
+/// a deletion plus an addition of the same path (that is how git and libgit2
+/// write it so that `git apply` accepts it); it is reported as one entry.
+fn file_changes(diff: &git2::Diff<'_>) -> Result<Vec<FileChange>, WorktreeError> {
+    let mut files: Vec<FileChange> = Vec::new();
+    for idx in 0..diff.deltas().len() {
+        let patch = git2::Patch::from_diff(diff, idx)?;
+        let (additions, deletions) = match &patch {
+            Some(p) => {
+                let (_, add, del) = p.line_stats()?;
+                (clamp(add), clamp(del))
+            }
+            None => (0, 0),
+        };
+        // Patch generation loads the content, which is what sets the binary
+        // flag; read the delta afterwards.
+        let Some(delta) = diff.get_delta(idx) else {
+            continue;
+        };
+        let status = match delta.status() {
+            Delta::Added | Delta::Untracked | Delta::Copied => FileStatus::Added,
+            Delta::Deleted => FileStatus::Deleted,
+            Delta::Renamed => FileStatus::Renamed,
+            Delta::Typechange => FileStatus::TypeChange,
+            Delta::Unmodified | Delta::Ignored => continue,
+            _ => FileStatus::Modified,
+        };
+        let old = path_string(delta.old_file().path_bytes());
+        let new = path_string(delta.new_file().path_bytes());
+        let path = if status == FileStatus::Deleted {
+            old.clone()
+        } else {
+            new.or_else(|| old.clone())
+        }
+        .unwrap_or_default();
+        let binary = delta.flags().is_binary()
+            || delta.old_file().is_binary()
+            || delta.new_file().is_binary();
+        if status == FileStatus::Added
+            && let Some(prev) = files
+                .iter_mut()
+                .find(|f| f.path == path && f.status == FileStatus::Deleted)
+        {
+            prev.status = FileStatus::TypeChange;
+            prev.additions = prev.additions.saturating_add(additions);
+            prev.binary |= binary;
+            continue;
+        }
+        files.push(FileChange {
+            path,
+            old_path: if status == FileStatus::Renamed {
+                old
+            } else {
+                None
+            },
+            status,
+            additions,
+            deletions,
+            binary,
+        });
+    }
+    Ok(files)
+}
+
+fn clamp(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn path_string(bytes: Option<&[u8]>) -> Option<String> {
+    bytes.map(|b| String::from_utf8_lossy(b).into_owned())
 }
