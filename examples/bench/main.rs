@@ -113,11 +113,11 @@ async fn main() -> Result<()> {
         eprintln!("note: a debug build; run with --release for figures worth quoting");
     }
     let mut figures = Vec::new();
-    figures.extend(sections::mcp(&opts).await?);
-    figures.extend(sections::cold_start(&opts).await?);
-    figures.extend(sections::dispatch(&opts).await?);
-    figures.extend(sections::worktrees(&opts).await?);
-    figures.extend(sections::store(&opts).await?);
+    figures.extend(sections::mcp::run(&opts).await?);
+    figures.extend(sections::cold_start::run(&opts).await?);
+    figures.extend(sections::dispatch::run(&opts).await?);
+    figures.extend(sections::worktrees::run(&opts).await?);
+    figures.extend(sections::store::run(&opts).await?);
 
     println!(
         "{:<10} {:<52} {:>12} {:>23} {:>9}",
