@@ -1,5 +1,5 @@
 //! The ACP backend end to end: the real `boocoder` binary, an MCP client, and the fixture ACP
-//! agent (`examples/fake_acp_agent.rs`) registered as a custom provider. Figures (latencies,
+//! agent (`examples/fake_acp_agent/`) registered as a custom provider. Figures (latencies,
 //! live processes) are printed, never asserted.
 
 use std::time::Duration;

@@ -25,7 +25,7 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The fixture ACP agent (`examples/fake_acp_agent.rs`), built by `cargo test`/nextest.
+/// The fixture ACP agent (`examples/fake_acp_agent/`), built by `cargo test`/nextest.
 pub fn fake_acp_agent() -> PathBuf {
     let p = Path::new(BIN)
         .parent()
