@@ -232,3 +232,16 @@ pub fn detach(rest: &str) -> Res {
     std::fs::write(pidfile, format!("{}\n", child.id()))
         .map_err(|_| agent_client_protocol::Error::internal_error())
 }
+
+/// `env NAME…`: what this agent's environment holds for each name (`NAME=<unset>` if absent),
+/// so tests can see what the client passed to it.
+pub fn env(names: &str) -> String {
+    names
+        .split_whitespace()
+        .map(|n| match std::env::var(n) {
+            Ok(v) => format!("{n}={v}"),
+            Err(_) => format!("{n}=<unset>"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -17,6 +17,7 @@
 //! sleep-hard MS            sleeps and ignores session/cancel
 //! usage USED SIZE          a usage update
 //! pid                      says `pid=<process id>`
+//! env NAME…                says `NAME=<value>` (or `NAME=<unset>`) for each name
 //! whoami                   says `mode=<mode> model=<model>`
 //! history                  says `turns=<prompts in this session> how=<new|loaded>`
 //! unknown                  sends a non-standard request (as qwen's `craft/drainMidTurnQueue`)

@@ -134,6 +134,7 @@ async fn directive(state: &State, t: &mut Turn, cmd: &str, rest: &str) -> Res<Fl
             )?;
         }
         "pid" => say(cx, sid, format!("pid={}", std::process::id()))?,
+        "env" => say(cx, sid, directives::env(rest))?,
         "unknown" => directives::unknown(t).await?,
         "whoami" => say(
             cx,

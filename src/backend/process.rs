@@ -41,6 +41,7 @@ pub fn set_node_tag(node_id: &str) {
 /// dropped. Callers add arguments, environment and stdin, then start it with [`spawn`].
 pub fn agent_command(program: &str, cwd: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
+    without_own_env(&mut cmd);
     if let Some(t) = NODE_TAG.get() {
         cmd.env(NODE_ENV, t);
     }
@@ -56,6 +57,24 @@ pub fn agent_command(program: &str, cwd: &Path) -> tokio::process::Command {
         .process_group(0)
         .kill_on_drop(true);
     cmd
+}
+
+/// Whether `name` is one of boocoder's own settings: `BOOCODER_*` (tokens, the database URL
+/// with its password, the model API key) and `RUST_LOG`.
+fn is_own_var(name: &str) -> bool {
+    name == "RUST_LOG" || name.starts_with("BOOCODER_")
+}
+
+/// Keep boocoder's own variables out of a child's environment: an agent is code we run for
+/// the caller, not a party to the server's secrets, and `RUST_LOG` would turn on the logging
+/// of Rust-built agents. The variables boocoder sets for the agent itself (its tags, the task
+/// id) and the provider entry's `env` are added after this.
+pub fn without_own_env(cmd: &mut tokio::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_own_var) {
+            cmd.env_remove(name);
+        }
+    }
 }
 
 /// Start a command made by [`agent_command`]; the guard stops its group and every process

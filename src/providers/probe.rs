@@ -159,6 +159,7 @@ async fn version(
     r: &mut ProbeResult,
 ) -> Result<Option<String>, String> {
     let mut cmd = tokio::process::Command::new(path);
+    crate::backend::process::without_own_env(&mut cmd);
     cmd.arg("--version")
         .envs(env)
         .stdin(Stdio::null())

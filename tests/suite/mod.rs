@@ -1,6 +1,7 @@
 mod acp;
 mod architecture;
 mod cli;
+mod environment;
 mod errors;
 mod flow;
 mod lifecycle;
