@@ -353,6 +353,7 @@ impl McpServer {
         let patch = EntryPatch {
             extends: p.extends,
             label: p.label,
+            description: p.description,
             command: p.command,
             env: p.env,
             prompt: p.prompt,

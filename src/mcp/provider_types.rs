@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::backend::oneshot::PromptMode;
 use crate::domain::PermissionPolicy;
-use crate::providers::Transport;
+use crate::providers::Extends;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,12 +41,16 @@ pub struct ConfigureProviderParams {
     /// Turn the provider on or off (a disabled provider refuses tasks).
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Required to add a custom agent: "acp" (speaks the Agent Client Protocol on stdio) or
-    /// "cli" (one-shot: prompt in, edits on disk, exit).
+    /// Required to add a custom agent: "acp" (speaks the Agent Client Protocol on stdio),
+    /// "cli" (one-shot: prompt in, edits on disk, exit), or a built-in provider's id to start
+    /// from its launch spec (e.g. "opencode" for a second opencode with other `env`).
     #[serde(default)]
-    pub extends: Option<Transport>,
+    pub extends: Option<Extends>,
     #[serde(default)]
     pub label: Option<String>,
+    /// One line shown by `list_providers`.
+    #[serde(default)]
+    pub description: Option<String>,
     /// Program and arguments as a vector, e.g. ["my-agent", "--acp"]; no shell is involved.
     #[serde(default)]
     pub command: Option<Vec<String>>,

@@ -43,6 +43,51 @@ pub(super) struct RawEntry {
     pub id: String,
     pub line: usize,
     pub entry: Result<ProviderOverride, String>,
+    /// Fields this version does not know, with their lines: reported, then ignored, so a file
+    /// written for another version (or the original providers file) still loads.
+    pub unknown: Vec<(String, usize)>,
+}
+
+/// The fields of an entry ([`ProviderOverride`]'s, as the file spells them).
+pub(super) const FIELDS: [&str; 12] = [
+    "extends",
+    "label",
+    "description",
+    "command",
+    "env",
+    "prompt",
+    "model_args",
+    "enabled",
+    "timeout_secs",
+    "client_fs",
+    "permission",
+    "permission_timeout_secs",
+];
+
+/// `command` as an argument vector, or as one string of plain words split on spaces (the
+/// original providers file's form). A string that needs a shell to mean what it says (quotes,
+/// escapes, variables, pipes) is refused rather than guessed at: nothing here runs a shell.
+pub(super) fn argv<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Argv {
+        Words(Vec<String>),
+        Line(String),
+    }
+    match <Option<Argv> as serde::Deserialize>::deserialize(d)? {
+        None => Ok(None),
+        Some(Argv::Words(v)) => Ok(Some(v)),
+        Some(Argv::Line(line)) => {
+            if let Some(c) = line.chars().find(|c| "'\"\\$`|&;<>(){}*?~#".contains(*c)) {
+                return Err(serde::de::Error::custom(format!(
+                    "a string `command` is split on spaces only, and `{c}` would need a shell; write it as an array, e.g. [\"my-agent\", \"--acp\"]"
+                )));
+            }
+            Ok(Some(line.split_whitespace().map(str::to_string).collect()))
+        }
+    }
 }
 
 /// Parse the file text into entries; `Err` is a file-level problem (bad JSON, wrong shape).
@@ -68,17 +113,44 @@ pub(super) fn parse(text: &str) -> Result<Vec<RawEntry>, String> {
     if let Some(k) = root.keys().next() {
         return Err(format!(
             "unknown top-level key `{k}` (line {}); only `providers` is allowed",
-            line_of_key(text, k)
+            line_of_key(text, k, 0)
         ));
     }
     Ok(providers
         .into_iter()
-        .map(|(id, v)| RawEntry {
-            line: line_of_key(text, &id),
-            entry: parse_entry(v),
-            id,
+        .map(|(id, mut v)| {
+            let line = line_of_key(text, &id, 0);
+            let unknown = strip_unknown(&mut v)
+                .into_iter()
+                .map(|k| {
+                    let at = line_of_key(text, &k, line.saturating_sub(1));
+                    (k, at)
+                })
+                .collect();
+            RawEntry {
+                line,
+                entry: parse_entry(v),
+                id,
+                unknown,
+            }
         })
         .collect())
+}
+
+/// Remove the fields of an entry that are not [`FIELDS`]; returns their names.
+fn strip_unknown(entry: &mut Value) -> Vec<String> {
+    let Value::Object(fields) = entry else {
+        return Vec::new();
+    };
+    let unknown: Vec<String> = fields
+        .keys()
+        .filter(|k| !FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in &unknown {
+        fields.remove(k);
+    }
+    unknown
 }
 
 /// One entry, with a type error attributed to its field (serde's message alone does not say
@@ -103,13 +175,20 @@ fn parse_entry(v: Value) -> Result<ProviderOverride, String> {
     Err(whole)
 }
 
-/// The 1-based line where `"key"` first appears as an object key; 0 when not found.
-fn line_of_key(text: &str, key: &str) -> usize {
+/// The 1-based line where `"key"` first appears as an object key after the first `skip`
+/// lines; 0 when not found.
+fn line_of_key(text: &str, key: &str, skip: usize) -> usize {
     let quoted = match serde_json::to_string(key) {
         Ok(q) => q,
         Err(_) => return 0,
     };
-    let mut from = 0;
+    let mut from = match skip {
+        0 => 0,
+        n => match text.match_indices('\n').nth(n - 1) {
+            Some((at, _)) => at + 1,
+            None => return 0,
+        },
+    };
     while let Some(at) = text[from..].find(&quoted) {
         let end = from + at + quoted.len();
         if text[end..].trim_start().starts_with(':') {
@@ -128,6 +207,7 @@ impl EntryPatch {
     pub fn is_empty(&self) -> bool {
         self.extends.is_none()
             && self.label.is_none()
+            && self.description.is_none()
             && self.command.is_none()
             && self.env.is_none()
             && self.prompt.is_none()
@@ -144,6 +224,7 @@ impl EntryPatch {
         let set = [
             ("extends", self.extends.is_some()),
             ("label", self.label.is_some()),
+            ("description", self.description.is_some()),
             ("command", self.command.is_some()),
             ("env", self.env.is_some()),
             ("prompt", self.prompt.is_some()),
@@ -168,6 +249,7 @@ impl EntryPatch {
         let fields = [
             ("extends", json(&self.extends)),
             ("label", json(&self.label)),
+            ("description", json(&self.description)),
             ("command", json(&self.command)),
             ("prompt", json(&self.prompt)),
             ("model_args", json(&self.model_args)),
@@ -272,11 +354,13 @@ pub(super) fn edit(
                 _ => Map::new(),
             };
             patch.apply(&mut entry);
-            let parsed =
-                parse_entry(Value::Object(entry.clone())).map_err(|e| FileError::Invalid {
-                    field: field_named(&e, &[]),
-                    message: format!("the entry `{id}` in the file is invalid: {e}"),
-                })?;
+            // Fields this version does not know stay in the file, unread, as on load.
+            let mut known = Value::Object(entry.clone());
+            strip_unknown(&mut known);
+            let parsed = parse_entry(known).map_err(|e| FileError::Invalid {
+                field: field_named(&e, &[]),
+                message: format!("the entry `{id}` in the file is invalid: {e}"),
+            })?;
             validate(&parsed).map_err(|message| FileError::Invalid {
                 field: field_named(&message, &patch.given()),
                 message,
@@ -293,19 +377,6 @@ pub(super) fn edit(
 /// The field a merge error talks about, so the tool error names it: of the fields the message
 /// mentions, one the caller set, else the first mentioned.
 fn field_named(message: &str, given: &[&str]) -> &'static str {
-    const FIELDS: [&str; 11] = [
-        "permission_timeout_secs",
-        "timeout_secs",
-        "model_args",
-        "client_fs",
-        "permission",
-        "extends",
-        "command",
-        "label",
-        "prompt",
-        "env",
-        "enabled",
-    ];
     let mentioned = |f: &str| {
         message.match_indices(f).any(|(at, _)| {
             let before = message[..at].chars().next_back();
@@ -314,6 +385,8 @@ fn field_named(message: &str, given: &[&str]) -> &'static str {
             !word(before) && !word(after)
         })
     };
+    // why: a field whose name contains another's (`permission_timeout_secs`, `permission`)
+    // is only "mentioned" as a whole word, so the order of FIELDS does not matter.
     FIELDS
         .into_iter()
         .filter(|f| mentioned(f))

@@ -54,6 +54,7 @@ impl Transport {
 pub struct Provider {
     pub id: String,
     pub label: String,
+    pub description: Option<String>,
     pub transport: Transport,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
@@ -75,8 +76,11 @@ pub struct Provider {
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderOverride {
-    pub extends: Option<Transport>,
+    pub extends: Option<Extends>,
     pub label: Option<String>,
+    /// Shown by `list_providers`; files written for the original providers file carry it.
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "file::argv")]
     pub command: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, String>>,
     pub prompt: Option<PromptMode>,
@@ -86,6 +90,15 @@ pub struct ProviderOverride {
     pub client_fs: Option<bool>,
     pub permission: Option<PermissionPolicy>,
     pub permission_timeout_secs: Option<u64>,
+}
+
+/// What an entry's `extends` names: a transport (a custom agent from scratch) or a built-in
+/// provider whose launch spec the entry starts from (a second configuration of one agent).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Extends {
+    Transport(Transport),
+    Provider(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -135,6 +148,7 @@ fn provider_defaults(id: &str, label: &str, transport: Transport, command: &[&st
     Provider {
         id: id.into(),
         label: label.into(),
+        description: None,
         transport,
         command: command.iter().map(|s| s.to_string()).collect(),
         env: BTreeMap::new(),
@@ -336,6 +350,14 @@ impl Registry {
 
     fn merge(&mut self, entries: Vec<file::RawEntry>) {
         for raw in entries {
+            for (field, line) in &raw.unknown {
+                self.diagnostics.push(format!(
+                    "{} line {line}: providers.{}: unknown field `{field}` ignored; the fields are {}",
+                    self.path.display(),
+                    raw.id,
+                    file::FIELDS.join(", ")
+                ));
+            }
             let merged = raw
                 .entry
                 .and_then(|o| merge_entry(self.entries.get(&raw.id), &raw.id, &o));
@@ -496,21 +518,39 @@ fn merge_entry(
     {
         return Err("provider ids use letters, digits, '-', '_' and '.' only".into());
     }
-    let mut p = match (base, o.extends) {
+    let mut p = match (base, &o.extends) {
         (Some(b), None) => b.clone(),
-        (Some(b), Some(t)) if t == b.transport => b.clone(),
-        (_, Some(transport)) => Provider {
+        (Some(b), Some(Extends::Transport(t))) if *t == b.transport => b.clone(),
+        (_, Some(Extends::Transport(transport))) => Provider {
             builtin: false,
-            ..provider_defaults(id, id, transport, &[])
+            ..provider_defaults(id, id, *transport, &[])
         },
+        (_, Some(Extends::Provider(name))) => {
+            let Some(b) = builtins().into_iter().find(|b| b.id == *name) else {
+                let names: Vec<String> = builtins().into_iter().map(|b| b.id).collect();
+                return Err(format!(
+                    "`extends`: `{name}` is neither a transport (acp, cli) nor a built-in provider ({})",
+                    names.join(", ")
+                ));
+            };
+            Provider {
+                id: id.into(),
+                label: id.into(),
+                builtin: b.id == id,
+                ..b
+            }
+        }
         (None, None) => {
             return Err(
-                "unknown provider; a custom agent needs \"extends\": \"cli\" or \"acp\"".into(),
+                "unknown provider; a custom agent needs \"extends\": \"cli\" or \"acp\" (or a built-in provider's id)".into(),
             );
         }
     };
     if let Some(v) = &o.label {
         p.label = v.clone();
+    }
+    if let Some(v) = &o.description {
+        p.description = Some(v.clone());
     }
     if let Some(v) = &o.command {
         p.command = v.clone();

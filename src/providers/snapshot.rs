@@ -85,6 +85,9 @@ pub struct ProviderInfo {
     /// Pass as `agent` to `new_task`.
     pub id: String,
     pub label: String,
+    /// The providers file's one-line description, when it gives one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub description: Option<String>,
     pub transport: Transport,
     pub enabled: bool,
     pub status: Status,
@@ -170,6 +173,7 @@ fn info(p: &Provider, r: Option<&ProbeResult>, probing: bool) -> ProviderInfo {
     ProviderInfo {
         id: p.id.clone(),
         label: p.label.clone(),
+        description: p.description.clone(),
         transport: p.transport,
         enabled: p.enabled,
         status,

@@ -122,13 +122,95 @@ fn missing_program_is_not_installed() {
 #[test]
 fn one_bad_entry_costs_only_itself_and_names_line_and_field() {
     let (_d, reg) = load(
-        "{\"providers\": {\n  \"good\": {\"extends\": \"cli\", \"command\": [\"sh\"]},\n  \"bad\": {\"extends\": \"cli\", \"command\": [\"sh\"], \"colour\": 1}\n}}",
+        "{\"providers\": {\n  \"good\": {\"extends\": \"cli\", \"command\": [\"sh\"]},\n  \"bad\": {\"extends\": \"cli\", \"command\": [\"sh\"], \"timeout_secs\": 0}\n}}",
     );
     assert!(reg.get("good").is_some());
     assert!(reg.get("bad").is_none());
     let all = reg.diagnostics.join("\n");
     assert!(all.contains("line 3: providers.bad"), "{all}");
-    assert!(all.contains("unknown field `colour`"), "{all}");
+    assert!(all.contains("timeout_secs must be at least 1"), "{all}");
+}
+
+#[test]
+fn an_unknown_field_is_reported_with_its_line_and_the_entry_still_loads() {
+    let (_d, reg) = load(
+        "{\"providers\": {\n  \"a\": {\"extends\": \"cli\", \"command\": [\"sh\"],\n        \"colour\": 1},\n  \"b\": {\"extends\": \"cli\",\n        \"command\": [\"sh\"], \"colour\": 2}\n}}",
+    );
+    assert_eq!(reg.get("a").expect("a loads").command, vec!["sh"]);
+    assert!(reg.get("b").is_some());
+    assert_eq!(reg.diagnostics.len(), 2, "{:?}", reg.diagnostics);
+    // each names the line of its own `colour`, not the first one in the file
+    assert!(
+        reg.diagnostics[0].contains("line 3: providers.a: unknown field `colour` ignored"),
+        "{:?}",
+        reg.diagnostics
+    );
+    assert!(
+        reg.diagnostics[1].contains("line 5: providers.b: unknown field `colour` ignored"),
+        "{:?}",
+        reg.diagnostics
+    );
+}
+
+#[test]
+fn an_entry_of_the_original_providers_file_loads() {
+    let (_d, reg) = load(
+        r#"{"providers": {
+            "oc-fast": {"extends": "opencode", "label": "OpenCode (fast)",
+                        "description": "opencode with the small model", "enabled": true,
+                        "env": {"OPENCODE_MODEL": "small"}},
+            "legacy": {"extends": "acp", "command": "my-agent --acp --port 0",
+                       "description": "a string command"}
+        }}"#,
+    );
+    assert!(reg.diagnostics.is_empty(), "{:?}", reg.diagnostics);
+    let oc = reg.get("oc-fast").expect("oc-fast");
+    let base = reg.get("opencode").expect("opencode");
+    assert_eq!(oc.transport, Transport::Acp);
+    assert_eq!(oc.command, base.command);
+    assert_eq!(oc.label, "OpenCode (fast)");
+    assert_eq!(
+        oc.description.as_deref(),
+        Some("opencode with the small model")
+    );
+    assert_eq!(
+        oc.env.get("OPENCODE_MODEL").map(String::as_str),
+        Some("small")
+    );
+    assert!(!oc.builtin);
+    let legacy = reg.get("legacy").expect("legacy");
+    assert_eq!(legacy.command, vec!["my-agent", "--acp", "--port", "0"]);
+}
+
+#[test]
+fn a_string_command_that_needs_a_shell_and_an_unknown_base_are_refused_by_field() {
+    let (_d, reg) = load(
+        "{\"providers\": {\n  \"q\": {\"extends\": \"cli\", \"command\": \"sh -c 'rm -rf x'\"},\n  \"nobase\": {\"extends\": \"nonesuch\"}\n}}",
+    );
+    assert!(reg.get("q").is_none());
+    assert!(reg.get("nobase").is_none());
+    let all = reg.diagnostics.join("\n");
+    assert!(
+        all.contains("line 2: providers.q: field `command`") && all.contains("would need a shell"),
+        "{all}"
+    );
+    assert!(
+        all.contains("line 3: providers.nobase")
+            && all.contains("`nonesuch` is neither a transport (acp, cli) nor a built-in provider"),
+        "{all}"
+    );
+}
+
+#[test]
+fn the_field_list_is_the_entry_type_s() {
+    let mut keys: Vec<String> = match serde_json::to_value(ProviderOverride::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        other => panic!("{other:?}"),
+    };
+    keys.sort();
+    let mut fields: Vec<String> = file::FIELDS.iter().map(|f| f.to_string()).collect();
+    fields.sort();
+    assert_eq!(keys, fields);
 }
 
 fn configure_in(dir: &Path, id: &str, patch: file::EntryPatch) -> Result<(), file::FileError> {
@@ -212,7 +294,7 @@ fn configure_refuses_invalid_entries_and_corrupt_files_without_writing() {
         d.path(),
         "bad id",
         file::EntryPatch {
-            extends: Some(Transport::Cli),
+            extends: Some(Extends::Transport(Transport::Cli)),
             command: Some(vec!["x".into()]),
             ..Default::default()
         },

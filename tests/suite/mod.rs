@@ -9,6 +9,7 @@ mod native;
 mod native_guards;
 mod nodes;
 mod providers;
+mod providers_file;
 mod real_agents;
 mod reliability_agents;
 mod reliability_apply;
