@@ -8,7 +8,8 @@
 //!
 //! Creating lives in `create.rs` (the private repository in `private_repo.rs`),
 //! removing in `remove.rs`, reaping in `reap.rs`, dropping work in `reset.rs`,
-//! the worktree's content and its diff in `snapshot.rs`, writing into the
+//! the worktree's content and its diff in `snapshot.rs`, the project's
+//! `.worktreeinclude` files in `include.rs`, writing into the
 //! checkout in `apply.rs`, path containment in `guard.rs`. Everything goes through libgit2 except a new worktree's checkout
 //! (git's parallel checkout, an argument vector; libgit2 when git is missing).
 //! `Repository` is `Send` but not `Sync`, so every function opens the
@@ -18,6 +19,7 @@
 mod apply;
 mod create;
 pub mod guard;
+mod include;
 mod journal;
 mod private_repo;
 mod reap;
@@ -36,6 +38,7 @@ use git2::{ErrorCode, ObjectType, Oid, Repository};
 
 pub use apply::{ChangeTrees, CheckoutLock, StaleJournal};
 pub use create::create;
+pub use include::{INCLUDE_FILE, Included};
 pub use reap::{remove_closed, remove_if_clean};
 pub use remove::remove;
 use remove::{is_trash, remove_all, remove_worktree_dir};
@@ -85,6 +88,8 @@ pub struct WorktreeInfo {
     pub path: PathBuf,
     pub branch: String,
     pub base_commit: String,
+    /// What the project's `.worktreeinclude` brought in.
+    pub included: Included,
 }
 
 #[derive(

@@ -56,6 +56,12 @@ pub fn snapshot(wt_path: &Path, base: &str) -> Result<Snapshot, WorktreeError> {
     index.add_all(all, IndexAddOption::DEFAULT, Some(&mut skip_dirs))?;
     index.update_all(all, None)?;
     add_nested_repositories(&repo, &mut index, &nested)?;
+    // `.worktreeinclude` files never flow back, even when the agent un-ignored or staged them.
+    for path in super::include::recorded(wt_path) {
+        let path = Path::new(OsStr::from_bytes(&path));
+        index.remove_path(path)?;
+        index.remove_dir(path, 0)?;
+    }
     let tree_id = index.write_tree()?;
     let tree = repo.find_tree(tree_id)?;
     let diff = tree_diff(&repo, &base_tree, &tree)?;
