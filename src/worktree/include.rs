@@ -9,6 +9,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -76,16 +77,21 @@ pub(super) fn recorded(wt: &Path) -> Vec<Vec<u8>> {
     }
 }
 
-fn record(wt: &Path, copied: &[String]) -> Result<(), WorktreeError> {
-    if copied.is_empty() {
+/// Add `paths` to the worktree's record of what came from the checkout.
+pub(super) fn record(wt: &Path, paths: &[String]) -> Result<(), WorktreeError> {
+    if paths.is_empty() {
         return Ok(());
     }
     let mut bytes = Vec::new();
-    for p in copied {
+    for p in paths {
         bytes.extend_from_slice(p.as_bytes());
         bytes.push(0);
     }
-    fs::write(wt.join(".git").join(RECORD), bytes)?;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(wt.join(".git").join(RECORD))?;
+    f.write_all(&bytes)?;
     Ok(())
 }
 

@@ -9,7 +9,8 @@
 //! Creating lives in `create.rs` (the private repository in `private_repo.rs`),
 //! removing in `remove.rs`, reaping in `reap.rs`, dropping work in `reset.rs`,
 //! the worktree's content and its diff in `snapshot.rs`, the project's
-//! `.worktreeinclude` files in `include.rs`, writing into the
+//! `.worktreeinclude` files in `include.rs`, heavy ignored directories in
+//! `bring.rs`, writing into the
 //! checkout in `apply.rs`, path containment in `guard.rs`. Everything goes through libgit2 except a new worktree's checkout
 //! (git's parallel checkout, an argument vector; libgit2 when git is missing).
 //! `Repository` is `Send` but not `Sync`, so every function opens the
@@ -17,6 +18,7 @@
 //! `spawn_blocking`.
 
 mod apply;
+mod bring;
 mod create;
 pub mod guard;
 mod include;
@@ -37,6 +39,7 @@ use std::path::{Path, PathBuf};
 use git2::{ErrorCode, ObjectType, Oid, Repository};
 
 pub use apply::{ChangeTrees, CheckoutLock, StaleJournal};
+pub use bring::{BringStrategy, Brought, bring};
 pub use create::create;
 pub use include::{INCLUDE_FILE, Included};
 pub use reap::{remove_closed, remove_if_clean};

@@ -1,6 +1,7 @@
 //! Tests for the worktree module against real repositories in temp dirs; the
 //! git CLI is used only to build fixtures and to cross-check patches.
 
+mod bring;
 mod include;
 mod lifecycle;
 mod refusals;
