@@ -93,16 +93,17 @@ fn check(repo: &Repository, root: &Path, wt: &Path, rel: &str) -> Result<(), Str
     if !repo.status_should_ignore(p).map_err(|e| e.to_string())? {
         return Err("git does not ignore it; only ignored directories are brought".into());
     }
+    let dst = wt.join(p);
     let mut at = wt.to_path_buf();
     for c in p.components() {
         at.push(c);
-        if let Ok(m) = std::fs::symlink_metadata(&at) {
-            if at.as_path() == wt.join(p) || !m.is_dir() {
-                return Err("something is at that path in the worktree already".into());
-            }
+        if let Ok(m) = std::fs::symlink_metadata(&at)
+            && (at == dst || !m.is_dir())
+        {
+            return Err("something is at that path in the worktree already".into());
         }
     }
-    if let Some(parent) = wt.join(p).parent() {
+    if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     }
     Ok(())
