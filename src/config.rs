@@ -168,3 +168,35 @@ fn hostname() -> String {
         host
     }
 }
+
+/// Write `bytes` to a temp file in the same directory, flush it to disk, then rename it over
+/// `path`: a reader sees the old file or the new one, never half of one. The old file's mode
+/// is kept (a settings file may hold secrets and be 0600).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "settings".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err()
+        && let Err(e) = std::fs::remove_file(&tmp)
+    {
+        tracing::warn!(path = %tmp.display(), error = %e, "could not remove a temp file");
+    }
+    written
+}

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod mcp;
+pub mod projects;
 pub mod providers;
 pub mod store;
 pub mod worktree;

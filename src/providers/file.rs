@@ -2,7 +2,6 @@
 //! diagnostic names the line and field), and edited by `configure_provider` with a field-level
 //! merge written atomically (temp file + rename), so untouched entries and fields survive.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -394,35 +393,9 @@ fn field_named(message: &str, given: &[&str]) -> &'static str {
         .unwrap_or("id")
 }
 
-/// Write to a temp file in the same directory, flush it to disk, then rename over the target:
-/// a reader sees the old file or the new one, never half of one.
+/// The file pretty-printed, written atomically (keeping its mode: `env` may hold secrets).
 fn write_atomically(path: &Path, value: &Value) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "providers.json".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let mut text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     text.push('\n');
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        // The file may hold secrets in `env`: keep the old file's mode (e.g. 0600).
-        if let Ok(meta) = std::fs::metadata(path) {
-            f.set_permissions(meta.permissions())?;
-        }
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err()
-        && let Err(e) = std::fs::remove_file(&tmp)
-    {
-        tracing::warn!(path = %tmp.display(), error = %e, "could not remove a temp providers file");
-    }
-    written
+    crate::config::write_atomically(path, text.as_bytes())
 }
