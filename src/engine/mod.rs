@@ -3,6 +3,7 @@
 //! the store, the provider registry, backends and worktrees.
 
 mod apply;
+mod bootstrap;
 mod catalog;
 mod dispatcher;
 mod liveness;

@@ -222,6 +222,8 @@ async fn run_turn(
     {
         tracing::warn!(error = %e, "could not record the prompt");
     }
+    let project = PathBuf::from(&session.project_path);
+    super::bootstrap::prepare(inner, &task.id, &project, &cwd, &cancel).await?;
     let turn = Turn {
         task_id: task.id.clone(),
         session_id: task.session_id.clone(),

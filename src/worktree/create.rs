@@ -7,7 +7,6 @@ use std::path::{Component, Path, PathBuf};
 
 use git2::Repository;
 
-use super::include::copy_included;
 use super::private_repo::init_private;
 use super::remove::{clean_up, remove_tree};
 use super::{WorktreeError, WorktreeInfo, project_root};
@@ -68,25 +67,20 @@ fn try_create(
     let made = repo
         .reference(&base_ref(name), base, true, "boocoder: session base")
         .map_err(WorktreeError::from)
-        .and_then(|_| init_private(repo, wt_abs, branch, base, use_cli))
-        .and_then(|()| copy_included(repo, wt_abs));
-    let included = match made {
-        Ok(included) => included,
-        Err(e) => {
-            // Leave nothing behind for an error that is not about debris (permissions, disk
-            // full): the caller would trip over it next time.
-            let _ = remove_tree(wt_abs);
-            if let Ok(mut r) = repo.find_reference(&base_ref(name)) {
-                let _ = r.delete();
-            }
-            return Err(e);
+        .and_then(|_| init_private(repo, wt_abs, branch, base, use_cli));
+    if let Err(e) = made {
+        // Leave nothing behind for an error that is not about debris (permissions, disk
+        // full): the caller would trip over it next time.
+        let _ = remove_tree(wt_abs);
+        if let Ok(mut r) = repo.find_reference(&base_ref(name)) {
+            let _ = r.delete();
         }
-    };
+        return Err(e);
+    }
     Ok(WorktreeInfo {
         path: fs::canonicalize(wt_abs)?,
         branch: branch.to_owned(),
         base_commit: base.to_string(),
-        included,
     })
 }
 

@@ -35,11 +35,10 @@ pub struct Included {
     pub skipped: Vec<String>,
 }
 
-/// Copy what the checkout's `.worktreeinclude` selects into `wt_abs` and record it.
-pub(super) fn copy_included(
-    project: &Repository,
-    wt_abs: &Path,
-) -> Result<Included, WorktreeError> {
+/// Copy what the checkout of `project` selects with its `.worktreeinclude` into the worktree
+/// `wt_abs`, and record it. Nothing to do (and no git walk) when the file is absent.
+pub fn copy_included(project: &Path, wt_abs: &Path) -> Result<Included, WorktreeError> {
+    let project = Repository::open(project)?;
     let mut out = Included::default();
     let Some(root) = project.workdir() else {
         return Ok(out);
@@ -53,7 +52,7 @@ pub(super) fn copy_included(
         wt: wt_abs,
         matcher: &patterns.matcher,
     };
-    for (rel, is_dir) in ignored_entries(project)? {
+    for (rel, is_dir) in ignored_entries(&project)? {
         if copy.selected(&rel, is_dir) {
             copy.entry(&rel, &mut out);
         } else if is_dir && patterns.reach_inside(&rel) {

@@ -41,7 +41,7 @@ use git2::{ErrorCode, ObjectType, Oid, Repository};
 pub use apply::{ChangeTrees, CheckoutLock, StaleJournal};
 pub use bring::{BringStrategy, Brought, bring};
 pub use create::create;
-pub use include::{INCLUDE_FILE, Included};
+pub use include::{INCLUDE_FILE, Included, copy_included};
 pub use reap::{remove_closed, remove_if_clean};
 pub use remove::remove;
 use remove::{is_trash, remove_all, remove_worktree_dir};
@@ -91,8 +91,6 @@ pub struct WorktreeInfo {
     pub path: PathBuf,
     pub branch: String,
     pub base_commit: String,
-    /// What the project's `.worktreeinclude` brought in.
-    pub included: Included,
 }
 
 #[derive(

@@ -1,5 +1,6 @@
 mod acp;
 mod architecture;
+mod bootstrap;
 mod cli;
 mod environment;
 mod errors;

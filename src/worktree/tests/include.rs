@@ -40,12 +40,13 @@ fn project_with_includes() -> Fx {
 #[test]
 fn ignored_selected_files_are_copied_and_the_rest_is_not() {
     let fx = project_with_includes();
-    let info = fx.create();
+    fx.create();
+    let included = copy_included(&fx.project, &fx.wt).unwrap();
     assert_eq!(
-        info.included.copied,
+        included.copied,
         vec![".env", "config/deep/x.yml", "link-in", "secrets"]
     );
-    let mut skipped = info.included.skipped.clone();
+    let mut skipped = included.skipped.clone();
     skipped.sort();
     assert_eq!(
         skipped,
@@ -95,6 +96,7 @@ fn ignored_selected_files_are_copied_and_the_rest_is_not() {
 fn included_files_never_reach_the_change() {
     let fx = project_with_includes();
     let info = fx.create();
+    copy_included(&fx.project, &fx.wt).unwrap();
     let wt = &fx.wt;
     assert!(diff(wt, &info.base_commit).unwrap().is_empty());
     // edited, staged by the agent's own git, even un-ignored: still not part of the change
@@ -111,8 +113,11 @@ fn included_files_never_reach_the_change() {
 fn without_a_worktreeinclude_nothing_is_copied_or_recorded() {
     let fx = Fx::new();
     fs::write(fx.project.join("app.log"), "x\n").unwrap();
-    let info = fx.create();
-    assert_eq!(info.included, Included::default());
+    fx.create();
+    assert_eq!(
+        copy_included(&fx.project, &fx.wt).unwrap(),
+        Included::default()
+    );
     assert!(!fx.wt.join(".git/boocoder-included").exists());
     assert!(!fx.wt.join("app.log").exists());
 }
