@@ -23,6 +23,7 @@ mod create;
 pub mod guard;
 mod include;
 mod journal;
+mod pool;
 mod private_repo;
 mod reap;
 mod remove;
@@ -42,6 +43,9 @@ pub use apply::{ChangeTrees, CheckoutLock, StaleJournal};
 pub use bring::{BringStrategy, Brought, bring};
 pub use create::create;
 pub use include::{INCLUDE_FILE, Included, copy_included};
+pub use pool::{
+    Spare, bring_forward, drop_spare, make_spare, mark_ready, pool_dir, spares, take_spare,
+};
 pub use reap::{remove_closed, remove_if_clean};
 pub use remove::remove;
 use remove::{is_trash, remove_all, remove_worktree_dir};

@@ -4,6 +4,7 @@
 mod bring;
 mod include;
 mod lifecycle;
+mod pool;
 mod refusals;
 mod round_trip;
 
