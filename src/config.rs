@@ -43,6 +43,10 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// How long a cached probe result stays fresh before start-up probes again.
     pub probe_ttl: Duration,
+    /// Spare worktrees kept ready per recently used project (0: no pool).
+    pub pool_size: usize,
+    /// A project no session used for this long loses its spares.
+    pub pool_ttl: Duration,
 }
 
 /// Where the native loop sends its requests. The API key is secret: `Debug` redacts it.
@@ -137,6 +141,8 @@ impl Config {
             acp_pool: Default::default(),
             probe_timeout: Duration::from_secs(15),
             probe_ttl: Duration::from_secs(24 * 3600),
+            pool_size: 0,
+            pool_ttl: Duration::from_secs(3600),
         }
     }
 

@@ -125,6 +125,18 @@ struct Global {
     /// Idle session TTL in seconds (overrides --session-ttl-hours; for tests).
     #[arg(long, global = true, hide = true)]
     session_ttl_secs: Option<u64>,
+    /// Spare worktrees kept ready per recently used project, so a new session starts without
+    /// a checkout (0 turns the pool off).
+    #[arg(long, env = "BOOCODER_POOL_SIZE", default_value_t = 2, global = true)]
+    pool_size: usize,
+    /// Drop a project's spare worktrees when no session used it for this many seconds.
+    #[arg(
+        long,
+        env = "BOOCODER_POOL_TTL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pool_ttl_secs: u64,
     /// Seconds between reaper passes (idle sessions, leaked worktrees) [default: 600; for tests].
     #[arg(long, global = true, hide = true)]
     reap_secs: Option<u64>,
@@ -499,6 +511,8 @@ fn config(g: &Global) -> Result<Config> {
             .unwrap_or(g.session_ttl_hours.saturating_mul(3600))
             .max(1),
     );
+    config.pool_size = g.pool_size;
+    config.pool_ttl = std::time::Duration::from_secs(g.pool_ttl_secs.max(1));
     if let Some(s) = g.reap_secs {
         config.reap_interval = std::time::Duration::from_secs(s.max(1));
     }

@@ -23,14 +23,16 @@ use crate::worktree;
 /// Include files and heavy directories are in place.
 const PREPARED: &str = "boocoder-prepared";
 /// The setup command succeeded in this worktree.
-const SET_UP: &str = "boocoder-setup-done";
+pub(super) const SET_UP: &str = "boocoder-setup-done";
+/// Notes of a preparation no transcript has shown yet (a spare prepared ahead of need).
+const NOTES: &str = "boocoder-notes";
 /// What a setup's output keeps for the transcript and the error.
 const OUTPUT_TAIL: usize = 16 << 10;
 
 type Event = (EventKind, String, Option<serde_json::Value>);
 
 /// Prepare the worktree `wt` of a session on `project` for the turn `task_id`; notices go to
-/// that turn's transcript.
+/// that turn's transcript (with those of a preparation done ahead, for a pooled worktree).
 pub(super) async fn prepare(
     inner: &Inner,
     task_id: &str,
@@ -39,12 +41,55 @@ pub(super) async fn prepare(
     cancel: &CancellationToken,
 ) -> Result<(), BackendError> {
     let git_dir = wt.join(".git");
+    let mut notes = Vec::new();
+    if let Ok(ahead) = std::fs::read_to_string(git_dir.join(NOTES)) {
+        let _ = std::fs::remove_file(git_dir.join(NOTES));
+        if !ahead.trim().is_empty() {
+            notes.push(format!(
+                "this worktree was made ready ahead of need (worktree pool):\n{}",
+                ahead.trim_end()
+            ));
+        }
+    }
+    let done = prepare_worktree(&inner.config.data_dir, project, wt, cancel, &mut notes).await;
+    let events: Vec<Event> = notes
+        .into_iter()
+        .map(|n| (EventKind::Notice, n, None))
+        .collect();
+    note(inner, task_id, events).await;
+    done
+}
+
+/// Prepare a spare worktree ahead of need; its notes wait in the worktree for the turn that
+/// takes it. `Err` when it could not be made ready (the spare is dropped).
+pub(super) async fn prepare_spare(
+    data_dir: &Path,
+    project: &Path,
+    spare: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), BackendError> {
+    let mut notes = Vec::new();
+    prepare_worktree(data_dir, project, spare, cancel, &mut notes).await?;
+    let mut text = notes.join("\n");
+    text.push('\n');
+    std::fs::write(spare.join(".git").join(NOTES), text).map_err(BackendError::Io)
+}
+
+/// The steps not done yet in `wt`: include files and heavy directories once per worktree,
+/// then the setup command until it succeeds once.
+async fn prepare_worktree(
+    data_dir: &Path,
+    project: &Path,
+    wt: &Path,
+    cancel: &CancellationToken,
+    notes: &mut Vec<String>,
+) -> Result<(), BackendError> {
+    let git_dir = wt.join(".git");
     // A small file read: not worth a blocking thread.
-    let settings = crate::projects::bootstrap(&inner.config.data_dir, project, false)
+    let settings = crate::projects::bootstrap(data_dir, project, false)
         .map_err(|e| stopped(format!("project settings: {e}")))?;
     if !git_dir.join(PREPARED).exists() {
-        let events = bring_in(project, wt, &settings).await?;
-        note(inner, task_id, events).await;
+        notes.extend(bring_in(project, wt, &settings).await?);
         mark(&git_dir.join(PREPARED))?;
     }
     let Some(setup) = &settings.setup else {
@@ -54,8 +99,7 @@ pub(super) async fn prepare(
         return Ok(());
     }
     let ran = run_setup(setup, wt, cancel).await;
-    let events = vec![(EventKind::Notice, ran.describe(setup), None)];
-    note(inner, task_id, events).await;
+    notes.push(ran.describe(setup));
     match ran.outcome {
         SetupOutcome::Succeeded => mark(&git_dir.join(SET_UP)),
         SetupOutcome::Cancelled => Err(BackendError::Cancelled),
@@ -69,7 +113,7 @@ async fn bring_in(
     project: &Path,
     wt: &Path,
     settings: &Bootstrap,
-) -> Result<Vec<Event>, BackendError> {
+) -> Result<Vec<String>, BackendError> {
     let (p, w, dirs) = (
         project.to_path_buf(),
         wt.to_path_buf(),
@@ -96,7 +140,7 @@ async fn bring_in(
         if !included.skipped.is_empty() {
             text.push_str(&format!("; skipped {}", included.skipped.join("; ")));
         }
-        events.push((EventKind::Notice, text, None));
+        events.push(text);
     }
     for b in brought {
         let text = match (b.how, b.note) {
@@ -106,7 +150,7 @@ async fn bring_in(
             ),
             (None, note) => format!("did not bring {}: {}", b.path, note.unwrap_or_default()),
         };
-        events.push((EventKind::Notice, text, None));
+        events.push(text);
     }
     Ok(events)
 }

@@ -42,6 +42,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
                 // Not only at start-up: a worktree a crash leaked would otherwise stay until
                 // the server's next restart.
                 inner.reap_orphan_worktrees().await;
+                inner.maintain_pool().await;
             }
         }
     }

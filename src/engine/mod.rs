@@ -7,6 +7,7 @@ mod bootstrap;
 mod catalog;
 mod dispatcher;
 mod liveness;
+mod pool;
 mod requests;
 mod run;
 
@@ -133,6 +134,7 @@ pub(crate) struct Inner {
     updates: broadcast::Sender<TaskUpdate>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    pool: pool::PoolState,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -195,6 +197,7 @@ impl Engine {
                 updates,
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                pool: Default::default(),
             }),
         }
     }

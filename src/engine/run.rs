@@ -248,7 +248,10 @@ async fn run_turn(
 }
 
 /// The session's worktree, created on its first turn (and recorded in `session` too).
-async fn ensure_worktree(inner: &Inner, session: &mut Session) -> Result<PathBuf, BackendError> {
+async fn ensure_worktree(
+    inner: &Arc<Inner>,
+    session: &mut Session,
+) -> Result<PathBuf, BackendError> {
     if let Some(path) = &session.worktree_path {
         let path = PathBuf::from(path);
         if path.is_dir() {
@@ -262,9 +265,16 @@ async fn ensure_worktree(inner: &Inner, session: &mut Session) -> Result<PathBuf
     let project = PathBuf::from(&session.project_path);
     let wt = inner.config.worktrees_dir().join(&session.id);
     let branch = format!("boocoder/{}", session.id);
-    let info = blocking(move || worktree::create(&project, &wt, &branch))
-        .await
-        .map_err(|e| internal(format!("could not create the worktree: {e}")))?;
+    let info = match inner.take_spare(&project, &wt, &branch).await {
+        Some(info) => info,
+        None => {
+            let (p, w, b) = (project.clone(), wt.clone(), branch.clone());
+            blocking(move || worktree::create(&p, &w, &b))
+                .await
+                .map_err(|e| internal(format!("could not create the worktree: {e}")))?
+        }
+    };
+    inner.session_started(&project);
     let path = info.path.to_string_lossy().into_owned();
     inner
         .store

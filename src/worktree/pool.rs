@@ -18,6 +18,42 @@ use super::{GIT_REDIRECTS, WorktreeError, WorktreeInfo, project_root};
 /// In a spare's git directory: the spare is complete (bootstrapped) and may be taken.
 pub const READY: &str = "boocoder-spare-ready";
 const SPARE_PREFIX: &str = "spare-";
+/// In a project's pool directory: the project's path (the directory is named by its hash).
+const PROJECT_FILE: &str = "project";
+
+/// The projects that have a pool directory under `pool_root`, with that directory.
+pub fn pooled_projects(pool_root: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let Ok(entries) = fs::read_dir(pool_root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let dir = e.path();
+            let bytes = fs::read(dir.join(PROJECT_FILE)).ok()?;
+            let project = PathBuf::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes),
+            );
+            Some((project, dir))
+        })
+        .collect()
+}
+
+/// Remove every spare in a project's pool directory, and the directory; for a project that
+/// is gone, the directories alone.
+pub fn drop_pool(project: &Path, dir: &Path) -> Result<(), WorktreeError> {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                super::remove(project, &e.path(), "")?;
+            }
+        }
+    }
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
 
 /// One spare of a project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +82,7 @@ pub fn make_spare(project: &Path, pool_root: &Path) -> Result<PathBuf, WorktreeE
     let root = project_root(project)?;
     let dir = pool_dir(pool_root, &root);
     fs::create_dir_all(&dir)?;
+    fs::write(dir.join(PROJECT_FILE), root.as_os_str().as_encoded_bytes())?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let path = dir.join(format!("{SPARE_PREFIX}{id}"));
     let info = create_with(&root, &path, &format!("boocoder/{SPARE_PREFIX}{id}"), true)?;
@@ -139,7 +176,7 @@ pub fn take_spare(
     Ok(None)
 }
 
-/// Move a spare forward to the project's current HEAD, touching only the files that changed
+/// Move a spare forward to the project's current HEAD (it is no longer ready), touching only the files that changed
 /// between the two commits (git's two-tree `read-tree -m -u`, hooks off). A spare whose
 /// files are in the way (an untracked file where the new commit has one) is not moved:
 /// `Ok(false)`, and the caller drops it.
@@ -152,6 +189,11 @@ pub fn bring_forward(project: &Path, spare: &Path) -> Result<bool, WorktreeError
     let old = private.head()?.peel_to_commit()?.id();
     if old == head {
         return Ok(true);
+    }
+    // Moved, it needs preparing again (setup for the new commits) before anyone takes it.
+    match fs::remove_file(spare.join(".git").join(READY)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
     }
     let mut cmd = Command::new("git");
     cmd.arg("-C").arg(spare).args([
@@ -189,4 +231,11 @@ pub fn bring_forward(project: &Path, spare: &Path) -> Result<bool, WorktreeError
 /// Remove a spare (its directory and the project's base ref).
 pub fn drop_spare(project: &Path, spare: &Path) -> Result<(), WorktreeError> {
     super::remove(project, spare, "")
+}
+
+/// The commit the project's HEAD is at, if it can be read.
+pub fn head_commit(project: &Path) -> Option<String> {
+    let repo = Repository::open(project).ok()?;
+    let commit = repo.head().ok()?.peel_to_commit().ok()?;
+    Some(commit.id().to_string())
 }

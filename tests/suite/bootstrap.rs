@@ -50,7 +50,7 @@ async fn include_files_arrive_setup_runs_once_and_neither_reaches_the_change() {
         counter.display()
     );
     set_setup(&env, &["sh", "-c", &script]);
-    let server = Server::stdio(&env, &[]).await;
+    let server = Server::stdio(&env, &["--pool-size", "0"]).await;
     let c = &server.client;
 
     let s1 = run(
@@ -107,7 +107,7 @@ async fn a_failing_setup_fails_the_turn_and_the_next_turn_runs_it_again() {
         counter.display()
     );
     set_setup(&env, &["sh", "-c", &failing]);
-    let server = Server::stdio(&env, &[]).await;
+    let server = Server::stdio(&env, &["--pool-size", "0"]).await;
     let c = &server.client;
 
     let s1 = run(c, json!({"prompt": "write made.txt never"})).await;

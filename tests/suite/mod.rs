@@ -9,6 +9,7 @@ mod lifecycle;
 mod native;
 mod native_guards;
 mod nodes;
+mod pool;
 mod providers;
 mod providers_file;
 mod real_agents;

@@ -83,6 +83,13 @@ fn a_spare_behind_head_is_not_taken_until_brought_forward() {
         .modified()
         .unwrap();
     assert!(bring_forward(&fx.project, &spare).unwrap());
+    // moved, it waits to be prepared again
+    assert!(
+        take_spare(&fx.project, &root, &fx.wt, &fx.branch)
+            .unwrap()
+            .is_none()
+    );
+    mark_ready(&spare).unwrap();
     assert_eq!(
         fs::metadata(spare.join("src/lib.rs"))
             .unwrap()

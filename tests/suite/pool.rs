@@ -1,0 +1,156 @@
+//! The warm worktree pool end to end: after a session of a project starts, spares are made
+//! and prepared in the background; the next new session takes one (its first turn shows what
+//! was prepared ahead); a spare behind a moved HEAD is not handed out; an idle project's
+//! spares are dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn run(c: &Client, args: Value) -> Value {
+    let t = call(c, "new_task", args).await.expect("new_task");
+    wait_done(c, t["task_id"].as_str().expect("task_id")).await
+}
+
+async fn transcript_text(c: &Client, id: &Value) -> String {
+    let out = call(c, "get_task_output", json!({"task_id": id}))
+        .await
+        .expect("get_task_output");
+    out["transcript"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Spare directories of the data directory's pool, and which of them are ready.
+fn spares(data: &Path) -> Vec<(PathBuf, bool)> {
+    let mut out = Vec::new();
+    for project in std::fs::read_dir(data.join("pool"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for spare in std::fs::read_dir(project.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = spare.path();
+            if p.is_dir() {
+                let ready = p.join(".git/boocoder-spare-ready").exists();
+                out.push((p, ready));
+            }
+        }
+    }
+    out
+}
+
+async fn until(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn runs(counter: &Path) -> usize {
+    std::fs::read_to_string(counter)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_new_session_takes_a_prepared_spare_and_a_moved_head_is_respected() {
+    let env = Env::new();
+    let counter = env.root().join("setup-runs");
+    let projects = json!({"projects": {env.repo.display().to_string(): {
+        "setup": ["sh", "-c", format!("echo run >> '{}'", counter.display())]
+    }}});
+    std::fs::write(env.data.join("projects.json"), projects.to_string()).expect("write");
+    let server = Server::stdio(&env, &["--pool-size", "1"]).await;
+    let c = &server.client;
+
+    let a = run(c, json!({"prompt": "say first"})).await;
+    assert_eq!(a["state"], "completed", "{a:#}");
+    let text = transcript_text(c, &a["task_id"]).await;
+    assert!(!text.contains("ahead of need"), "{text}");
+    // the first session ran its setup; then one spare was made and prepared (setup again)
+    until("a spare is ready", || {
+        spares(&env.data).iter().filter(|(_, r)| *r).count() == 1
+    })
+    .await;
+    assert_eq!(runs(&counter), 2);
+    let (spare, _) = spares(&env.data).remove(0);
+
+    let b = run(c, json!({"prompt": "run git rev-parse HEAD"})).await;
+    assert_eq!(b["state"], "completed", "{b:#}");
+    assert!(!spare.exists(), "the spare became the session's worktree");
+    let text = transcript_text(c, &b["task_id"]).await;
+    assert!(
+        text.contains("made ready ahead of need (worktree pool)") && text.contains("finished"),
+        "{text}"
+    );
+    let head = git(&env.repo, &["rev-parse", "HEAD"]);
+    assert!(text.contains(head.trim()), "{text}");
+
+    // HEAD moves: the next spare (made after b took one) is behind it and not handed out
+    until("the pool is refilled", || {
+        spares(&env.data).iter().filter(|(_, r)| *r).count() == 1
+    })
+    .await;
+    std::fs::write(env.repo.join("moved.txt"), "new commit\n").expect("write");
+    git(&env.repo, &["add", "-A"]);
+    git(&env.repo, &["commit", "-q", "-m", "moved"]);
+    let new_head = git(&env.repo, &["rev-parse", "HEAD"]);
+    let d = run(
+        c,
+        json!({"prompt": "run git rev-parse HEAD; cat moved.txt"}),
+    )
+    .await;
+    assert_eq!(d["state"], "completed", "{d:#}");
+    let text = transcript_text(c, &d["task_id"]).await;
+    assert!(text.contains(new_head.trim()), "{text}");
+    assert!(text.contains("new commit"), "{text}");
+}
+
+#[tokio::test]
+async fn an_idle_project_s_spares_are_dropped_leaving_nothing_behind() {
+    let env = Env::new();
+    let server = Server::stdio(
+        &env,
+        &[
+            "--pool-size",
+            "2",
+            "--pool-ttl-secs",
+            "1",
+            "--reap-secs",
+            "1",
+        ],
+    )
+    .await;
+    let c = &server.client;
+    let a = run(c, json!({"prompt": "say hi"})).await;
+    assert_eq!(a["state"], "completed", "{a:#}");
+    until("two spares exist", || spares(&env.data).len() == 2).await;
+    until("the idle project's pool is gone", || {
+        std::fs::read_dir(env.data.join("pool"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+    })
+    .await;
+    // only the session's own hidden ref is left in the project
+    let refs = git(
+        &env.repo,
+        &["for-each-ref", "--format=%(refname)", "refs/boocoder"],
+    );
+    assert_eq!(refs.lines().count(), 1, "{refs}");
+}
