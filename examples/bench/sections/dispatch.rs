@@ -65,6 +65,13 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
     ));
     out.push(fig(
         "dispatch",
+        "new_task→completed, new session, --pool-size 0",
+        "ms",
+        new_sessions_without_pool(opts).await?,
+        Some("new_task→completed, new session (worktree+agent+diff)"),
+    ));
+    out.push(fig(
+        "dispatch",
         "new_task→completed, follow-up turn",
         "ms",
         warm,
@@ -199,4 +206,20 @@ async fn throughput(opts: &Opts, db: Option<&str>, nodes: usize, n: usize) -> Re
         }
     }
     Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// New sessions on a server without the worktree pool: each creates its worktree on the
+/// request path (the reference for what the pool saves).
+async fn new_sessions_without_pool(opts: &Opts) -> Result<Vec<f64>> {
+    let (_data, _repo, mut args) = setup(opts, "dispatch-nopool")?;
+    args.extend(["--pool-size".into(), "0".into(), "serve".into()]);
+    let (c, _) = StdioClient::spawn(&opts.boocoder, &args).await?;
+    let mut out = Vec::new();
+    for _ in 0..opts.reps.max(3) * 2 {
+        let t = Instant::now();
+        c.call("new_task", json!({"prompt": "noop", "wait_seconds": 30}))
+            .await?;
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(out)
 }

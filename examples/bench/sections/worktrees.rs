@@ -19,7 +19,44 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
         let repo = synthetic_repo(&base, files)?;
         let (mut ours, mut theirs, mut diff_ours, mut diff_git) = (vec![], vec![], vec![], vec![]);
         let (mut apply_ours, mut apply_git) = (vec![], vec![]);
+        let (mut pooled, mut git_fast) = (vec![], vec![]);
         for rep in 0..opts.reps {
+            // The pool: a spare made and marked ready ahead (untimed), then taken as a
+            // session's worktree; against `git worktree add` the way boocoder runs git
+            // (parallel checkout, hooks off).
+            let pool = base.join("pool");
+            let (r, p) = (repo.clone(), pool.clone());
+            let spare = tokio::task::spawn_blocking(move || boocoder::worktree::make_spare(&r, &p))
+                .await??;
+            boocoder::worktree::mark_ready(&spare)?;
+            let taken = base.join(format!("pooled-{rep}"));
+            let t = Instant::now();
+            let (r, p, w) = (repo.clone(), pool.clone(), taken.clone());
+            let got = tokio::task::spawn_blocking(move || {
+                boocoder::worktree::take_spare(&r, &p, &w, &format!("bench/pooled-{rep}"))
+            })
+            .await??;
+            pooled.push(t.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(got.is_some(), "the ready spare was not taken");
+            let fast = base.join(format!("git-fast-{rep}"));
+            let t = Instant::now();
+            git(
+                &repo,
+                &[
+                    "-c",
+                    "checkout.workers=0",
+                    "-c",
+                    "core.hooksPath=/dev/null",
+                    "worktree",
+                    "add",
+                    "-q",
+                    "-b",
+                    &format!("bench/git-fast-{rep}"),
+                    &fast.display().to_string(),
+                ],
+            )?;
+            git_fast.push(t.elapsed().as_secs_f64() * 1e3);
+
             let wt = base.join(format!("ours-{rep}"));
             let t = Instant::now();
             let (r, w) = (repo.clone(), wt.clone());
@@ -115,6 +152,15 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
             "ms",
             ours,
             Some(&gw),
+        ));
+        let gf = format!("git worktree add (parallel checkout, hooks off), {files} files");
+        out.push(fig("worktree", gf.clone(), "ms", git_fast, None));
+        out.push(fig(
+            "worktree",
+            format!("boocoder worktree from the pool (take a spare), {files} files"),
+            "ms",
+            pooled,
+            Some(&gf),
         ));
         let gd = format!("git add -N + diff --binary, {files} files");
         out.push(fig("worktree", gd.clone(), "ms", diff_git, None));
