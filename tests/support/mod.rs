@@ -13,9 +13,13 @@ use std::time::Duration;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{Peer, RunningService};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+pub use boocoder::domain::{EventKind, TaskEvent, TaskState};
+pub use boocoder::mcp::types::{TaskOutput, TaskStatus};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_boocoder");
 
@@ -403,35 +407,118 @@ pub fn text_of(r: &CallToolResult) -> String {
         .join("\n")
 }
 
-/// Poll `check_task_status` with long-polls until the task is terminal.
-pub async fn wait_done(client: &Peer<RoleClient>, task_id: &str) -> Value {
-    for _ in 0..30 {
-        let s = call(
-            client,
-            "check_task_status",
-            json!({"task_id": task_id, "wait_seconds": 5}),
-        )
+/// Decode a tool result into the type the server serialised it from; panics with the JSON.
+pub fn typed<T: DeserializeOwned>(value: Value) -> T {
+    match serde_json::from_value(value.clone()) {
+        Ok(t) => t,
+        Err(e) => panic!("decode {}: {e}\n{value:#}", std::any::type_name::<T>()),
+    }
+}
+
+/// Call a tool and decode its structured result.
+pub async fn call_as<T: DeserializeOwned>(
+    client: &Peer<RoleClient>,
+    tool: &str,
+    args: Value,
+) -> Result<T, String> {
+    call(client, tool, args).await.map(typed)
+}
+
+/// `new_task` that must be accepted.
+pub async fn new_task(client: &Peer<RoleClient>, args: Value) -> TaskStatus {
+    call_as(client, "new_task", args).await.expect("new_task")
+}
+
+/// `check_task_status` of one task, right now.
+pub async fn status(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
+    call_as(client, "check_task_status", json!({"task_id": task_id}))
         .await
-        .expect("check_task_status");
-        if ["completed", "failed", "cancelled"].contains(&s["state"].as_str().unwrap_or("")) {
-            return s;
+        .expect("check_task_status")
+}
+
+/// `get_task_output` with extra arguments (paging) merged in.
+pub async fn output(client: &Peer<RoleClient>, task_id: &str, extra: Value) -> TaskOutput {
+    let mut args = json!({"task_id": task_id});
+    if let (Some(a), Some(e)) = (args.as_object_mut(), extra.as_object()) {
+        a.extend(e.clone());
+    }
+    call_as(client, "get_task_output", args)
+        .await
+        .expect("get_task_output")
+}
+
+/// Call `check_task_status` up to `rounds` times until `done` holds: long-polls of
+/// `wait_seconds`, or immediate answers 50 ms apart.
+async fn poll(
+    client: &Peer<RoleClient>,
+    task_id: &str,
+    rounds: usize,
+    wait_seconds: Option<u64>,
+    done: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let mut args = json!({"task_id": task_id});
+    if let Some(w) = wait_seconds {
+        args["wait_seconds"] = json!(w);
+    }
+    for _ in 0..rounds {
+        let s = call(client, "check_task_status", args.clone())
+            .await
+            .expect("check_task_status");
+        if done(&s) {
+            return Some(s);
+        }
+        if wait_seconds.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    panic!("task {task_id} did not finish");
+    None
+}
+
+fn terminal(s: &Value) -> bool {
+    ["completed", "failed", "cancelled"].contains(&s["state"].as_str().unwrap_or(""))
+}
+
+/// Poll `check_task_status` with long-polls until the task is terminal (150 s at most).
+pub async fn wait_done(client: &Peer<RoleClient>, task_id: &str) -> Value {
+    match poll(client, task_id, 30, Some(5), terminal).await {
+        Some(s) => s,
+        None => panic!("task {task_id} did not finish"),
+    }
+}
+
+/// `wait_done`, decoded.
+pub async fn wait_status(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
+    typed(wait_done(client, task_id).await)
+}
+
+/// Like `wait_status`, for slow agents: up to 300 s.
+pub async fn wait_status_long(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
+    match poll(client, task_id, 60, Some(5), terminal).await {
+        Some(s) => typed(s),
+        None => panic!("task {task_id} did not finish in 300 s"),
+    }
 }
 
 /// Poll until the task is in `state`.
 pub async fn wait_state(client: &Peer<RoleClient>, task_id: &str, state: &str) -> Value {
-    for _ in 0..300 {
-        let s = call(client, "check_task_status", json!({"task_id": task_id}))
-            .await
-            .expect("check_task_status");
-        if s["state"] == state {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    match poll(client, task_id, 300, None, |s| s["state"] == state).await {
+        Some(s) => s,
+        None => panic!("task {task_id} never reached {state}"),
     }
-    panic!("task {task_id} never reached {state}");
+}
+
+/// `wait_state`, decoded.
+pub async fn wait_for(client: &Peer<RoleClient>, task_id: &str, state: TaskState) -> TaskStatus {
+    typed(wait_state(client, task_id, state.as_str()).await)
+}
+
+/// `(path, additions, deletions)` of each changed file.
+pub fn changed(status: &TaskStatus) -> Vec<(String, u32, u32)> {
+    status
+        .files_changed
+        .iter()
+        .map(|f| (f.path.clone(), f.additions, f.deletions))
+        .collect()
 }
 
 pub fn files(status: &Value) -> Vec<(String, u64, u64)> {
