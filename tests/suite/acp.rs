@@ -9,58 +9,48 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 async fn start(c: &Client, args: Value) -> String {
-    let t = call(c, "new_task", args).await.expect("new_task");
-    t["task_id"].as_str().expect("task_id").to_string()
+    new_task(c, args).await.task_id
 }
 
-async fn run(c: &Client, args: Value) -> (String, Value) {
+async fn run(c: &Client, args: Value) -> (String, TaskStatus) {
     let id = start(c, args).await;
-    let s = wait_done(c, &id).await;
+    let s = wait_status(c, &id).await;
     (id, s)
 }
 
 /// The error of a task that new_task refuses or that fails.
 async fn refused_or_failed(c: &Client, args: Value) -> String {
-    match call(c, "new_task", args).await {
+    match call_as::<TaskStatus>(c, "new_task", args).await {
         Err(e) => e,
         Ok(t) => {
-            let s = wait_done(c, t["task_id"].as_str().expect("task_id")).await;
-            assert_eq!(s["state"], "failed", "{s:#}");
-            s["error"].as_str().unwrap_or("").to_string()
+            let s = wait_status(c, &t.task_id).await;
+            assert_eq!(s.state, TaskState::Failed, "{s:#?}");
+            s.error.unwrap_or_default()
         }
     }
 }
 
-async fn transcript(c: &Client, id: &str) -> Vec<Value> {
-    let out = call(c, "get_task_output", json!({"task_id": id}))
-        .await
-        .expect("get_task_output");
-    out["transcript"].as_array().cloned().unwrap_or_default()
+async fn transcript(c: &Client, id: &str) -> Vec<TaskEvent> {
+    output(c, id, json!({})).await.transcript
 }
 
-fn of_kind(t: &[Value], kind: &str) -> Vec<String> {
+fn of_kind(t: &[TaskEvent], kind: EventKind) -> Vec<String> {
     t.iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| e["text"].as_str().unwrap_or("").to_string())
+        .filter(|e| e.kind == kind)
+        .map(|e| e.text.clone())
         .collect()
 }
 
-fn all_text(t: &[Value]) -> String {
+fn all_text(t: &[TaskEvent]) -> String {
     t.iter()
-        .map(|e| {
-            format!(
-                "[{}] {}",
-                e["kind"].as_str().unwrap_or(""),
-                e["text"].as_str().unwrap_or("")
-            )
-        })
+        .map(|e| format!("[{}] {}", e.kind.as_str(), e.text))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 /// The `pid=N` the fixture reports.
-fn pid_in(t: &[Value]) -> u32 {
-    let text = of_kind(t, "text").join("");
+fn pid_in(t: &[TaskEvent]) -> u32 {
+    let text = of_kind(t, EventKind::Text).join("");
     let at = text
         .find("pid=")
         .unwrap_or_else(|| panic!("no pid in {text}"));
@@ -89,26 +79,25 @@ async fn wait_dead(pid: u32) -> bool {
     false
 }
 
-fn ms(rfc: &Value) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc.as_str().expect("timestamp"))
+fn ms(rfc: Option<&str>) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc.expect("timestamp"))
         .expect("rfc3339")
         .timestamp_millis()
 }
 
 /// (dispatch → first agent update, dispatch → done) in ms.
-fn latency(status: &Value, t: &[Value]) -> (i64, i64) {
-    let start = ms(&status["started_at"]);
+fn latency(status: &TaskStatus, t: &[TaskEvent]) -> (i64, i64) {
+    let start = ms(status.started_at.as_deref());
     let first = t
         .iter()
         .find(|e| {
             matches!(
-                e["kind"].as_str(),
-                Some("text" | "reasoning" | "tool_call" | "plan")
+                e.kind,
+                EventKind::Text | EventKind::Reasoning | EventKind::ToolCall | EventKind::Plan
             )
         })
-        .and_then(|e| e["at"].as_i64())
-        .unwrap_or(start);
-    (first - start, ms(&status["ended_at"]) - start)
+        .map_or(start, |e| e.at);
+    (first - start, ms(status.ended_at.as_deref()) - start)
 }
 
 crate::both_stores!(turn_streams_mapped_updates_and_queues_the_fixture_edits);
@@ -117,26 +106,29 @@ async fn turn_streams_mapped_updates_and_queues_the_fixture_edits(env: Env) {
     let c = &server.client;
     let prompt = "think planning the edit\nplan read; write\ntool list files\nwrite src/hello.txt hello from acp\nread src/hello.txt\nusage 120 8000\nterm printf %s-%s hello world\nunknown\nsay all done";
     let (id, s) = run(c, json!({"prompt": prompt, "agent": "fake"})).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert_eq!(files(&s), vec![("src/hello.txt".to_string(), 1, 0)]);
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert_eq!(changed(&s), vec![("src/hello.txt".to_string(), 1, 0)]);
     assert!(
-        s["summary"].as_str().unwrap_or("").ends_with("all done"),
-        "{s:#}"
+        s.summary.as_deref().unwrap_or("").ends_with("all done"),
+        "{s:#?}"
     );
 
     let t = transcript(c, &id).await;
     let dump = all_text(&t);
     for kind in [
-        "prompt",
-        "text",
-        "reasoning",
-        "plan",
-        "tool_call",
-        "tool_update",
-        "commands",
-        "notice",
+        EventKind::Prompt,
+        EventKind::Text,
+        EventKind::Reasoning,
+        EventKind::Plan,
+        EventKind::ToolCall,
+        EventKind::ToolUpdate,
+        EventKind::Commands,
+        EventKind::Notice,
     ] {
-        assert!(!of_kind(&t, kind).is_empty(), "no {kind} entry in\n{dump}");
+        assert!(
+            !of_kind(&t, kind).is_empty(),
+            "no {kind:?} entry in\n{dump}"
+        );
     }
     assert!(dump.contains("write src/hello.txt: ok"), "{dump}");
     assert!(
@@ -159,16 +151,8 @@ async fn turn_streams_mapped_updates_and_queues_the_fixture_edits(env: Env) {
     assert!(dump.contains("/fixture-help"), "{dump}");
     assert!(dump.contains("unknown method error code -32601"), "{dump}");
 
-    let out = call(c, "get_task_output", json!({"task_id": id}))
-        .await
-        .expect("output");
-    assert!(
-        out["diff"]
-            .as_str()
-            .unwrap_or("")
-            .contains("+hello from acp"),
-        "{out:#}"
-    );
+    let out = output(c, &id, json!({})).await;
+    assert!(out.diff.contains("+hello from acp"), "{out:#?}");
     assert_eq!(
         env.read("src/hello.txt"),
         None,
@@ -183,16 +167,16 @@ async fn two_turns_reuse_one_warm_agent_and_mode_model_are_applied() {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let (id1, s1) = run(c, json!({"prompt": "pid\nsay first", "agent": "fake"})).await;
-    assert_eq!(s1["state"], "completed", "{s1:#}");
+    assert_eq!(s1.state, TaskState::Completed, "{s1:#?}");
     let t1 = transcript(c, &id1).await;
-    let session = s1["session_id"].as_str().expect("session").to_string();
+    let session = s1.session_id.clone();
 
     let (id2, s2) = run(
         c,
         json!({"prompt": "pid\nwhoami\nhistory", "session_id": session, "mode": "ask", "model": "fake-large"}),
     )
     .await;
-    assert_eq!(s2["state"], "completed", "{s2:#}");
+    assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
     let t2 = transcript(c, &id2).await;
     assert_eq!(
         pid_in(&t1),
@@ -241,7 +225,11 @@ async fn permission_policies_allow_deny_and_ask_timeout_are_recorded(env: Env) {
         json!({"prompt": "perm-write allowed.txt yes", "agent": "fake"}),
     )
     .await;
-    assert_eq!(files(&s), vec![("allowed.txt".to_string(), 1, 0)], "{s:#}");
+    assert_eq!(
+        changed(&s),
+        vec![("allowed.txt".to_string(), 1, 0)],
+        "{s:#?}"
+    );
     let dump = all_text(&transcript(c, &id).await);
     assert!(dump.contains("permission: allowed"), "{dump}");
     assert!(
@@ -255,8 +243,8 @@ async fn permission_policies_allow_deny_and_ask_timeout_are_recorded(env: Env) {
         json!({"prompt": "perm-write denied.txt no", "agent": "fake", "permission": "deny"}),
     ] {
         let (id, s) = run(c, args).await;
-        assert_eq!(s["state"], "completed", "{s:#}");
-        assert!(files(&s).is_empty(), "{s:#}");
+        assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+        assert!(changed(&s).is_empty(), "{s:#?}");
         let dump = all_text(&transcript(c, &id).await);
         assert!(dump.contains("permission: rejected"), "{dump}");
         assert!(
@@ -271,10 +259,10 @@ async fn permission_policies_allow_deny_and_ask_timeout_are_recorded(env: Env) {
         json!({"prompt": "perm-write asked.txt maybe", "agent": "fake", "permission": "ask"}),
     )
     .await;
-    wait_state(c, &id, "blocked").await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert!(files(&s).is_empty());
+    wait_for(c, &id, TaskState::Blocked).await;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert!(changed(&s).is_empty());
     let dump = all_text(&transcript(c, &id).await);
     assert!(
         dump.contains("waiting for a decision: permission for `write asked.txt`"),
@@ -319,11 +307,15 @@ async fn fs_requests_outside_the_worktree_are_refused() {
         outside.display()
     );
     let (id, s) = run(c, json!({"prompt": prompt, "agent": "fake"})).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert_eq!(files(&s), vec![("inside.txt".to_string(), 1, 0)], "{s:#}");
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert_eq!(
+        changed(&s),
+        vec![("inside.txt".to_string(), 1, 0)],
+        "{s:#?}"
+    );
     let t = transcript(c, &id).await;
     let dump = all_text(&t);
-    let refusals = of_kind(&t, "notice")
+    let refusals = of_kind(&t, EventKind::Notice)
         .into_iter()
         .filter(|n| n.starts_with("refused fs/"))
         .count();
@@ -353,12 +345,12 @@ async fn cancel_ends_the_turn_and_a_stubborn_agent_is_killed() {
 
     // A cooperative agent acknowledges session/cancel and stays warm.
     let id = start(c, json!({"prompt": "pid\nsleep 60000", "agent": "fake"})).await;
-    wait_state(c, &id, "running").await;
+    wait_for(c, &id, TaskState::Running).await;
     wait_for_text(c, &id, "pid=").await;
-    let s = call(c, "cancel_task", json!({"task_id": id}))
+    let s: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id}))
         .await
         .expect("cancel");
-    assert_eq!(s["state"], "cancelled", "{s:#}");
+    assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
     let t = transcript(c, &id).await;
     assert!(
         all_text(&t).contains("acknowledged session/cancel"),
@@ -369,22 +361,22 @@ async fn cancel_ends_the_turn_and_a_stubborn_agent_is_killed() {
     assert!(alive(pid), "a cooperative agent stays warm after cancel");
 
     // One that ignores the cancel is killed with its process group.
-    let session = s["session_id"].as_str().expect("session").to_string();
+    let session = s.session_id;
     let id = start(
         c,
         json!({"prompt": "pid\nsleep-hard 60000", "session_id": session}),
     )
     .await;
     wait_for_text(c, &id, "pid=").await;
-    let s = call(c, "cancel_task", json!({"task_id": id}))
+    let s: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id}))
         .await
         .expect("cancel");
-    let s = if s["state"] == "cancelled" {
+    let s = if s.state == TaskState::Cancelled {
         s
     } else {
-        wait_done(c, &id).await
+        wait_status(c, &id).await
     };
-    assert_eq!(s["state"], "cancelled", "{s:#}");
+    assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
     let t = transcript(c, &id).await;
     assert!(
         all_text(&t).contains("process group was killed"),
@@ -397,7 +389,7 @@ async fn cancel_ends_the_turn_and_a_stubborn_agent_is_killed() {
 
 async fn wait_for_text(c: &Client, id: &str, needle: &str) {
     for _ in 0..400 {
-        if of_kind(&transcript(c, id).await, "text")
+        if of_kind(&transcript(c, id).await, EventKind::Text)
             .join("")
             .contains(needle)
         {
@@ -414,8 +406,8 @@ async fn crash_fails_with_stderr_and_the_next_turn_loads_the_session_in_a_new_pr
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let (id1, s1) = run(c, json!({"prompt": "pid\ncrash", "agent": "fake"})).await;
-    assert_eq!(s1["state"], "failed", "{s1:#}");
-    let err = s1["error"].as_str().unwrap_or("");
+    assert_eq!(s1.state, TaskState::Failed, "{s1:#?}");
+    let err = s1.error.as_deref().unwrap_or("");
     assert!(
         err.contains("exit status 3") && err.contains("fixture: crashing on purpose"),
         "{err}"
@@ -424,10 +416,10 @@ async fn crash_fails_with_stderr_and_the_next_turn_loads_the_session_in_a_new_pr
 
     let (id2, s2) = run(
         c,
-        json!({"prompt": "pid\nhistory", "session_id": s1["session_id"]}),
+        json!({"prompt": "pid\nhistory", "session_id": s1.session_id}),
     )
     .await;
-    assert_eq!(s2["state"], "completed", "{s2:#}");
+    assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
     let t2 = transcript(c, &id2).await;
     assert_ne!(pid_in(&t2), pid1, "a fresh process");
     let dump = all_text(&t2);
@@ -442,18 +434,14 @@ async fn idle_agents_are_evicted_after_the_ttl() {
     let server = Server::stdio(&env, &["--acp-idle-secs", "1"]).await;
     let c = &server.client;
     let (id, s) = run(c, json!({"prompt": "pid", "agent": "fake"})).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     let pid = pid_in(&transcript(c, &id).await);
     assert!(wait_dead(pid).await, "idle agent {pid} was not evicted");
     let alive_after = [pid].iter().filter(|p| alive(**p)).count();
     eprintln!("FIGURES processes alive after eviction: {alive_after}");
     // The next turn in the session starts a fresh agent that loads the session.
-    let (id2, s2) = run(
-        c,
-        json!({"prompt": "history", "session_id": s["session_id"]}),
-    )
-    .await;
-    assert_eq!(s2["state"], "completed", "{s2:#}");
+    let (id2, s2) = run(c, json!({"prompt": "history", "session_id": s.session_id})).await;
+    assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
     assert!(all_text(&transcript(c, &id2).await).contains("turns=2 how=loaded"));
     server.stop().await;
 }
@@ -500,11 +488,12 @@ async fn the_lru_cap_evicts_idle_agents_never_a_busy_one() {
     .await;
     wait_for_text(c, &a, "pid=").await;
     let (b, sb) = run(c, json!({"prompt": "pid", "agent": "fake"})).await;
-    assert_eq!(sb["state"], "completed", "{sb:#}");
-    let sa = wait_done(c, &a).await;
+    assert_eq!(sb.state, TaskState::Completed, "{sb:#?}");
+    let sa = wait_status(c, &a).await;
     assert_eq!(
-        sa["state"], "completed",
-        "the busy agent must not be evicted: {sa:#}"
+        sa.state,
+        TaskState::Completed,
+        "the busy agent must not be evicted: {sa:#?}"
     );
     let (pa, pb) = (
         pid_in(&transcript(c, &a).await),
