@@ -27,55 +27,53 @@ fn add_cli_providers(env: &Env, scripts: &[(&str, &str, u64)]) {
 }
 
 async fn start(c: &Client, agent: &str, prompt: &str) -> String {
-    let t = call(c, "new_task", json!({"prompt": prompt, "agent": agent}))
+    new_task(c, json!({"prompt": prompt, "agent": agent}))
         .await
-        .expect("new_task");
-    t["task_id"].as_str().expect("task_id").to_string()
+        .task_id
 }
 
 /// The task's state once terminal, or its state after `secs` seconds.
-async fn end_state(c: &Client, id: &str, secs: u64) -> Value {
-    let mut s = Value::Null;
+async fn end_state(c: &Client, id: &str, secs: u64) -> TaskStatus {
+    let mut last = None;
     for _ in 0..secs {
-        s = call(
+        let s: TaskStatus = call_as(
             c,
             "check_task_status",
             json!({"task_id": id, "wait_seconds": 1}),
         )
         .await
         .expect("check_task_status");
-        if ["completed", "failed", "cancelled"].contains(&s["state"].as_str().unwrap_or("")) {
+        let done = matches!(
+            s.state,
+            TaskState::Completed | TaskState::Failed | TaskState::Cancelled
+        );
+        last = Some(s);
+        if done {
             break;
         }
     }
-    s
+    last.expect("polled at least once")
 }
 
 /// Every transcript entry, following `next_after_seq`; also the byte size of each page.
-async fn all_pages(c: &Client, id: &str) -> (Vec<Value>, Vec<usize>, Value) {
+async fn all_pages(c: &Client, id: &str) -> (Vec<TaskEvent>, Vec<usize>, TaskOutput) {
     let mut entries = Vec::new();
     let mut sizes = Vec::new();
     let mut after: Option<i64> = None;
     loop {
-        let mut args = json!({"task_id": id, "max_events": 1000, "max_diff_bytes": 0});
+        let mut args = json!({"max_events": 1000, "max_diff_bytes": 0});
         if let Some(a) = after {
             args["after_seq"] = json!(a);
         }
-        let page = call(c, "get_task_output", args)
-            .await
-            .expect("get_task_output");
-        let events = page["transcript"].as_array().cloned().unwrap_or_default();
+        let page = output(c, id, args).await;
         sizes.push(
-            events
+            page.transcript
                 .iter()
-                .map(|e| {
-                    e["text"].as_str().unwrap_or("").len()
-                        + e.get("data").map_or(0, |d| d.to_string().len())
-                })
+                .map(|e| e.text.len() + e.data.as_ref().map_or(0, |d| d.to_string().len()))
                 .sum(),
         );
-        entries.extend(events);
-        match page["next_after_seq"].as_i64() {
+        entries.extend(page.transcript.iter().cloned());
+        match page.next_after_seq {
             Some(a) => after = Some(a),
             None => return (entries, sizes, page),
         }
@@ -83,11 +81,11 @@ async fn all_pages(c: &Client, id: &str) -> (Vec<Value>, Vec<usize>, Value) {
     }
 }
 
-fn texts(entries: &[Value], kind: &str) -> Vec<String> {
+fn texts(entries: &[TaskEvent], kind: EventKind) -> Vec<String> {
     entries
         .iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| e["text"].as_str().unwrap_or("").to_string())
+        .filter(|e| e.kind == kind)
+        .map(|e| e.text.clone())
         .collect()
 }
 
@@ -162,8 +160,8 @@ async fn item11_detached_child_does_not_hold_a_cli_task() {
     let pid = read_pid(&pidfile).await;
     let _reap = Reap(pid);
     let s = end_state(c, &id, 30).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert_eq!(s["summary"], "hello", "{s:#}");
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert_eq!(s.summary.as_deref(), Some("hello"), "{s:#?}");
     assert!(
         gone_soon(pid).await,
         "the detached child {pid} outlived its agent"
@@ -188,15 +186,15 @@ async fn cancel_beside_an_escaped_child(
     let server = Server::stdio(env, &[]).await;
     let id = start(&server.client, "escaping", "go").await;
     let reap = Reap(read_pid(&pidfile).await);
-    let s = call(&server.client, "cancel_task", json!({"task_id": id}))
+    let s: TaskStatus = call_as(&server.client, "cancel_task", json!({"task_id": id}))
         .await
         .expect("cancel_task");
-    let s = if s["state"] == "cancelled" {
+    let s = if s.state == TaskState::Cancelled {
         s
     } else {
         end_state(&server.client, &id, 15).await
     };
-    assert_eq!(s["state"], "cancelled", "{s:#}");
+    assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
     (server, id, reap)
 }
 
@@ -213,10 +211,8 @@ async fn item11_cancel_after_the_agent_exited_wins() {
     let (server, id, _reap) = cancel_beside_an_escaped_child(&env, "done", "exit 0").await;
     // And it stays cancelled once the turn's readers are done.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
-        .await
-        .expect("status");
-    assert_eq!(s["state"], "cancelled", "{s:#}");
+    let s = status(&server.client, &id).await;
+    assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
 }
 
 #[tokio::test]
@@ -233,10 +229,10 @@ async fn item11_timeout_ends_a_task_whose_escaped_child_holds_the_pipes() {
     let id = start(c, "stuck", "go").await;
     let _reap = Reap(read_pid(&pidfile).await);
     let s = end_state(c, &id, 20).await;
-    assert_eq!(s["state"], "failed", "{s:#}");
+    assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     assert!(
-        s["error"].as_str().unwrap_or("").contains("timed out"),
-        "{s:#}"
+        s.error.as_deref().unwrap_or("").contains("timed out"),
+        "{s:#?}"
     );
 }
 
@@ -251,7 +247,11 @@ async fn item11_detached_child_of_an_acp_agent_is_killed() {
     let pid = read_pid(&pidfile).await;
     let _reap = Reap(pid);
     let s = end_state(c, &id, 30).await;
-    assert_eq!(s["state"], "failed", "the agent died mid-turn: {s:#}");
+    assert_eq!(
+        s.state,
+        TaskState::Failed,
+        "the agent died mid-turn: {s:#?}"
+    );
     assert!(
         gone_soon(pid).await,
         "the ACP agent's detached child {pid} outlived it"
@@ -267,13 +267,13 @@ async fn item12_non_utf8_stdout_keeps_the_cli_final_message() {
     let c = &server.client;
     let id = start(c, "binary", "go").await;
     let s = end_state(c, &id, 30).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     let (entries, _, page) = all_pages(c, &id).await;
-    let final_message = page["final_message"].as_str().unwrap_or("");
-    assert!(final_message.ends_with("final answer"), "{page:#}");
-    assert!(final_message.contains("\u{fffd}\u{fffd} junk"), "{page:#}");
+    let final_message = page.final_message.as_deref().unwrap_or("");
+    assert!(final_message.ends_with("final answer"), "{page:#?}");
+    assert!(final_message.contains("\u{fffd}\u{fffd} junk"), "{page:#?}");
     assert!(
-        texts(&entries, "text")
+        texts(&entries, EventKind::Text)
             .concat()
             .contains("\u{fffd}\u{fffd} junk"),
         "{entries:#?}"
@@ -287,17 +287,17 @@ async fn item12_non_utf8_stdout_keeps_the_acp_connection() {
     let c = &server.client;
     let id = start(c, "fake", "say before\nraw caf\nsay after").await;
     let s = end_state(c, &id, 30).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     let (entries, _, page) = all_pages(c, &id).await;
-    let final_message = page["final_message"].as_str().unwrap_or("");
+    let final_message = page.final_message.as_deref().unwrap_or("");
     assert!(
         final_message.contains("before")
             && final_message.contains("caf\u{fffd}")
             && final_message.ends_with("after"),
-        "{page:#}"
+        "{page:#?}"
     );
     assert!(
-        texts(&entries, "notice")
+        texts(&entries, EventKind::Notice)
             .iter()
             .any(|n| n.contains("not UTF-8")),
         "the damage is reported: {entries:#?}"
@@ -315,8 +315,8 @@ async fn item13_giant_stderr_line_is_capped_and_paged(env: Env) {
     let c = &server.client;
     let id = start(c, "flood", "go").await;
     let s = end_state(c, &id, 60).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert_eq!(s["summary"], "answer", "{s:#}");
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert_eq!(s.summary.as_deref(), Some("answer"), "{s:#?}");
     let hwm = vm_hwm_kib(server.child.id().expect("server pid"));
     assert!(
         hwm < 300 << 10,
@@ -325,7 +325,7 @@ async fn item13_giant_stderr_line_is_capped_and_paged(env: Env) {
     );
 
     let (entries, sizes, _) = all_pages(c, &id).await;
-    let stderr = texts(&entries, "stderr");
+    let stderr = texts(&entries, EventKind::Stderr);
     assert!(!stderr.is_empty(), "{entries:#?}");
     assert!(
         stderr.iter().all(|t| t.len() <= 70_000),
@@ -342,7 +342,7 @@ async fn item13_giant_stderr_line_is_capped_and_paged(env: Env) {
         sizes.iter().all(|s| *s <= 256 << 10),
         "a page is at most 256 KiB: {sizes:?}"
     );
-    let seqs: Vec<i64> = entries.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     assert!(
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "pages are contiguous: {seqs:?}"
@@ -356,8 +356,8 @@ async fn item13_giant_stderr_line_of_an_acp_agent_is_capped() {
     let c = &server.client;
     let id = start(c, "fake", "stderr-flood 200\nsay done").await;
     let s = end_state(c, &id, 60).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert_eq!(s["summary"], "done", "{s:#}");
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert_eq!(s.summary.as_deref(), Some("done"), "{s:#?}");
     let hwm = vm_hwm_kib(server.child.id().expect("server pid"));
     assert!(
         hwm < 300 << 10,
@@ -365,7 +365,7 @@ async fn item13_giant_stderr_line_of_an_acp_agent_is_capped() {
         hwm >> 10
     );
     let (entries, _, _) = all_pages(c, &id).await;
-    let stderr = texts(&entries, "stderr");
+    let stderr = texts(&entries, EventKind::Stderr);
     assert!(
         stderr.iter().all(|t| t.len() <= 70_000)
             && stderr
@@ -381,7 +381,7 @@ async fn item13_an_oversized_stored_entry_is_cut_to_a_page(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let id = start(c, "script", "say before").await;
-    assert_eq!(end_state(c, &id, 30).await["state"], "completed");
+    assert_eq!(end_state(c, &id, 30).await.state, TaskState::Completed);
     // A row as servers before the entry cap stored it: 3 MB of text, 1 MB of detail.
     let text = "é".repeat(3 << 19);
     let data = json!({"output": "d".repeat(1 << 20)}).to_string();
@@ -416,26 +416,25 @@ async fn item13_an_oversized_stored_entry_is_cut_to_a_page(env: Env) {
         "a page is at most 256 KiB: {sizes:?} {:?}",
         entries
             .iter()
-            .map(|e| (
-                e["text"].as_str().unwrap_or("").len(),
-                e.get("data").map(|d| d.to_string())
-            ))
+            .map(|e| (e.text.len(), e.data.as_ref().map(|d| d.to_string())))
             .collect::<Vec<_>>()
     );
     let big = entries
         .iter()
-        .find(|e| e["kind"] == "tool_update")
+        .find(|e| e.kind == EventKind::ToolUpdate)
         .expect("the big entry");
-    let shown = big["text"].as_str().unwrap_or("");
+    let shown = big.text.as_str();
     assert!(shown.starts_with("éé"), "{}", &shown[..40]);
     assert!(shown.ends_with("larger than a page and not shown]"));
     assert!(
-        big["data"]["not_shown"].is_string(),
+        big.data
+            .as_ref()
+            .is_some_and(|d| d["not_shown"].is_string()),
         "{:?}",
-        big.get("data")
+        big.data
     );
     assert_eq!(
-        texts(&entries, "text").concat(),
+        texts(&entries, EventKind::Text).concat(),
         "before\n",
         "the entries around it are whole"
     );
