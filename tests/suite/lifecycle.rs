@@ -10,11 +10,10 @@ crate::both_stores!(cancel_stops_a_running_agent);
 async fn cancel_stops_a_running_agent(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let t = call(c, "new_task", json!({"prompt": "write partial.txt before sleeping\nsay sleeping\nsleep 60\nwrite never.txt x"}))
-        .await
-        .expect("new_task");
-    let id = t["task_id"].as_str().expect("id").to_string();
-    wait_state(c, &id, "running").await;
+    let t = new_task(c, json!({"prompt": "write partial.txt before sleeping\nsay sleeping\nsleep 60\nwrite never.txt x"}))
+        .await;
+    let id = t.task_id;
+    wait_for(c, &id, TaskState::Running).await;
     // Let the agent get past its first directive so the partial edit exists.
     for _ in 0..100 {
         if std::fs::read_dir(env.data.join("worktrees"))
@@ -30,16 +29,17 @@ async fn cancel_stops_a_running_agent(env: Env) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let s = call(c, "cancel_task", json!({"task_id": id}))
+    let s: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id}))
         .await
         .expect("cancel");
     assert_eq!(
-        s["state"], "cancelled",
-        "cancel_task returns once the agent is stopped: {s:#}"
+        s.state,
+        TaskState::Cancelled,
+        "cancel_task returns once the agent is stopped: {s:#?}"
     );
-    assert_eq!(s["error"], "cancelled by request");
+    assert_eq!(s.error.as_deref(), Some("cancelled by request"));
     assert_eq!(
-        files(&s),
+        changed(&s),
         vec![("partial.txt".to_string(), 1, 0)],
         "partial edits are kept as a pending change"
     );
@@ -54,33 +54,24 @@ crate::both_stores!(cancel_a_pending_task_and_sessions_run_one_turn_at_a_time);
 async fn cancel_a_pending_task_and_sessions_run_one_turn_at_a_time(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let t1 = call(c, "new_task", json!({"prompt": "sleep 60"}))
-        .await
-        .expect("t1");
-    let session = t1["session_id"].as_str().expect("s").to_string();
-    let t2 = call(
+    let t1 = new_task(c, json!({"prompt": "sleep 60"})).await;
+    let t2 = new_task(
         c,
-        "new_task",
-        json!({"prompt": "say second", "session_id": session}),
+        json!({"prompt": "say second", "session_id": t1.session_id}),
     )
-    .await
-    .expect("t2");
-    let id1 = t1["task_id"].as_str().expect("id").to_string();
-    let id2 = t2["task_id"].as_str().expect("id").to_string();
-    wait_state(c, &id1, "running").await;
+    .await;
+    let (id1, id2) = (t1.task_id, t2.task_id);
+    wait_for(c, &id1, TaskState::Running).await;
     // The second turn of the same session waits for the first.
-    let s2 = call(c, "check_task_status", json!({"task_id": id2}))
-        .await
-        .expect("s2");
-    assert_eq!(s2["state"], "pending");
-    let s2 = call(c, "cancel_task", json!({"task_id": id2}))
+    assert_eq!(task_status(c, &id2).await.state, TaskState::Pending);
+    let s2: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id2}))
         .await
         .expect("cancel pending");
-    assert_eq!(s2["state"], "cancelled");
-    let s1 = call(c, "cancel_task", json!({"task_id": id1}))
+    assert_eq!(s2.state, TaskState::Cancelled);
+    let s1: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id1}))
         .await
         .expect("cancel running");
-    assert_eq!(s1["state"], "cancelled");
+    assert_eq!(s1.state, TaskState::Cancelled);
     server.stop().await;
 }
 
@@ -88,31 +79,21 @@ crate::both_stores!(failing_agent_fails_the_task_with_its_stderr);
 async fn failing_agent_fails_the_task_with_its_stderr(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let t = call(c, "new_task", json!({"prompt": "warn first-marker\nwarn boom-marker: disk on fire\nexit 3", "wait_seconds": 30}))
-        .await
-        .expect("new_task");
-    assert_eq!(t["state"], "failed", "{t:#}");
-    let err = t["error"].as_str().expect("error");
+    let t = new_task(c, json!({"prompt": "warn first-marker\nwarn boom-marker: disk on fire\nexit 3", "wait_seconds": 30}))
+        .await;
+    assert_eq!(t.state, TaskState::Failed, "{t:#?}");
+    let err = t.error.as_deref().expect("error");
     assert!(err.contains("exit status 3"), "{err}");
     assert!(err.contains("boom-marker: disk on fire"), "{err}");
     // The server and other tasks carry on.
-    let ok = call(
-        c,
-        "new_task",
-        json!({"prompt": "say still alive", "wait_seconds": 30}),
-    )
-    .await
-    .expect("next");
-    assert_eq!(ok["state"], "completed");
-    let out = call(c, "get_task_output", json!({"task_id": t["task_id"]}))
-        .await
-        .expect("output");
-    let stderr: Vec<&str> = out["transcript"]
-        .as_array()
-        .expect("t")
+    let ok = new_task(c, json!({"prompt": "say still alive", "wait_seconds": 30})).await;
+    assert_eq!(ok.state, TaskState::Completed);
+    let out = output(c, &t.task_id, json!({})).await;
+    let stderr: Vec<&str> = out
+        .transcript
         .iter()
-        .filter(|e| e["kind"] == "stderr")
-        .filter_map(|e| e["text"].as_str())
+        .filter(|e| e.kind == EventKind::Stderr)
+        .map(|e| e.text.as_str())
         .collect();
     assert!(stderr.concat().contains("first-marker"), "{stderr:?}");
     server.stop().await;
@@ -123,11 +104,10 @@ async fn killed_server_leaves_no_task_running_after_restart(env: Env) {
     let mut server = Server::stdio(&env, &[]).await;
     let marks = env.root().join("agent.pid");
     let prompt = format!("mark {}\nsleep 60", marks.display());
-    let t = call(&server.client, "new_task", json!({"prompt": prompt}))
+    let id = new_task(&server.client, json!({"prompt": prompt}))
         .await
-        .expect("new_task");
-    let id = t["task_id"].as_str().expect("id").to_string();
-    wait_state(&server.client, &id, "running").await;
+        .task_id;
+    wait_for(&server.client, &id, TaskState::Running).await;
     let mut agent_pid = None;
     for _ in 0..200 {
         let line = std::fs::read_to_string(&marks).unwrap_or_default();
@@ -159,65 +139,52 @@ async fn killed_server_leaves_no_task_running_after_restart(env: Env) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(gone(&agent), "the orphaned agent {agent} was not stopped");
-    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
-        .await
-        .expect("status");
-    assert_eq!(s["state"], "failed");
-    assert_eq!(s["error"], "server restarted while the task was running");
-    let running = call(&server.client, "list_tasks", json!({"state": "running"}))
+    let s = task_status(&server.client, &id).await;
+    assert_eq!(s.state, TaskState::Failed);
+    assert_eq!(
+        s.error.as_deref(),
+        Some("server restarted while the task was running")
+    );
+    let running: TaskList = call_as(&server.client, "list_tasks", json!({"state": "running"}))
         .await
         .expect("list");
-    assert_eq!(running["tasks"].as_array().expect("tasks").len(), 0);
+    assert_eq!(running.tasks, vec![]);
     server.stop().await;
 }
 
 crate::both_stores!(stdin_eof_cancels_in_flight_turns_and_exits);
 async fn stdin_eof_cancels_in_flight_turns_and_exits(env: Env) {
     let server = Server::stdio(&env, &[]).await;
-    let t = call(&server.client, "new_task", json!({"prompt": "sleep 60"}))
+    let id = new_task(&server.client, json!({"prompt": "sleep 60"}))
         .await
-        .expect("new_task");
-    let id = t["task_id"].as_str().expect("id").to_string();
-    wait_state(&server.client, &id, "running").await;
+        .task_id;
+    wait_for(&server.client, &id, TaskState::Running).await;
     let status = server.stop().await;
     assert!(status.success(), "{status:?}");
 
     let server = Server::stdio(&env, &[]).await;
-    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
-        .await
-        .expect("status");
-    assert_eq!(s["state"], "cancelled", "{s:#}");
-    assert_eq!(s["error"], "cancelled: the server shut down");
+    let s = task_status(&server.client, &id).await;
+    assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
+    assert_eq!(s.error.as_deref(), Some("cancelled: the server shut down"));
     server.stop().await;
 }
 
 crate::both_stores!(wait_seconds_returns_the_running_state_when_time_runs_out);
 async fn wait_seconds_returns_the_running_state_when_time_runs_out(env: Env) {
     let server = Server::stdio(&env, &[]).await;
-    let t = call(
+    let t = new_task(
         &server.client,
-        "new_task",
         json!({"prompt": "sleep 60", "wait_seconds": 1}),
     )
-    .await
-    .expect("new_task");
+    .await;
     assert!(
-        ["pending", "running"].contains(&t["state"].as_str().unwrap_or("")),
-        "{t:#}"
+        [TaskState::Pending, TaskState::Running].contains(&t.state),
+        "{t:#?}"
     );
-    assert!(
-        t["next"]
-            .as_str()
-            .unwrap_or("")
-            .contains("check_task_status")
-    );
-    call(
-        &server.client,
-        "cancel_task",
-        json!({"task_id": t["task_id"]}),
-    )
-    .await
-    .expect("cancel");
+    assert!(t.next.contains("check_task_status"), "{}", t.next);
+    call(&server.client, "cancel_task", json!({"task_id": t.task_id}))
+        .await
+        .expect("cancel");
     server.stop().await;
 }
 
@@ -226,11 +193,10 @@ async fn sigterm_stops_claiming_cancels_in_flight_turns_and_exits() {
     let env = Env::new();
     let (mut child, url, _log) = Server::http(&env, &[]).await;
     let client = http_client(&env, &url).await;
-    let t = call(&client, "new_task", json!({"prompt": "sleep 60"}))
+    let id = new_task(&client, json!({"prompt": "sleep 60"}))
         .await
-        .expect("new_task");
-    let id = t["task_id"].as_str().expect("id").to_string();
-    wait_state(&client, &id, "running").await;
+        .task_id;
+    wait_for(&client, &id, TaskState::Running).await;
     let pid = child.id().expect("pid") as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -244,11 +210,9 @@ async fn sigterm_stops_claiming_cancels_in_flight_turns_and_exits() {
     assert!(status.success(), "{status:?}");
     drop(client);
     let server = Server::stdio(&env, &[]).await;
-    let s = call(&server.client, "check_task_status", json!({"task_id": id}))
-        .await
-        .expect("status");
-    assert_eq!(s["state"], "cancelled", "{s:#}");
-    assert_eq!(s["error"], "cancelled: the server shut down");
+    let s = task_status(&server.client, &id).await;
+    assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
+    assert_eq!(s.error.as_deref(), Some("cancelled: the server shut down"));
     server.stop().await;
 }
 

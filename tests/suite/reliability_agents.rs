@@ -211,7 +211,7 @@ async fn item11_cancel_after_the_agent_exited_wins() {
     let (server, id, _reap) = cancel_beside_an_escaped_child(&env, "done", "exit 0").await;
     // And it stays cancelled once the turn's readers are done.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let s = status(&server.client, &id).await;
+    let s = task_status(&server.client, &id).await;
     assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
 }
 

@@ -430,7 +430,7 @@ pub async fn new_task(client: &Peer<RoleClient>, args: Value) -> TaskStatus {
 }
 
 /// `check_task_status` of one task, right now.
-pub async fn status(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
+pub async fn task_status(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
     call_as(client, "check_task_status", json!({"task_id": task_id}))
         .await
         .expect("check_task_status")
