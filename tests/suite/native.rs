@@ -26,11 +26,6 @@ fn roles(req: &Value) -> Vec<String> {
         .collect()
 }
 
-pub async fn new_task(c: &rmcp::service::Peer<rmcp::RoleClient>, args: Value) -> String {
-    let t = call(c, "new_task", args).await.expect("new_task");
-    t["task_id"].as_str().expect("task_id").to_string()
-}
-
 crate::both_stores!(native_task_reads_edits_creates_and_deletes);
 async fn native_task_reads_edits_creates_and_deletes(env: Env) {
     let llm = FakeLlm::start(
@@ -66,15 +61,17 @@ async fn native_task_reads_edits_creates_and_deletes(env: Env) {
     let server = Server::native(&env, &llm.url, &[]).await;
     let c = &server.client;
     // No agent named and no --default-agent: the configured endpoint makes native the default.
-    let id = new_task(c, json!({"prompt": "tidy the repo"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "completed", "{s:#}\n{}", server.log());
-    assert_eq!(s["agent"], "native");
+    let id = new_task(c, json!({"prompt": "tidy the repo"}))
+        .await
+        .task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}\n{}", server.log());
+    assert_eq!(s.agent, "native");
     assert_eq!(
-        s["summary"],
-        "Renamed line three, created src/new.txt and deleted keep.txt."
+        s.summary.as_deref(),
+        Some("Renamed line three, created src/new.txt and deleted keep.txt.")
     );
-    let mut changed = files(&s);
+    let mut changed = changed(&s);
     changed.sort();
     assert_eq!(
         changed,
@@ -85,8 +82,11 @@ async fn native_task_reads_edits_creates_and_deletes(env: Env) {
         ]
     );
     assert_eq!(
-        s["usage"],
-        json!({"input_tokens": 1000, "output_tokens": 100})
+        s.usage,
+        Usage {
+            input_tokens: 1000,
+            output_tokens: 100
+        }
     );
     assert_eq!(
         env.read("keep.txt").as_deref(),
@@ -151,24 +151,17 @@ async fn native_task_reads_edits_creates_and_deletes(env: Env) {
     );
     assert_eq!(tool_results(&reqs[3])[5], "deleted keep.txt");
 
-    let out = call(c, "get_task_output", json!({"task_id": id}))
-        .await
-        .expect("output");
-    let kinds: Vec<&str> = out["transcript"]
-        .as_array()
-        .expect("transcript")
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap_or(""))
-        .collect();
+    let out = output(c, &id, json!({})).await;
+    let kinds: Vec<EventKind> = out.transcript.iter().map(|e| e.kind).collect();
     for k in [
-        "prompt",
-        "text",
-        "reasoning",
-        "tool_call",
-        "tool_update",
-        "usage",
+        EventKind::Prompt,
+        EventKind::Text,
+        EventKind::Reasoning,
+        EventKind::ToolCall,
+        EventKind::ToolUpdate,
+        EventKind::Usage,
     ] {
-        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+        assert!(kinds.contains(&k), "{k:?} missing from {kinds:?}");
     }
 
     let gaps = llm.gaps();
@@ -179,8 +172,8 @@ async fn native_task_reads_edits_creates_and_deletes(env: Env) {
     );
     eprintln!(
         "FIGURE tokens per task (scripted read/edit/create/delete scenario): {} in / {} out over {} rounds",
-        s["usage"]["input_tokens"],
-        s["usage"]["output_tokens"],
+        s.usage.input_tokens,
+        s.usage.output_tokens,
         reqs.len()
     );
     let sizes: Vec<usize> = reqs.iter().map(|r| r.to_string().len()).collect();
@@ -233,10 +226,12 @@ async fn ambiguous_edit_and_path_escapes_go_back_to_the_model() {
     .await;
     let server = Server::native(&env, &llm.url, &[]).await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "shout", "agent": "native"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert_eq!(files(&s), vec![("README.md".to_string(), 1, 1)]);
+    let id = new_task(c, json!({"prompt": "shout", "agent": "native"}))
+        .await
+        .task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert_eq!(changed(&s), vec![("README.md".to_string(), 1, 1)]);
     assert!(!outside.exists(), "an escape must write nothing");
 
     let reqs = llm.requests();
@@ -272,25 +267,32 @@ async fn follow_up_turn_sends_the_prior_conversation(env: Env) {
     .await;
     let server = Server::native(&env, &llm.url, &[]).await;
     let c = &server.client;
-    let t1 = call(c, "new_task", json!({"prompt": "create a.txt"}))
-        .await
-        .expect("t1");
-    let id1 = t1["task_id"].as_str().expect("id").to_string();
-    assert_eq!(wait_done(c, &id1).await["state"], "completed");
+    let id1 = new_task(c, json!({"prompt": "create a.txt"})).await.task_id;
+    assert_eq!(wait_status(c, &id1).await.state, TaskState::Completed);
     let id2 = new_task(
         c,
         json!({"prompt": "what does a.txt say?", "continue_task_id": id1, "model": "other-model"}),
     )
-    .await;
-    let s2 = wait_done(c, &id2).await;
-    assert_eq!(s2["state"], "completed", "{s2:#}");
-    assert_eq!(s2["summary"], "It says A.");
-    assert_eq!(files(&s2), vec![("a.txt".to_string(), 1, 0)]);
+    .await
+    .task_id;
+    let s2 = wait_status(c, &id2).await;
+    assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
+    assert_eq!(s2.summary.as_deref(), Some("It says A."));
+    assert_eq!(changed(&s2), vec![("a.txt".to_string(), 1, 0)]);
     // Usage per task (one round) and per session (all three rounds).
-    assert_eq!(s2["usage"], json!({"input_tokens": 10, "output_tokens": 1}));
     assert_eq!(
-        s2["session_usage"],
-        json!({"input_tokens": 30, "output_tokens": 3})
+        s2.usage,
+        Usage {
+            input_tokens: 10,
+            output_tokens: 1
+        }
+    );
+    assert_eq!(
+        s2.session_usage,
+        Some(Usage {
+            input_tokens: 30,
+            output_tokens: 3
+        })
     );
 
     let third = &llm.requests()[2];
@@ -393,12 +395,12 @@ async fn without_an_endpoint_the_loop_runs_through_mcp_sampling() {
     args.truncate(args.len() - 2); // no --default-agent, no endpoint
     let server = Server::stdio_client(&env, args, &[], client.clone()).await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "make a.txt"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "completed", "{s:#}\n{}", server.log());
-    assert_eq!(s["agent"], "native");
-    assert_eq!(s["summary"], "Wrote a.txt through sampling.");
-    assert_eq!(files(&s), vec![("a.txt".to_string(), 1, 0)]);
+    let id = new_task(c, json!({"prompt": "make a.txt"})).await.task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}\n{}", server.log());
+    assert_eq!(s.agent, "native");
+    assert_eq!(s.summary.as_deref(), Some("Wrote a.txt through sampling."));
+    assert_eq!(changed(&s), vec![("a.txt".to_string(), 1, 0)]);
 
     let reqs = client.requests();
     assert_eq!(reqs.len(), 2);
@@ -434,10 +436,12 @@ async fn follow_up_drops_old_tool_results_to_fit_the_context_budget(env: Env) {
     .await;
     let server = Server::native(&env, &llm.url, &["--context-tokens", "1000"]).await;
     let c = &server.client;
-    let id1 = new_task(c, json!({"prompt": "read big.txt"})).await;
-    assert_eq!(wait_done(c, &id1).await["state"], "completed");
-    let id2 = new_task(c, json!({"prompt": "and now?", "continue_task_id": id1})).await;
-    assert_eq!(wait_done(c, &id2).await["state"], "completed");
+    let id1 = new_task(c, json!({"prompt": "read big.txt"})).await.task_id;
+    assert_eq!(wait_status(c, &id1).await.state, TaskState::Completed);
+    let id2 = new_task(c, json!({"prompt": "and now?", "continue_task_id": id1}))
+        .await
+        .task_id;
+    assert_eq!(wait_status(c, &id2).await.state, TaskState::Completed);
 
     let reqs = llm.requests();
     // Within turn one the fresh result is sent whole, even over budget: the model asked for it.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::native::{new_task, tool_results};
+use super::native::tool_results;
 use crate::support::fake_llm::{FakeLlm, Reply, text, tools};
 use crate::support::*;
 
@@ -28,15 +28,17 @@ async fn iteration_cap_fails_the_task_with_a_summary() {
     .await;
     let server = Server::native(&env, &llm.url, &["--max-rounds", "3"]).await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "wander"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "failed", "{s:#}");
-    let error = s["error"].as_str().expect("error");
+    let id = new_task(c, json!({"prompt": "wander"})).await.task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Failed, "{s:#?}");
+    let error = s.error.as_deref().expect("error");
     assert!(error.contains("no final answer after 3 rounds"), "{error}");
     assert!(error.contains("iteration cap"), "{error}");
     assert_eq!(
-        s["summary"],
-        "Reading.\n[3 tool calls made; last: read_file README.md, read_file keep.txt, list_dir .]"
+        s.summary.as_deref(),
+        Some(
+            "Reading.\n[3 tool calls made; last: read_file README.md, read_file keep.txt, list_dir .]"
+        )
     );
     assert_eq!(llm.requests().len(), 3);
     server.stop().await;
@@ -49,10 +51,10 @@ async fn repeated_identical_calls_stop_as_a_doom_loop() {
     let llm = FakeLlm::start(vec![], Some(same)).await;
     let server = Server::native(&env, &llm.url, &[]).await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "loop"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "failed", "{s:#}");
-    let error = s["error"].as_str().expect("error");
+    let id = new_task(c, json!({"prompt": "loop"})).await.task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Failed, "{s:#?}");
+    let error = s.error.as_deref().expect("error");
     assert!(error.contains("doom loop"), "{error}");
     assert!(error.contains("`read_file`"), "{error}");
     assert_eq!(
@@ -82,26 +84,29 @@ async fn token_budget_stops_with_a_partial_summary() {
     .await;
     let server = Server::native(&env, &llm.url, &["--max-tokens-total", "250"]).await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "spend"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "failed", "{s:#}");
-    let error = s["error"].as_str().expect("error");
+    let id = new_task(c, json!({"prompt": "spend"})).await.task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Failed, "{s:#?}");
+    let error = s.error.as_deref().expect("error");
     assert!(
         error.contains("token budget is spent (300 of 250 tokens"),
         "{error}"
     );
-    let summary = s["summary"].as_str().expect("partial summary");
+    let summary = s.summary.as_deref().expect("partial summary");
     assert!(
         summary.starts_with("Starting with the README."),
         "{summary}"
     );
     assert!(summary.contains("2 tool calls made"), "{summary}");
     assert_eq!(
-        s["usage"],
-        json!({"input_tokens": 200, "output_tokens": 100})
+        s.usage,
+        Usage {
+            input_tokens: 200,
+            output_tokens: 100
+        }
     );
     assert_eq!(
-        files(&s),
+        changed(&s),
         vec![("notes.txt".to_string(), 1, 0)],
         "partial edits stay pending"
     );
@@ -128,10 +133,10 @@ async fn rate_limit_is_retried_then_succeeds() {
     )
     .await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "hi"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    assert_eq!(s["summary"], "ok");
+    let id = new_task(c, json!({"prompt": "hi"})).await.task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    assert_eq!(s.summary.as_deref(), Some("ok"));
     assert_eq!(llm.requests().len(), 3);
     assert_eq!(
         llm.auth_headers(),
@@ -158,12 +163,12 @@ async fn server_error_forever_fails_quoting_the_server() {
     )
     .await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "hi"})).await;
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "failed", "{s:#}");
+    let id = new_task(c, json!({"prompt": "hi"})).await.task_id;
+    let s = wait_status(c, &id).await;
+    assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     assert_eq!(
-        s["error"],
-        "the model endpoint answered HTTP 500: backend exploded"
+        s.error.as_deref(),
+        Some("the model endpoint answered HTTP 500: backend exploded")
     );
     assert_eq!(llm.requests().len(), 3, "first attempt and two retries");
     server.stop().await;
@@ -178,25 +183,22 @@ async fn cancel_mid_stream_stops_at_once() {
     let llm = FakeLlm::start(vec![hang], None).await;
     let server = Server::native(&env, &llm.url, &[]).await;
     let c = &server.client;
-    let id = new_task(c, json!({"prompt": "think"})).await;
+    let id = new_task(c, json!({"prompt": "think"})).await.task_id;
     llm.wait_requests(1).await;
-    wait_state(c, &id, "running").await;
+    wait_for(c, &id, TaskState::Running).await;
     let t0 = Instant::now();
-    let s = call(c, "cancel_task", json!({"task_id": id}))
+    let s: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id}))
         .await
         .expect("cancel");
     let took = t0.elapsed();
-    assert_eq!(s["state"], "cancelled", "{s:#}");
+    assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
     eprintln!("FIGURE native cancel mid-stream: cancel_task returned in {took:?}");
-    let out = call(c, "get_task_output", json!({"task_id": id}))
-        .await
-        .expect("output");
-    let text: Vec<&str> = out["transcript"]
-        .as_array()
-        .expect("transcript")
+    let out = output(c, &id, json!({})).await;
+    let text: Vec<&str> = out
+        .transcript
         .iter()
-        .filter(|e| e["kind"] == "text")
-        .map(|e| e["text"].as_str().unwrap_or(""))
+        .filter(|e| e.kind == EventKind::Text)
+        .map(|e| e.text.as_str())
         .collect();
     assert_eq!(text, ["Thinking very hard"], "streamed text was kept");
     assert!(tool_results(&llm.requests()[0]).is_empty());
