@@ -6,21 +6,16 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-async fn run(c: &Client, args: Value) -> Value {
-    let t = call(c, "new_task", args).await.expect("new_task");
-    wait_done(c, t["task_id"].as_str().expect("task_id")).await
+async fn run(c: &Client, args: Value) -> TaskStatus {
+    let t = new_task(c, args).await;
+    wait_status(c, &t.task_id).await
 }
 
-async fn transcript_text(c: &Client, id: &Value) -> String {
-    let out = call(c, "get_task_output", json!({"task_id": id}))
-        .await
-        .expect("get_task_output");
-    out["transcript"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+async fn transcript_text(c: &Client, id: &str) -> String {
+    let out = output(c, id, json!({})).await;
+    out.transcript
         .iter()
-        .map(|e| e["text"].as_str().unwrap_or("").to_string())
+        .map(|e| e.text.as_str())
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -58,9 +53,9 @@ async fn include_files_arrive_setup_runs_once_and_neither_reaches_the_change() {
         json!({"prompt": "run cat .env generated.txt > seen.txt"}),
     )
     .await;
-    assert_eq!(s1["state"], "completed", "{s1:#}");
+    assert_eq!(s1.state, TaskState::Completed, "{s1:#?}");
     assert_eq!(runs(&counter), 1);
-    let text = transcript_text(c, &s1["task_id"]).await;
+    let text = transcript_text(c, &s1.task_id).await;
     assert!(
         text.contains(".worktreeinclude: copied .env from the checkout"),
         "{text}"
@@ -69,26 +64,21 @@ async fn include_files_arrive_setup_runs_once_and_neither_reaches_the_change() {
     assert!(text.contains("setup says hello"), "{text}");
     // the agent saw the copied file and what setup generated; the pending change holds only
     // what the agent made (generated.txt is the setup's, but it is a file like any other)
-    let changed: Vec<&str> = s1["files_changed"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .map(|f| f["path"].as_str().unwrap_or(""))
-        .collect();
-    assert!(changed.contains(&"seen.txt"), "{s1:#}");
-    assert!(!changed.contains(&".env"), "{s1:#}");
+    let changed: Vec<&str> = s1.files_changed.iter().map(|f| f.path.as_str()).collect();
+    assert!(changed.contains(&"seen.txt"), "{s1:#?}");
+    assert!(!changed.contains(&".env"), "{s1:#?}");
 
     let s2 = run(
         c,
-        json!({"prompt": "say again", "session_id": s1["session_id"]}),
+        json!({"prompt": "say again", "session_id": s1.session_id}),
     )
     .await;
-    assert_eq!(s2["state"], "completed", "{s2:#}");
+    assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
     assert_eq!(runs(&counter), 1, "setup ran again on a follow-up");
-    let text = transcript_text(c, &s2["task_id"]).await;
+    let text = transcript_text(c, &s2.task_id).await;
     assert!(!text.contains("setup "), "{text}");
 
-    call(c, "apply_pending", json!({"session_id": s1["session_id"]}))
+    call(c, "apply_pending", json!({"session_id": s1.session_id}))
         .await
         .expect("apply");
     assert_eq!(
@@ -111,8 +101,8 @@ async fn a_failing_setup_fails_the_turn_and_the_next_turn_runs_it_again() {
     let c = &server.client;
 
     let s1 = run(c, json!({"prompt": "write made.txt never"})).await;
-    assert_eq!(s1["state"], "failed", "{s1:#}");
-    let error = s1["error"].as_str().unwrap_or("");
+    assert_eq!(s1.state, TaskState::Failed, "{s1:#?}");
+    let error = s1.error.as_deref().unwrap_or("");
     assert!(
         error.contains("the project's setup `sh -c")
             && error.contains("failed with exit status: 3")
@@ -120,25 +110,22 @@ async fn a_failing_setup_fails_the_turn_and_the_next_turn_runs_it_again() {
         "{error}"
     );
     assert_eq!(runs(&counter), 1);
-    assert!(
-        s1["files_changed"].as_array().is_none_or(Vec::is_empty),
-        "{s1:#}"
-    );
+    assert!(s1.files_changed.is_empty(), "{s1:#?}");
 
     let fixed = format!("echo run >> '{}'", counter.display());
     set_setup(&env, &["sh", "-c", &fixed]);
     let s2 = run(
         c,
-        json!({"prompt": "write made.txt now", "session_id": s1["session_id"]}),
+        json!({"prompt": "write made.txt now", "session_id": s1.session_id}),
     )
     .await;
-    assert_eq!(s2["state"], "completed", "{s2:#}");
+    assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
     assert_eq!(runs(&counter), 2);
     let s3 = run(
         c,
-        json!({"prompt": "say done", "session_id": s1["session_id"]}),
+        json!({"prompt": "say done", "session_id": s1.session_id}),
     )
     .await;
-    assert_eq!(s3["state"], "completed", "{s3:#}");
+    assert_eq!(s3.state, TaskState::Completed, "{s3:#?}");
     assert_eq!(runs(&counter), 2);
 }

@@ -7,27 +7,24 @@ use serde_json::json;
 
 use crate::support::*;
 
-async fn completed(c: &Client, n: usize) -> Vec<serde_json::Value> {
+async fn completed(c: &Client, n: usize) -> Vec<TaskLine> {
     for _ in 0..600 {
-        let page = call(c, "list_tasks", json!({"state": "completed", "limit": 200}))
+        let page: TaskList = call_as(c, "list_tasks", json!({"state": "completed", "limit": 200}))
             .await
             .expect("list");
-        let tasks = page["tasks"].as_array().cloned().unwrap_or_default();
-        if tasks.len() >= n {
-            return tasks;
+        if page.tasks.len() >= n {
+            return page.tasks;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let others = call(c, "list_tasks", json!({"limit": 200}))
+    let others: TaskList = call_as(c, "list_tasks", json!({"limit": 200}))
         .await
         .expect("list");
-    let stuck: Vec<String> = others["tasks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let stuck: Vec<String> = others
+        .tasks
         .iter()
-        .filter(|t| t["state"] != "completed")
-        .map(|t| format!("{} {} {}", t["task_id"], t["state"], t["result"]))
+        .filter(|t| t.state != TaskState::Completed)
+        .map(|t| format!("{} {} {:?}", t.task_id, t.state, t.result))
         .collect();
     panic!("fewer than {n} tasks completed; others: {stuck:#?}");
 }
@@ -45,14 +42,8 @@ async fn three_nodes_take_200_tasks_with_none_run_twice_or_lost() {
     let mut ids = BTreeSet::new();
     for i in 0..200 {
         let node = &nodes[i % 3].client;
-        let t = call(
-            node,
-            "new_task",
-            json!({"prompt": format!("mark {}", marks.display())}),
-        )
-        .await
-        .expect("queue");
-        ids.insert(t["task_id"].as_str().expect("id").to_string());
+        let t = new_task(node, json!({"prompt": format!("mark {}", marks.display())})).await;
+        ids.insert(t.task_id);
     }
     let done = completed(&nodes[1].client, 200).await;
     eprintln!(
@@ -73,7 +64,7 @@ async fn three_nodes_take_200_tasks_with_none_run_twice_or_lost() {
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
     for t in &done {
         *per_node
-            .entry(t["node"].as_str().unwrap_or("?").to_string())
+            .entry(t.node.clone().unwrap_or_else(|| "?".into()))
             .or_default() += 1;
     }
     eprintln!("figure: tasks per node {per_node:?}");
@@ -89,36 +80,32 @@ async fn a_dead_nodes_tasks_are_failed_after_its_lease() {
     let a = Server::stdio(&env, &["--host-id", "machine-a", "--lease-secs", "2"]).await;
     let b = Server::stdio(&env, &["--host-id", "machine-b", "--lease-secs", "2"]).await;
     // Queue on a; both may claim a new session, so pin the turn to a with a session it owns.
-    let first = call(
+    let first = new_task(
         &a.client,
-        "new_task",
         json!({"prompt": "say setup", "wait_seconds": 30}),
     )
-    .await
-    .expect("setup");
-    let session = first["session_id"].as_str().expect("s").to_string();
-    let host_of_first = first["node"].as_str().unwrap_or("").to_string();
+    .await;
+    let session = first.session_id;
+    let host_of_first = first.node.unwrap_or_default();
     let (mut owner, other) = if host_of_first.starts_with("machine-a") {
         (a, b)
     } else {
         (b, a)
     };
-    let t = call(
+    let id = new_task(
         &owner.client,
-        "new_task",
         json!({"prompt": "sleep 8", "session_id": session}),
     )
     .await
-    .expect("long");
-    let id = t["task_id"].as_str().expect("id").to_string();
-    wait_state(&owner.client, &id, "running").await;
+    .task_id;
+    wait_for(&owner.client, &id, TaskState::Running).await;
     owner.child.start_kill().expect("kill -9");
     owner.child.wait().await.expect("reap");
-    let s = wait_done(&other.client, &id).await;
-    assert_eq!(s["state"], "failed");
+    let s = wait_status(&other.client, &id).await;
+    assert_eq!(s.state, TaskState::Failed);
     assert_eq!(
-        s["error"],
-        "the boocoder node running the task stopped (no heartbeat for 2 s)"
+        s.error.as_deref(),
+        Some("the boocoder node running the task stopped (no heartbeat for 2 s)")
     );
     other.stop().await;
 }
@@ -127,28 +114,18 @@ async fn a_dead_nodes_tasks_are_failed_after_its_lease() {
 async fn a_node_without_notifications_still_finds_work_by_polling() {
     let env = Env::postgres().await;
     let busy = Server::stdio(&env, &["--max-concurrent", "1"]).await;
-    let long = call(&busy.client, "new_task", json!({"prompt": "sleep 5"}))
+    let long_id = new_task(&busy.client, json!({"prompt": "sleep 5"}))
         .await
-        .expect("long");
-    let long_id = long["task_id"].as_str().expect("id").to_string();
-    wait_state(&busy.client, &long_id, "running").await;
-    let long_node = call(
-        &busy.client,
-        "check_task_status",
-        json!({"task_id": long_id}),
-    )
-    .await
-    .expect("s")["node"]
-        .clone();
+        .task_id;
+    wait_for(&busy.client, &long_id, TaskState::Running).await;
+    let long_node = task_status(&busy.client, &long_id).await.node;
     // The busy node's only slot is taken, so only the poller can run the next task, and it
     // hears no NOTIFY: it must find the task by polling.
     let poller = Server::stdio(&env, &["--no-listen", "--poll-secs", "0.3"]).await;
-    let quick = call(&busy.client, "new_task", json!({"prompt": "say polled"}))
-        .await
-        .expect("quick");
-    let s = wait_done(&busy.client, quick["task_id"].as_str().expect("id")).await;
-    assert_eq!(s["state"], "completed");
-    assert_ne!(s["node"], long_node, "the polling node ran it");
+    let quick = new_task(&busy.client, json!({"prompt": "say polled"})).await;
+    let s = wait_status(&busy.client, &quick.task_id).await;
+    assert_eq!(s.state, TaskState::Completed);
+    assert_ne!(s.node, long_node, "the polling node ran it");
     call(&busy.client, "cancel_task", json!({"task_id": long_id}))
         .await
         .expect("cancel");

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use boocoder::domain::{EventKind, TaskEvent, TaskState, Usage};
-pub use boocoder::mcp::types::{ApplyOutcome, TaskList, TaskOutput, TaskStatus};
+pub use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_boocoder");
 
