@@ -2,23 +2,9 @@
 //! and the project's setup command run once per session before its first turn (a failure
 //! fails the turn and the next turn tries again).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
-
-async fn run(c: &Client, args: Value) -> TaskStatus {
-    let t = new_task(c, args).await;
-    wait_status(c, &t.task_id).await
-}
-
-async fn transcript_text(c: &Client, id: &str) -> String {
-    let out = output(c, id, json!({})).await;
-    out.transcript
-        .iter()
-        .map(|e| e.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn set_setup(env: &Env, argv: &[&str]) {
     let projects = json!({"projects": {env.repo.display().to_string(): {"setup": argv}}});
@@ -48,7 +34,7 @@ async fn include_files_arrive_setup_runs_once_and_neither_reaches_the_change() {
     let server = Server::stdio(&env, &["--pool-size", "0"]).await;
     let c = &server.client;
 
-    let s1 = run(
+    let s1 = run_task(
         c,
         json!({"prompt": "run cat .env generated.txt > seen.txt"}),
     )
@@ -68,7 +54,7 @@ async fn include_files_arrive_setup_runs_once_and_neither_reaches_the_change() {
     assert!(changed.contains(&"seen.txt"), "{s1:#?}");
     assert!(!changed.contains(&".env"), "{s1:#?}");
 
-    let s2 = run(
+    let s2 = run_task(
         c,
         json!({"prompt": "say again", "session_id": s1.session_id}),
     )
@@ -100,7 +86,7 @@ async fn a_failing_setup_fails_the_turn_and_the_next_turn_runs_it_again() {
     let server = Server::stdio(&env, &["--pool-size", "0"]).await;
     let c = &server.client;
 
-    let s1 = run(c, json!({"prompt": "write made.txt never"})).await;
+    let s1 = run_task(c, json!({"prompt": "write made.txt never"})).await;
     assert_eq!(s1.state, TaskState::Failed, "{s1:#?}");
     let error = s1.error.as_deref().unwrap_or("");
     assert!(
@@ -114,14 +100,14 @@ async fn a_failing_setup_fails_the_turn_and_the_next_turn_runs_it_again() {
 
     let fixed = format!("echo run >> '{}'", counter.display());
     set_setup(&env, &["sh", "-c", &fixed]);
-    let s2 = run(
+    let s2 = run_task(
         c,
         json!({"prompt": "write made.txt now", "session_id": s1.session_id}),
     )
     .await;
     assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
     assert_eq!(runs(&counter), 2);
-    let s3 = run(
+    let s3 = run_task(
         c,
         json!({"prompt": "say done", "session_id": s1.session_id}),
     )

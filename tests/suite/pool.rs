@@ -6,28 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
-
-async fn run(c: &Client, args: Value) -> Value {
-    let t = call(c, "new_task", args).await.expect("new_task");
-    wait_done(c, t["task_id"].as_str().expect("task_id")).await
-}
-
-async fn transcript_text(c: &Client, id: &Value) -> String {
-    let out = call(c, "get_task_output", json!({"task_id": id}))
-        .await
-        .expect("get_task_output");
-    out["transcript"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|e| e["text"].as_str().unwrap_or("").to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// Spare directories of the data directory's pool, and which of them are ready.
 fn spares(data: &Path) -> Vec<(PathBuf, bool)> {
@@ -79,9 +60,9 @@ async fn a_new_session_takes_a_prepared_spare_and_a_moved_head_is_respected() {
     let server = Server::stdio(&env, &["--pool-size", "1"]).await;
     let c = &server.client;
 
-    let a = run(c, json!({"prompt": "say first"})).await;
-    assert_eq!(a["state"], "completed", "{a:#}");
-    let text = transcript_text(c, &a["task_id"]).await;
+    let a = run_task(c, json!({"prompt": "say first"})).await;
+    assert_eq!(a.state, TaskState::Completed, "{a:#?}");
+    let text = transcript_text(c, &a.task_id).await;
     assert!(!text.contains("ahead of need"), "{text}");
     // the first session ran its setup; then one spare was made and prepared (setup again)
     until("a spare is ready", || {
@@ -91,10 +72,10 @@ async fn a_new_session_takes_a_prepared_spare_and_a_moved_head_is_respected() {
     assert_eq!(runs(&counter), 2);
     let (spare, _) = spares(&env.data).remove(0);
 
-    let b = run(c, json!({"prompt": "run git rev-parse HEAD"})).await;
-    assert_eq!(b["state"], "completed", "{b:#}");
+    let b = run_task(c, json!({"prompt": "run git rev-parse HEAD"})).await;
+    assert_eq!(b.state, TaskState::Completed, "{b:#?}");
     assert!(!spare.exists(), "the spare became the session's worktree");
-    let text = transcript_text(c, &b["task_id"]).await;
+    let text = transcript_text(c, &b.task_id).await;
     assert!(
         text.contains("made ready ahead of need (worktree pool)") && text.contains("finished"),
         "{text}"
@@ -111,13 +92,13 @@ async fn a_new_session_takes_a_prepared_spare_and_a_moved_head_is_respected() {
     git(&env.repo, &["add", "-A"]);
     git(&env.repo, &["commit", "-q", "-m", "moved"]);
     let new_head = git(&env.repo, &["rev-parse", "HEAD"]);
-    let d = run(
+    let d = run_task(
         c,
         json!({"prompt": "run git rev-parse HEAD; cat moved.txt"}),
     )
     .await;
-    assert_eq!(d["state"], "completed", "{d:#}");
-    let text = transcript_text(c, &d["task_id"]).await;
+    assert_eq!(d.state, TaskState::Completed, "{d:#?}");
+    let text = transcript_text(c, &d.task_id).await;
     assert!(text.contains(new_head.trim()), "{text}");
     assert!(text.contains("new commit"), "{text}");
 }
@@ -138,8 +119,8 @@ async fn an_idle_project_s_spares_are_dropped_leaving_nothing_behind() {
     )
     .await;
     let c = &server.client;
-    let a = run(c, json!({"prompt": "say hi"})).await;
-    assert_eq!(a["state"], "completed", "{a:#}");
+    let a = run_task(c, json!({"prompt": "say hi"})).await;
+    assert_eq!(a.state, TaskState::Completed, "{a:#?}");
     until("two spares exist", || spares(&env.data).len() == 2).await;
     until("the idle project's pool is gone", || {
         std::fs::read_dir(env.data.join("pool"))

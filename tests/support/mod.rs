@@ -447,6 +447,22 @@ pub async fn output(client: &Peer<RoleClient>, task_id: &str, extra: Value) -> T
         .expect("get_task_output")
 }
 
+/// `new_task`, then wait until the task is terminal.
+pub async fn run_task(client: &Peer<RoleClient>, args: Value) -> TaskStatus {
+    let t = new_task(client, args).await;
+    wait_status(client, &t.task_id).await
+}
+
+/// The texts of a task's transcript (first page), one entry a line.
+pub async fn transcript_text(client: &Peer<RoleClient>, task_id: &str) -> String {
+    let out = output(client, task_id, json!({})).await;
+    out.transcript
+        .iter()
+        .map(|e| e.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Call `check_task_status` up to `rounds` times until `done` holds: long-polls of
 /// `wait_seconds`, or immediate answers 50 ms apart.
 async fn poll(
