@@ -20,16 +20,15 @@ async fn server(env: &Env) -> Server {
     Server::stdio_client_env(env, env.args(), &[], (), &vars).await
 }
 
-async fn transcript_text(c: &Client, id: &str) -> String {
-    let out = call(c, "get_task_output", json!({"task_id": id}))
-        .await
-        .expect("get_task_output");
-    out["transcript"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+/// Each entry's text and structured detail: a secret must reach neither.
+async fn transcript_and_detail(c: &Client, id: &str) -> String {
+    let out = output(c, id, json!({})).await;
+    out.transcript
         .iter()
-        .map(|e| format!("{} {}", e["text"].as_str().unwrap_or(""), e["detail"]))
+        .map(|e| {
+            let data = e.data.as_ref().map(Value::to_string).unwrap_or_default();
+            format!("{} {data}", e.text)
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -43,12 +42,10 @@ fn assert_no_secret(text: &str) {
     }
 }
 
-async fn run(c: &Client, args: Value) -> (Value, String) {
-    let t = call(c, "new_task", args).await.expect("new_task");
-    let id = t["task_id"].as_str().expect("task_id").to_string();
-    let s = wait_done(c, &id).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
-    let text = transcript_text(c, &id).await;
+async fn run(c: &Client, args: Value) -> (TaskStatus, String) {
+    let s = run_task(c, args).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
+    let text = transcript_and_detail(c, &s.task_id).await;
     (s, text)
 }
 
@@ -86,8 +83,8 @@ async fn a_one_shot_cli_agent_gets_no_boocoder_setting_but_its_task_id() {
     let prompt = "run echo \"key=${BOOCODER_LLM_API_KEY-unset} token=${BOOCODER_TOKEN-unset} log=${RUST_LOG-unset} future=${BOOCODER_SOME_FUTURE_SETTING-unset} keep=${KEEP_ME-unset} task=${BOOCODER_TASK_ID-unset}\"";
     let (s, text) = run(c, json!({"prompt": prompt, "agent": "script"})).await;
     assert_no_secret(&text);
-    assert_no_secret(&s.to_string());
-    let task = s["task_id"].as_str().expect("task_id");
+    assert_no_secret(&serde_json::to_string(&s).expect("status json"));
+    let task = &s.task_id;
     let expected =
         format!("key=unset token=unset log=unset future=unset keep=kept-value task={task}");
     assert!(text.contains(&expected), "no `{expected}` in\n{text}");

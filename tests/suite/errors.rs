@@ -55,12 +55,8 @@ async fn invalid_new_task_arguments_name_the_field_and_write_nothing(env: Env) {
             .expect_err(&format!("{args} must fail"));
         assert!(err.contains(expect), "{args}: {err}");
     }
-    let none = call(c, "list_tasks", json!({})).await.expect("list");
-    assert_eq!(
-        none["tasks"].as_array().expect("tasks").len(),
-        0,
-        "no task row may be written"
-    );
+    let none: TaskList = call_as(c, "list_tasks", json!({})).await.expect("list");
+    assert_eq!(none.tasks, vec![], "no task row may be written");
     server.stop().await;
 }
 
@@ -92,21 +88,19 @@ async fn other_tools_validate_their_arguments(env: Env) {
         .await
         .expect_err("not a session");
     assert!(err.contains("invalid `session_id`"), "{err}");
-    let t = call(
+    let t = new_task(
         c,
-        "new_task",
         json!({"prompt": "say nothing changed", "wait_seconds": 30}),
     )
-    .await
-    .expect("t");
-    let err = call(c, "apply_pending", json!({"task_id": t["task_id"]}))
+    .await;
+    let err = call(c, "apply_pending", json!({"task_id": t.task_id}))
         .await
         .expect_err("no change");
     assert!(err.contains("changed no files"), "{err}");
     let err = call(
         c,
         "get_task_output",
-        json!({"task_id": t["task_id"], "max_events": 5000}),
+        json!({"task_id": t.task_id, "max_events": 5000}),
     )
     .await
     .expect_err("cap");

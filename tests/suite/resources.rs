@@ -42,19 +42,17 @@ async fn tasks_are_resources_and_subscribers_hear_about_changes() {
     let recorder = Recorder::default();
     let server = Server::stdio_client(&env, env.args(), &[], recorder.clone()).await;
     let c = &server.client;
-    let t = call(
+    let id = new_task(
         c,
-        "new_task",
         json!({"prompt": "sleep 1\nwrite res.txt hello\nsay wrote it"}),
     )
     .await
-    .expect("t");
-    let id = t["task_id"].as_str().expect("id").to_string();
+    .task_id;
     let uri = format!("boocoder://tasks/{id}");
     c.subscribe(SubscribeRequestParams::new(uri.clone()))
         .await
         .expect("subscribe");
-    wait_done(c, &id).await;
+    wait_status(c, &id).await;
     for _ in 0..50 {
         if recorder.updated.lock().expect("lock").contains(&uri) {
             break;
@@ -75,8 +73,8 @@ async fn tasks_are_resources_and_subscribers_hear_about_changes() {
         .read_resource(ReadResourceRequestParams::new(uri.clone()))
         .await
         .expect("status");
-    let v: serde_json::Value = serde_json::from_str(&text(&status.contents[0])).expect("json");
-    assert_eq!(v["state"], "completed");
+    let v: TaskStatus = serde_json::from_str(&text(&status.contents[0])).expect("json");
+    assert_eq!(v.state, TaskState::Completed, "{v:#?}");
     let diff = c
         .read_resource(ReadResourceRequestParams::new(format!("{uri}/diff")))
         .await
