@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::process::Command;
 
 use crate::support::*;
@@ -45,19 +45,14 @@ fn tree(dir: &Path) -> BTreeMap<Vec<u8>, (Vec<u8>, u32)> {
     out
 }
 
-fn id(v: &Value, key: &str) -> String {
-    v[key].as_str().expect(key).to_string()
-}
-
 /// Run a task to completion in a new session (or in `session`); returns its final status.
-async fn run_task(c: &Client, prompt: &str, session: Option<&str>) -> Value {
+async fn completed_task(c: &Client, prompt: &str, session: Option<&str>) -> TaskStatus {
     let mut args = json!({"prompt": prompt});
     if let Some(s) = session {
         args["session_id"] = json!(s);
     }
-    let t = call(c, "new_task", args).await.expect("new_task");
-    let s = wait_done(c, &id(&t, "task_id")).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
+    let s = run_task(c, args).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     s
 }
 
@@ -89,19 +84,19 @@ async fn item1_concurrent_applies_from_two_processes(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     for round in 0..3 {
-        let a = run_task(
+        let a = completed_task(
             c,
             &format!("write README.md from A {round}\nmany a{round} 300 A"),
             None,
         )
         .await;
-        let b = run_task(
+        let b = completed_task(
             c,
             &format!("write README.md from B {round}\nmany b{round} 300 B"),
             None,
         )
         .await;
-        let (sa, sb) = (id(&a, "session_id"), id(&b, "session_id"));
+        let (sa, sb) = (a.session_id, b.session_id);
         let before = tree(&env.repo);
         let (ra, rb) = tokio::join!(
             cli(&env, &["apply", &sa]).output(),
@@ -172,13 +167,13 @@ async fn item2_kill_9_during_a_large_apply_then_restart() {
     let env = Env::new();
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let s = run_task(
+    let s = completed_task(
         c,
         "write README.md rewritten\ndelete keep.txt\nmany big 4000 content",
         None,
     )
     .await;
-    let session = id(&s, "session_id");
+    let session = s.session_id.clone();
     server.stop().await;
     let original = tree(&env.repo);
     let journal = env.repo.join(".git/boocoder-apply/journal.json");
@@ -294,13 +289,13 @@ async fn item2_io_error_mid_apply_rolls_back() {
     git(&env.repo, &["commit", "-q", "-m", "three"]);
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let s = run_task(
+    let s = completed_task(
         c,
         "write a.txt new\nwrite b.txt new\nwrite c/c.txt new",
         None,
     )
     .await;
-    let session = id(&s, "session_id");
+    let session = s.session_id.clone();
     let before = tree(&env.repo);
     let pinned = env.repo.join("c/c.txt");
     if !pin(&pinned) {
@@ -318,10 +313,10 @@ async fn item2_io_error_mid_apply_rolls_back() {
     );
     assert_eq!(tree(&env.repo), before, "nothing of the change remains");
     assert!(!env.repo.join(".git/boocoder-apply").exists());
-    let ok = call(c, "apply_pending", json!({"session_id": session}))
+    let ok: ApplyOutcome = call_as(c, "apply_pending", json!({"session_id": session}))
         .await
         .expect("applies once the file is writable");
-    assert_eq!(ok["files"].as_array().map(Vec::len), Some(3), "{ok:#}");
+    assert_eq!(ok.files.len(), 3, "{ok:#?}");
     assert_eq!(env.read("c/c.txt").as_deref(), Some("new\n"));
     server.stop().await;
 }
@@ -332,14 +327,12 @@ crate::both_stores!(item3_crash_mid_turn_keeps_edits_and_close_refuses);
 /// and `close` without --force refused while they were unapplied.
 async fn item3_crash_mid_turn_keeps_edits_and_close_refuses(env: Env) {
     let mut server = Server::stdio(&env, &[]).await;
-    let t = call(
+    let t = new_task(
         &server.client,
-        "new_task",
         json!({"prompt": "write partial.txt written before the crash\nsleep 60"}),
     )
-    .await
-    .expect("new_task");
-    let (task, session) = (id(&t, "task_id"), id(&t, "session_id"));
+    .await;
+    let (task, session) = (t.task_id, t.session_id);
     let partial = worktree_of(&env, &session).join("partial.txt");
     assert!(
         until(Duration::from_secs(30), || std::fs::read_to_string(
@@ -353,14 +346,12 @@ async fn item3_crash_mid_turn_keeps_edits_and_close_refuses(env: Env) {
 
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let s = call(c, "check_task_status", json!({"task_id": task}))
-        .await
-        .expect("status");
-    assert_eq!(s["state"], "failed", "{s:#}");
+    let s = task_status(c, &task).await;
+    assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     assert_eq!(
-        files(&s),
+        changed(&s),
         vec![("partial.txt".to_string(), 1, 0)],
-        "the crashed turn's edit is listed: {s:#}"
+        "the crashed turn's edit is listed: {s:#?}"
     );
     let close = cli(&env, &["close", &session])
         .output()
@@ -369,14 +360,14 @@ async fn item3_crash_mid_turn_keeps_edits_and_close_refuses(env: Env) {
     assert!(!close.status.success(), "close refuses: {}", text(&close));
     assert!(text(&close).contains("unapplied"), "{}", text(&close));
     assert!(partial.exists(), "the edit survived the refused close");
-    let dry = call(
+    let dry: ApplyOutcome = call_as(
         c,
         "apply_pending",
         json!({"session_id": session, "dry_run": true}),
     )
     .await
     .expect("dry run");
-    assert_eq!(dry["files"][0]["path"], "partial.txt");
+    assert_eq!(dry.files[0].path, "partial.txt", "{dry:#?}");
     call(c, "apply_pending", json!({"session_id": session}))
         .await
         .expect("apply");
@@ -395,17 +386,13 @@ async fn item3_only_applied_content_enters_the_base() {
     let env = Env::new();
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let s = run_task(c, "write a.txt from the task", None).await;
-    let session = id(&s, "session_id");
+    let s = completed_task(c, "write a.txt from the task", None).await;
+    let session = s.session_id.clone();
     std::fs::write(worktree_of(&env, &session).join("late.txt"), "late\n").expect("late");
-    let applied = call(c, "apply_pending", json!({"session_id": session}))
+    let applied: ApplyOutcome = call_as(c, "apply_pending", json!({"session_id": session}))
         .await
         .expect("apply");
-    assert_eq!(
-        applied["files"].as_array().map(Vec::len),
-        Some(1),
-        "{applied:#}"
-    );
+    assert_eq!(applied.files.len(), 1, "{applied:#?}");
     assert!(
         env.read("late.txt").is_none(),
         "only the queued change is applied"
@@ -416,10 +403,10 @@ async fn item3_only_applied_content_enters_the_base() {
         .expect("close");
     assert!(!close.status.success(), "{}", text(&close));
     assert!(text(&close).contains("late.txt"), "{}", text(&close));
-    let again = call(c, "apply_pending", json!({"session_id": session}))
+    let again: ApplyOutcome = call_as(c, "apply_pending", json!({"session_id": session}))
         .await
         .expect("the late edit is now a pending change");
-    assert_eq!(again["files"][0]["path"], "late.txt");
+    assert_eq!(again.files[0].path, "late.txt", "{again:#?}");
     assert_eq!(env.read("late.txt").as_deref(), Some("late\n"));
     server.stop().await;
 }
@@ -436,19 +423,15 @@ async fn item4_file_modes_are_checked() {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
 
-    let edit = run_task(c, "write README.md edited by the task", None).await;
+    let edit = completed_task(c, "write README.md edited by the task", None).await;
     std::fs::set_permissions(
         env.repo.join("README.md"),
         std::fs::Permissions::from_mode(0o755),
     )
     .expect("chmod");
-    let err = call(
-        c,
-        "apply_pending",
-        json!({"session_id": id(&edit, "session_id")}),
-    )
-    .await
-    .expect_err("mode changed locally");
+    let err = call(c, "apply_pending", json!({"session_id": edit.session_id}))
+        .await
+        .expect_err("mode changed locally");
     assert!(err.contains("README.md") && err.contains("mode"), "{err}");
     let mode = std::fs::metadata(env.repo.join("README.md"))
         .expect("meta")
@@ -456,16 +439,12 @@ async fn item4_file_modes_are_checked() {
         .mode();
     assert_eq!(mode & 0o111, 0o111, "the local chmod stands");
 
-    let chmod = run_task(c, "run chmod +x tool.sh", None).await;
-    assert_eq!(files(&chmod).len(), 1, "{chmod:#}");
+    let chmod = completed_task(c, "run chmod +x tool.sh", None).await;
+    assert_eq!(chmod.files_changed.len(), 1, "{chmod:#?}");
     std::fs::write(env.repo.join("tool.sh"), "echo local edit\n").expect("edit");
-    let err = call(
-        c,
-        "apply_pending",
-        json!({"session_id": id(&chmod, "session_id")}),
-    )
-    .await
-    .expect_err("content changed locally");
+    let err = call(c, "apply_pending", json!({"session_id": chmod.session_id}))
+        .await
+        .expect_err("content changed locally");
     assert!(err.contains("tool.sh") && err.contains("modified"), "{err}");
     assert_eq!(env.read("tool.sh").as_deref(), Some("echo local edit\n"));
     let mode = std::fs::metadata(env.repo.join("tool.sh"))
@@ -494,7 +473,7 @@ async fn item5_awkward_names_and_tree_shapes() {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
 
-    let shapes = run_task(
+    let shapes = completed_task(
         c,
         "write dir with space/new file.txt spaced\n\
          run mkdir -p 'moved dir' && git mv keep.txt 'moved dir/re named.txt'\n\
@@ -504,19 +483,23 @@ async fn item5_awkward_names_and_tree_shapes() {
         None,
     )
     .await;
-    let session = id(&shapes, "session_id");
-    assert!(!files(&shapes).is_empty(), "{shapes:#}\n{}", server.log());
-    let dry = call(
+    let session = shapes.session_id.clone();
+    assert!(
+        !shapes.files_changed.is_empty(),
+        "{shapes:#?}\n{}",
+        server.log()
+    );
+    let dry: ApplyOutcome = call_as(
         c,
         "apply_pending",
         json!({"session_id": session, "dry_run": true}),
     )
     .await
     .expect("dry run");
-    let applied = call(c, "apply_pending", json!({"session_id": session}))
+    let applied: ApplyOutcome = call_as(c, "apply_pending", json!({"session_id": session}))
         .await
         .expect("apply");
-    assert_eq!(dry["files"], applied["files"], "the dry run agrees");
+    assert_eq!(dry.files, applied.files, "the dry run agrees");
     assert_eq!(tree(&env.repo), tree(&worktree_of(&env, &session)));
     assert!(
         env.repo
@@ -526,34 +509,29 @@ async fn item5_awkward_names_and_tree_shapes() {
     git(&env.repo, &["add", "-A"]);
     git(&env.repo, &["commit", "-q", "-m", "applied"]);
 
-    let nested = run_task(
+    let nested = completed_task(
         c,
         "run (git init -q lib/nested && cd lib/nested && echo x > x && git add x && \
          git -c user.name=t -c user.email=t@e commit -q -m x)\nwrite plain.txt plain",
         None,
     )
     .await;
-    refused_alike(
-        c,
-        &env,
-        &id(&nested, "session_id"),
-        &["nested", "repository"],
-    )
-    .await;
+    refused_alike(c, &env, &nested.session_id, &["nested", "repository"]).await;
 
-    let deep = run_task(c, "write src/lib.rs changed", None).await;
+    let deep = completed_task(c, "write src/lib.rs changed", None).await;
     std::fs::remove_dir_all(env.repo.join("src")).expect("rm src");
     std::fs::write(env.repo.join("src"), "a file now\n").expect("file");
     refused_alike(
         c,
         &env,
-        &id(&deep, "session_id"),
+        &deep.session_id,
         &["src/lib.rs", "parent `src` is a file"],
     )
     .await;
 
-    let outside = run_task(c, "run ln -s /etc/passwd pw && ln -s ../../escape up", None).await;
-    let sid = id(&outside, "session_id");
+    let outside =
+        completed_task(c, "run ln -s /etc/passwd pw && ln -s ../../escape up", None).await;
+    let sid = outside.session_id.clone();
     let err = call(
         c,
         "apply_pending",
@@ -592,8 +570,8 @@ async fn refused_alike(c: &Client, env: &Env, session: &str, needles: &[&str]) {
 async fn item6_apply_rechecks_the_allowed_roots() {
     let env = Env::new();
     let server = Server::stdio(&env, &[]).await;
-    let s = run_task(&server.client, "write a.txt pending", None).await;
-    let session = id(&s, "session_id");
+    let s = completed_task(&server.client, "write a.txt pending", None).await;
+    let session = s.session_id.clone();
     server.stop().await;
     let narrow = env.root().join("elsewhere");
     std::fs::create_dir_all(&narrow).expect("mkdir");
