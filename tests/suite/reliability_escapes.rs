@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Env, Server, call, files, git, wait_done};
+use crate::support::{
+    Env, Server, TaskList, TaskState, TaskStatus, call, call_as, changed, git, new_task, run_task,
+};
 
 /// Server arguments without the harness's `--project` and `--allow-root`.
 fn args_with_roots(env: &Env, roots: &[&Path]) -> Vec<String> {
@@ -68,20 +70,16 @@ async fn item6_a_project_whose_work_tree_is_outside_the_allowed_roots_is_refused
         assert!(err.contains(&sub.display().to_string()), "{err}");
         assert!(err.contains("outside the allowed roots"), "{err}");
     }
-    let t = call(
+    let t: TaskStatus = call_as(
         c,
         "new_task",
         json!({"prompt": "write b.txt b", "project": inside, "wait_seconds": 30}),
     )
     .await
     .expect("a repository inside the roots is accepted");
-    assert_eq!(t["state"], "completed", "{t:#}");
-    let listed = call(c, "list_tasks", json!({})).await.expect("list");
-    assert_eq!(
-        listed["tasks"].as_array().map(Vec::len),
-        Some(1),
-        "{listed:#}"
-    );
+    assert_eq!(t.state, TaskState::Completed, "{t:#?}");
+    let listed: TaskList = call_as(c, "list_tasks", json!({})).await.expect("list");
+    assert_eq!(listed.tasks.len(), 1, "{listed:#?}");
     server.stop().await;
     assert!(!env.repo.join("escaped.txt").exists());
     assert!(!outside.join("escaped.txt").exists());
@@ -148,23 +146,16 @@ async fn item8_git_in_the_worktree_cannot_change_the_users_repository(env: Env) 
 
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
-    let t = call(
-        c,
-        "new_task",
-        json!({"prompt": "use git", "agent": "git-agent"}),
-    )
-    .await
-    .expect("new_task");
-    let s = wait_done(c, t["task_id"].as_str().expect("id")).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
+    let s = run_task(c, json!({"prompt": "use git", "agent": "git-agent"})).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     assert_eq!(
         repo_state(&env.repo),
         before,
         "the user's repository is untouched"
     );
     // The stashed edit left the worktree; the edit made after it is the pending change.
-    let changed: Vec<String> = files(&s).into_iter().map(|f| f.0).collect();
-    assert_eq!(changed, ["second.txt"], "{s:#}");
+    let paths: Vec<String> = changed(&s).into_iter().map(|f| f.0).collect();
+    assert_eq!(paths, ["second.txt"], "{s:#?}");
     server.stop().await;
 }
 
@@ -198,15 +189,13 @@ crate::both_stores!(item15_a_running_server_reaps_worktrees_leaked_by_closed_ses
 async fn item15_a_running_server_reaps_worktrees_leaked_by_closed_sessions(env: Env) {
     let server = Server::stdio(&env, &["--reap-secs", "1"]).await;
     let c = &server.client;
-    let t = call(
+    let t = new_task(
         c,
-        "new_task",
         json!({"prompt": "write unapplied.txt left behind", "wait_seconds": 30}),
     )
-    .await
-    .expect("new_task");
-    assert_eq!(t["state"], "completed", "{t:#}");
-    let session = t["session_id"].as_str().expect("session").to_string();
+    .await;
+    assert_eq!(t.state, TaskState::Completed, "{t:#?}");
+    let session = t.session_id;
     let wt = env.data.join("worktrees").join(&session);
     assert!(wt.join("unapplied.txt").is_file());
 
@@ -235,14 +224,12 @@ async fn item15_a_running_server_reaps_worktrees_leaked_by_closed_sessions(env: 
         server.log()
     );
     // The server carries on.
-    let t2 = call(
+    let t2 = new_task(
         c,
-        "new_task",
         json!({"prompt": "write next.txt fine", "wait_seconds": 30}),
     )
-    .await
-    .expect("new_task");
-    assert_eq!(t2["state"], "completed", "{t2:#}");
+    .await;
+    assert_eq!(t2.state, TaskState::Completed, "{t2:#?}");
     assert_eq!(
         env.read("unapplied.txt"),
         None,
