@@ -49,10 +49,10 @@ fn run_wait_shows_progress_and_the_result() {
     // Nothing landed yet; `apply` lands it.
     assert_eq!(env.read("hello.txt"), None);
     let ls = boocoder(&env, &["ls", "--json"]);
-    let tasks: Value = serde_json::from_slice(&ls.stdout).expect("ls --json");
-    let id = tasks[0]["task_id"].as_str().expect("task_id").to_string();
-    assert_eq!(tasks[0]["state"], "completed");
-    assert_eq!(tasks[0]["files_changed"], 1);
+    let tasks: Vec<TaskLine> = serde_json::from_slice(&ls.stdout).expect("ls --json");
+    let id = tasks[0].task_id.clone();
+    assert_eq!(tasks[0].state, TaskState::Completed, "{tasks:#?}");
+    assert_eq!(tasks[0].files_changed, 1, "{tasks:#?}");
     let dry = boocoder(&env, &["apply", &id, "--dry-run"]);
     assert!(
         stdout(&dry).contains("would apply 1 file(s)"),
@@ -70,9 +70,9 @@ fn run_wait_json_and_exit_codes() {
     let env = Env::new();
     let ok = boocoder(&env, &["run", "say fine", "--wait", "--json"]);
     assert!(ok.status.success());
-    let v: Value = serde_json::from_slice(&ok.stdout).expect("json");
-    assert_eq!(v["state"], "completed");
-    assert_eq!(v["summary"], "fine");
+    let v: TaskStatus = serde_json::from_slice(&ok.stdout).expect("json");
+    assert_eq!(v.state, TaskState::Completed, "{v:#?}");
+    assert_eq!(v.summary.as_deref(), Some("fine"));
     let bad = boocoder(&env, &["run", "warn broken\nexit 4", "--wait"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(stdout(&bad).contains("exit status 4"), "{}", stdout(&bad));
@@ -131,10 +131,9 @@ fn apply_conflict_exits_1_and_discard_resets() {
         &env,
         &["run", "append README.md agent line", "--wait", "--json"],
     );
-    let id = serde_json::from_slice::<Value>(&r.stdout).expect("json")["task_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = serde_json::from_slice::<TaskStatus>(&r.stdout)
+        .expect("json")
+        .task_id;
     std::fs::write(env.repo.join("README.md"), "mine\n").expect("edit");
     let a = boocoder(&env, &["apply", &id]);
     assert_eq!(a.status.code(), Some(1));
@@ -260,8 +259,8 @@ async fn verbs_work_against_a_running_http_server_with_url() {
     })
     .await
     .expect("join");
-    let tasks: Value = serde_json::from_slice(&ls.stdout).expect("json");
-    let id = tasks[0]["task_id"].as_str().expect("id").to_string();
+    let tasks: Vec<TaskLine> = serde_json::from_slice(&ls.stdout).expect("json");
+    let id = tasks[0].task_id.clone();
     let apply = tokio::task::spawn_blocking(move || remote(&["apply", &id]))
         .await
         .expect("join");

@@ -145,15 +145,12 @@ async fn item9_messages_before_initialize_over_http_leave_the_server_serving() {
 /// Drive a few calls that log (a task runs and finishes), then close stdin.
 async fn some_logged_work(client: &Client) {
     for i in 0..3 {
-        let t = call(
+        let s = run_task(
             client,
-            "new_task",
             json!({"prompt": format!("write f{i}.txt x\nsay done {i}")}),
         )
-        .await
-        .expect("new_task");
-        let s = wait_done(client, t["task_id"].as_str().expect("id")).await;
-        assert_eq!(s["state"], "completed", "{s}");
+        .await;
+        assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     }
 }
 
