@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use boocoder::providers::Transport;
+use boocoder::providers::snapshot::{ProviderInfo, ProvidersSnapshot, Status};
+
 use crate::both_stores;
 use crate::support::*;
 
@@ -60,23 +63,23 @@ async fn start(env: &Env, path: &str, extra: &[&str]) -> (Server, Instant, Durat
     (server, t0, t0.elapsed())
 }
 
-fn provider<'a>(snap: &'a Value, id: &str) -> &'a Value {
-    snap["providers"]
-        .as_array()
-        .expect("providers")
+fn provider<'a>(snap: &'a ProvidersSnapshot, id: &str) -> &'a ProviderInfo {
+    snap.providers
         .iter()
-        .find(|p| p["id"] == id)
-        .unwrap_or_else(|| panic!("no provider {id} in {snap:#}"))
+        .find(|p| p.id == id)
+        .unwrap_or_else(|| panic!("no provider {id} in {snap:#?}"))
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+async fn snapshot(c: &Client, tool: &str, args: Value) -> ProvidersSnapshot {
+    call_as(c, tool, args).await.expect(tool)
+}
+
+/// The entry `configure_provider` reports as it is now.
+async fn configure(c: &Client, args: Value) -> Option<ProviderInfo> {
+    let done = call(c, "configure_provider", args)
+        .await
+        .expect("configure_provider");
+    (!done["provider"].is_null()).then(|| typed(done["provider"].clone()))
 }
 
 async fn statuses_timeouts_and_the_cache(env: Env) {
@@ -84,63 +87,46 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
     write_fixture_providers(&env);
     let (server, t0, ready) = start(&env, &path, &[]).await;
     let c = &server.client;
-    let first = call(c, "list_providers", json!({"wait_seconds": 0}))
-        .await
-        .expect("list_providers");
-    let at_once: Vec<String> = first["providers"]
-        .as_array()
-        .expect("providers")
+    let first = snapshot(c, "list_providers", json!({"wait_seconds": 0})).await;
+    let at_once: Vec<String> = first
+        .providers
         .iter()
-        .map(|p| {
-            format!(
-                "{}={}",
-                p["id"].as_str().unwrap_or(""),
-                p["status"].as_str().unwrap_or("")
-            )
-        })
+        .map(|p| format!("{}={}", p.id, p.status.as_str()))
         .collect();
-    let snap = call(c, "list_providers", json!({"wait_seconds": 30}))
-        .await
-        .expect("list_providers");
+    let snap = snapshot(c, "list_providers", json!({"wait_seconds": 30})).await;
     let complete = t0.elapsed();
     eprintln!(
         "figure: server start (MCP handshake) {ready:?}; start -> complete provider snapshot {complete:?} (fixtures; the hanging `--version` is cut at 1 s, half the 2 s probe timeout); at once: {}",
         at_once.join(" ")
     );
     let acp = provider(&snap, "acp-fix");
-    assert_eq!(acp["status"], "ready", "{acp:#}");
-    assert_eq!(acp["transport"], "acp");
-    assert_eq!(acp["version"], "1.0.0");
-    assert_eq!(strings(&acp["modes"]), vec!["code", "ask"]);
-    assert_eq!(strings(&acp["models"]), vec!["fake-small", "fake-large"]);
-    assert_eq!(acp["default_model"], "fake-small");
-    assert_eq!(strings(&acp["commands"]), vec!["/fixture-help"]);
-    assert_eq!(provider(&snap, "cli-fix")["status"], "ready");
+    assert_eq!(acp.status, Status::Ready, "{acp:#?}");
+    assert_eq!(acp.transport, Transport::Acp);
+    assert_eq!(acp.version.as_deref(), Some("1.0.0"));
+    assert_eq!(acp.modes, vec!["code", "ask"]);
+    assert_eq!(acp.models, vec!["fake-small", "fake-large"]);
+    assert_eq!(acp.default_model.as_deref(), Some("fake-small"));
+    assert_eq!(acp.commands, vec!["/fixture-help"]);
+    assert_eq!(provider(&snap, "cli-fix").status, Status::Ready);
     assert_eq!(
-        provider(&snap, "claude")["status"],
-        "ready",
+        provider(&snap, "claude").status,
+        Status::Ready,
         "built-in found on PATH"
     );
     let hang = provider(&snap, "hang");
-    assert_eq!(hang["status"], "error", "{hang:#}");
-    assert!(
-        hang["diagnostic"]
-            .as_str()
-            .unwrap_or("")
-            .contains("--version"),
-        "{hang:#}"
-    );
+    assert_eq!(hang.status, Status::Error, "{hang:#?}");
+    assert!(hang.diagnostic.contains("--version"), "{hang:#?}");
     let missing = provider(&snap, "missing");
-    assert_eq!(missing["status"], "not_installed", "{missing:#}");
-    assert_eq!(provider(&snap, "native")["status"], "not_installed");
-    for p in snap["providers"].as_array().expect("providers") {
-        assert_ne!(p["status"], "probing", "{p:#}");
+    assert_eq!(missing.status, Status::NotInstalled, "{missing:#?}");
+    assert_eq!(provider(&snap, "native").status, Status::NotInstalled);
+    for p in &snap.providers {
+        assert_ne!(p.status, Status::Probing, "{p:#?}");
     }
     eprintln!(
-        "figure: probe finished at acp-fix {} / cli-fix {} / hang {}",
-        acp["probed_at"],
-        provider(&snap, "cli-fix")["probed_at"],
-        hang["probed_at"]
+        "figure: probe finished at acp-fix {:?} / cli-fix {:?} / hang {:?}",
+        acp.probed_at,
+        provider(&snap, "cli-fix").probed_at,
+        hang.probed_at
     );
 
     let text = call_text(c, "provider_diagnostic", json!({"id": "hang"})).await;
@@ -179,22 +165,23 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
 
     // A restart shows the cached snapshot at once: nothing is probing, nothing is re-run.
     let (server, t0, _) = start(&env, &path, &[]).await;
-    let snap = call(&server.client, "list_providers", json!({"wait_seconds": 0}))
-        .await
-        .expect("list_providers");
+    let snap = snapshot(&server.client, "list_providers", json!({"wait_seconds": 0})).await;
     eprintln!("figure: restart -> cached snapshot {:?}", t0.elapsed());
-    assert_eq!(provider(&snap, "acp-fix")["status"], "ready", "{snap:#}");
-    assert_eq!(provider(&snap, "hang")["status"], "error", "{snap:#}");
+    assert_eq!(
+        provider(&snap, "acp-fix").status,
+        Status::Ready,
+        "{snap:#?}"
+    );
+    assert_eq!(provider(&snap, "hang").status, Status::Error, "{snap:#?}");
     // refresh_providers re-probes on demand.
-    let before = provider(&snap, "cli-fix")["probed_at"].clone();
-    let fresh = call(
+    let before = provider(&snap, "cli-fix").probed_at.clone();
+    let fresh = snapshot(
         &server.client,
         "refresh_providers",
         json!({"ids": ["cli-fix"]}),
     )
-    .await
-    .expect("refresh");
-    assert_ne!(provider(&fresh, "cli-fix")["probed_at"], before);
+    .await;
+    assert_ne!(provider(&fresh, "cli-fix").probed_at, before);
     server.stop().await;
 }
 both_stores!(statuses_timeouts_and_the_cache);
@@ -215,25 +202,21 @@ async fn configure_adds_an_acp_agent_that_runs_a_task_and_merges_fields() {
     let (server, _, _) = start(&env, &path, &[]).await;
     let c = &server.client;
     let state = env.root().join("acp-state").display().to_string();
-    let done = call(
+    let done = configure(
         c,
-        "configure_provider",
         json!({"id": "mine", "extends": "acp", "command": ["fake-acp"],
                "env": {"FAKE_ACP_STATE": state, "EXTRA": "1"}}),
     )
     .await
-    .expect("configure");
-    assert_eq!(done["provider"]["status"], "ready", "{done:#}");
-    assert_eq!(strings(&done["provider"]["modes"]), vec!["code", "ask"]);
-    let t = call(
+    .expect("the entry");
+    assert_eq!(done.status, Status::Ready, "{done:#?}");
+    assert_eq!(done.modes, vec!["code", "ask"]);
+    let s = run_task(
         c,
-        "new_task",
         json!({"prompt": "say hello from mine\nwhoami", "agent": "mine", "mode": "ask"}),
     )
-    .await
-    .expect("new_task");
-    let s = wait_done(c, t["task_id"].as_str().expect("id")).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
+    .await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
 
     // Changing one field keeps the others (command, env) and the other entries.
     call(
@@ -293,14 +276,10 @@ async fn a_disabled_provider_is_refused_naming_the_valid_ones() {
     write_fixture_providers(&env);
     let (server, _, _) = start(&env, &path, &[]).await;
     let c = &server.client;
-    let done = call(
-        c,
-        "configure_provider",
-        json!({"id": "cli-fix", "enabled": false}),
-    )
-    .await
-    .expect("disable");
-    assert_eq!(done["provider"]["status"], "disabled");
+    let done = configure(c, json!({"id": "cli-fix", "enabled": false}))
+        .await
+        .expect("the entry");
+    assert_eq!(done.status, Status::Disabled, "{done:#?}");
     let err = call(
         c,
         "new_task",
@@ -312,8 +291,8 @@ async fn a_disabled_provider_is_refused_naming_the_valid_ones() {
         err.contains("disabled") && err.contains("acp-fix") && err.contains("script"),
         "{err}"
     );
-    let snap = call(c, "list_providers", json!({})).await.expect("list");
-    assert_eq!(provider(&snap, "cli-fix")["status"], "disabled");
+    let snap = snapshot(c, "list_providers", json!({})).await;
+    assert_eq!(provider(&snap, "cli-fix").status, Status::Disabled);
     call(
         c,
         "configure_provider",
@@ -321,17 +300,8 @@ async fn a_disabled_provider_is_refused_naming_the_valid_ones() {
     )
     .await
     .expect("enable");
-    let t = call(
-        c,
-        "new_task",
-        json!({"prompt": "say back", "agent": "cli-fix"}),
-    )
-    .await
-    .expect("enabled again");
-    assert_eq!(
-        wait_done(c, t["task_id"].as_str().expect("id")).await["state"],
-        "completed"
-    );
+    let s = run_task(c, json!({"prompt": "say back", "agent": "cli-fix"})).await;
+    assert_eq!(s.state, TaskState::Completed, "enabled again: {s:#?}");
     // A built-in disabled by the file stays listed; removing the entry restores it.
     call(
         c,
@@ -340,14 +310,10 @@ async fn a_disabled_provider_is_refused_naming_the_valid_ones() {
     )
     .await
     .expect("disable built-in");
-    let done = call(
-        c,
-        "configure_provider",
-        json!({"id": "claude", "remove": true}),
-    )
-    .await
-    .expect("remove entry");
-    assert_eq!(done["provider"]["enabled"], true);
+    let done = configure(c, json!({"id": "claude", "remove": true}))
+        .await
+        .expect("the built-in stays");
+    assert!(done.enabled, "{done:#?}");
     server.stop().await;
 }
 
@@ -372,22 +338,15 @@ async fn a_corrupt_file_is_reported_and_built_ins_keep_working() {
     )
     .await;
     let c = &server.client;
-    let snap = call(c, "list_providers", json!({})).await.expect("list");
-    let diags = strings(&snap["diagnostics"]).join("\n");
+    let snap = snapshot(c, "list_providers", json!({})).await;
+    let diags = snap.diagnostics.join("\n");
     assert!(diags.contains("line 3"), "{diags}");
-    assert_eq!(provider(&snap, "claude")["status"], "ready");
+    assert_eq!(provider(&snap, "claude").status, Status::Ready);
     let text = call_text(c, "provider_diagnostic", json!({})).await;
     assert!(text.contains("line 3"), "{text}");
     // The built-in `claude` (the CLI fixture on PATH) still runs tasks.
-    let t = call(
-        c,
-        "new_task",
-        json!({"prompt": "anything", "agent": "claude"}),
-    )
-    .await
-    .expect("built-in");
-    let s = wait_done(c, t["task_id"].as_str().expect("id")).await;
-    assert_eq!(s["state"], "completed", "{s:#}");
+    let s = run_task(c, json!({"prompt": "anything", "agent": "claude"})).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     // Editing would lose what the user wrote: refused, file untouched.
     let err = call(
         c,
@@ -456,9 +415,9 @@ async fn concurrent_configure_calls_lose_no_update() {
             "{file:#}"
         );
     }
-    let snap = call(&server.client, "list_providers", json!({}))
+    let snap: ProvidersSnapshot = call_as(&server.client, "list_providers", json!({}))
         .await
         .expect("list");
-    assert_eq!(provider(&snap, "c7")["status"], "ready");
+    assert_eq!(provider(&snap, "c7").status, Status::Ready);
     server.stop().await;
 }
