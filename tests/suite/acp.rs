@@ -14,7 +14,7 @@ async fn start(c: &Client, args: Value) -> String {
 
 async fn run(c: &Client, args: Value) -> (String, TaskStatus) {
     let id = start(c, args).await;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     (id, s)
 }
 
@@ -23,7 +23,7 @@ async fn refused_or_failed(c: &Client, args: Value) -> String {
     match call_as::<TaskStatus>(c, "new_task", args).await {
         Err(e) => e,
         Ok(t) => {
-            let s = wait_status(c, &t.task_id).await;
+            let s = wait_done(c, &t.task_id).await;
             assert_eq!(s.state, TaskState::Failed, "{s:#?}");
             s.error.unwrap_or_default()
         }
@@ -259,8 +259,8 @@ async fn permission_policies_allow_deny_and_ask_timeout_are_recorded(env: Env) {
         json!({"prompt": "perm-write asked.txt maybe", "agent": "fake", "permission": "ask"}),
     )
     .await;
-    wait_for(c, &id, TaskState::Blocked).await;
-    let s = wait_status(c, &id).await;
+    wait_state(c, &id, TaskState::Blocked).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     assert!(changed(&s).is_empty());
     let dump = all_text(&transcript(c, &id).await);
@@ -345,7 +345,7 @@ async fn cancel_ends_the_turn_and_a_stubborn_agent_is_killed() {
 
     // A cooperative agent acknowledges session/cancel and stays warm.
     let id = start(c, json!({"prompt": "pid\nsleep 60000", "agent": "fake"})).await;
-    wait_for(c, &id, TaskState::Running).await;
+    wait_state(c, &id, TaskState::Running).await;
     wait_for_text(c, &id, "pid=").await;
     let s: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id}))
         .await
@@ -374,7 +374,7 @@ async fn cancel_ends_the_turn_and_a_stubborn_agent_is_killed() {
     let s = if s.state == TaskState::Cancelled {
         s
     } else {
-        wait_status(c, &id).await
+        wait_done(c, &id).await
     };
     assert_eq!(s.state, TaskState::Cancelled, "{s:#?}");
     let t = transcript(c, &id).await;
@@ -489,7 +489,7 @@ async fn the_lru_cap_evicts_idle_agents_never_a_busy_one() {
     wait_for_text(c, &a, "pid=").await;
     let (b, sb) = run(c, json!({"prompt": "pid", "agent": "fake"})).await;
     assert_eq!(sb.state, TaskState::Completed, "{sb:#?}");
-    let sa = wait_status(c, &a).await;
+    let sa = wait_done(c, &a).await;
     assert_eq!(
         sa.state,
         TaskState::Completed,

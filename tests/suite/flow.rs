@@ -12,7 +12,7 @@ pub async fn round_trip(client: &Client, env: &Env) {
     let id = t.task_id;
     assert!(t.session_id.starts_with("s-"), "{}", t.session_id);
 
-    let s = wait_status(client, &id).await;
+    let s = wait_done(client, &id).await;
     assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     assert_eq!(s.summary.as_deref(), Some("all three edits done"));
     let mut files = changed(&s);
@@ -81,10 +81,7 @@ async fn follow_up_turns_accumulate_and_apply_rebaselines(env: Env) {
     let c = &server.client;
     let t1 = new_task(c, json!({"prompt": "write one.txt first"})).await;
     let session = t1.session_id;
-    assert_eq!(
-        wait_status(c, &t1.task_id).await.state,
-        TaskState::Completed
-    );
+    assert_eq!(wait_done(c, &t1.task_id).await.state, TaskState::Completed);
 
     // Second turn in the same session sees the first turn's file and adds another.
     let t2 = new_task(
@@ -94,7 +91,7 @@ async fn follow_up_turns_accumulate_and_apply_rebaselines(env: Env) {
     .await;
     assert_eq!(t2.session_id, session);
     let id2 = t2.task_id;
-    let s2 = wait_status(c, &id2).await;
+    let s2 = wait_done(c, &id2).await;
     let mut f2 = changed(&s2);
     f2.sort();
     assert_eq!(
@@ -113,7 +110,7 @@ async fn follow_up_turns_accumulate_and_apply_rebaselines(env: Env) {
         json!({"prompt": "write three.txt third", "continue_task_id": id2}),
     )
     .await;
-    let s3 = wait_status(c, &t3.task_id).await;
+    let s3 = wait_done(c, &t3.task_id).await;
     assert_eq!(changed(&s3), vec![("three.txt".to_string(), 1, 0)]);
     server.stop().await;
 }
@@ -197,7 +194,7 @@ async fn list_tasks_filters_and_pages(env: Env) {
         kids.push(k.task_id);
     }
     for k in &kids {
-        assert_eq!(wait_status(c, k).await.state, TaskState::Completed);
+        assert_eq!(wait_done(c, k).await.state, TaskState::Completed);
     }
     let ids = |l: &TaskList| {
         l.tasks

@@ -13,7 +13,7 @@ async fn cancel_stops_a_running_agent(env: Env) {
     let t = new_task(c, json!({"prompt": "write partial.txt before sleeping\nsay sleeping\nsleep 60\nwrite never.txt x"}))
         .await;
     let id = t.task_id;
-    wait_for(c, &id, TaskState::Running).await;
+    wait_state(c, &id, TaskState::Running).await;
     // Let the agent get past its first directive so the partial edit exists.
     for _ in 0..100 {
         if std::fs::read_dir(env.data.join("worktrees"))
@@ -61,7 +61,7 @@ async fn cancel_a_pending_task_and_sessions_run_one_turn_at_a_time(env: Env) {
     )
     .await;
     let (id1, id2) = (t1.task_id, t2.task_id);
-    wait_for(c, &id1, TaskState::Running).await;
+    wait_state(c, &id1, TaskState::Running).await;
     // The second turn of the same session waits for the first.
     assert_eq!(task_status(c, &id2).await.state, TaskState::Pending);
     let s2: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id2}))
@@ -107,7 +107,7 @@ async fn killed_server_leaves_no_task_running_after_restart(env: Env) {
     let id = new_task(&server.client, json!({"prompt": prompt}))
         .await
         .task_id;
-    wait_for(&server.client, &id, TaskState::Running).await;
+    wait_state(&server.client, &id, TaskState::Running).await;
     let mut agent_pid = None;
     for _ in 0..200 {
         let line = std::fs::read_to_string(&marks).unwrap_or_default();
@@ -158,7 +158,7 @@ async fn stdin_eof_cancels_in_flight_turns_and_exits(env: Env) {
     let id = new_task(&server.client, json!({"prompt": "sleep 60"}))
         .await
         .task_id;
-    wait_for(&server.client, &id, TaskState::Running).await;
+    wait_state(&server.client, &id, TaskState::Running).await;
     let status = server.stop().await;
     assert!(status.success(), "{status:?}");
 
@@ -196,7 +196,7 @@ async fn sigterm_stops_claiming_cancels_in_flight_turns_and_exits() {
     let id = new_task(&client, json!({"prompt": "sleep 60"}))
         .await
         .task_id;
-    wait_for(&client, &id, TaskState::Running).await;
+    wait_state(&client, &id, TaskState::Running).await;
     let pid = child.id().expect("pid") as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),

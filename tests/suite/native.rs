@@ -64,7 +64,7 @@ async fn native_task_reads_edits_creates_and_deletes(env: Env) {
     let id = new_task(c, json!({"prompt": "tidy the repo"}))
         .await
         .task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Completed, "{s:#?}\n{}", server.log());
     assert_eq!(s.agent, "native");
     assert_eq!(
@@ -229,7 +229,7 @@ async fn ambiguous_edit_and_path_escapes_go_back_to_the_model() {
     let id = new_task(c, json!({"prompt": "shout", "agent": "native"}))
         .await
         .task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     assert_eq!(changed(&s), vec![("README.md".to_string(), 1, 1)]);
     assert!(!outside.exists(), "an escape must write nothing");
@@ -268,14 +268,14 @@ async fn follow_up_turn_sends_the_prior_conversation(env: Env) {
     let server = Server::native(&env, &llm.url, &[]).await;
     let c = &server.client;
     let id1 = new_task(c, json!({"prompt": "create a.txt"})).await.task_id;
-    assert_eq!(wait_status(c, &id1).await.state, TaskState::Completed);
+    assert_eq!(wait_done(c, &id1).await.state, TaskState::Completed);
     let id2 = new_task(
         c,
         json!({"prompt": "what does a.txt say?", "continue_task_id": id1, "model": "other-model"}),
     )
     .await
     .task_id;
-    let s2 = wait_status(c, &id2).await;
+    let s2 = wait_done(c, &id2).await;
     assert_eq!(s2.state, TaskState::Completed, "{s2:#?}");
     assert_eq!(s2.summary.as_deref(), Some("It says A."));
     assert_eq!(changed(&s2), vec![("a.txt".to_string(), 1, 0)]);
@@ -396,7 +396,7 @@ async fn without_an_endpoint_the_loop_runs_through_mcp_sampling() {
     let server = Server::stdio_client(&env, args, &[], client.clone()).await;
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "make a.txt"})).await.task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Completed, "{s:#?}\n{}", server.log());
     assert_eq!(s.agent, "native");
     assert_eq!(s.summary.as_deref(), Some("Wrote a.txt through sampling."));
@@ -437,11 +437,11 @@ async fn follow_up_drops_old_tool_results_to_fit_the_context_budget(env: Env) {
     let server = Server::native(&env, &llm.url, &["--context-tokens", "1000"]).await;
     let c = &server.client;
     let id1 = new_task(c, json!({"prompt": "read big.txt"})).await.task_id;
-    assert_eq!(wait_status(c, &id1).await.state, TaskState::Completed);
+    assert_eq!(wait_done(c, &id1).await.state, TaskState::Completed);
     let id2 = new_task(c, json!({"prompt": "and now?", "continue_task_id": id1}))
         .await
         .task_id;
-    assert_eq!(wait_status(c, &id2).await.state, TaskState::Completed);
+    assert_eq!(wait_done(c, &id2).await.state, TaskState::Completed);
 
     let reqs = llm.requests();
     // Within turn one the fresh result is sent whole, even over budget: the model asked for it.

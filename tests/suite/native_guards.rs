@@ -29,7 +29,7 @@ async fn iteration_cap_fails_the_task_with_a_summary() {
     let server = Server::native(&env, &llm.url, &["--max-rounds", "3"]).await;
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "wander"})).await.task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     let error = s.error.as_deref().expect("error");
     assert!(error.contains("no final answer after 3 rounds"), "{error}");
@@ -52,7 +52,7 @@ async fn repeated_identical_calls_stop_as_a_doom_loop() {
     let server = Server::native(&env, &llm.url, &[]).await;
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "loop"})).await.task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     let error = s.error.as_deref().expect("error");
     assert!(error.contains("doom loop"), "{error}");
@@ -85,7 +85,7 @@ async fn token_budget_stops_with_a_partial_summary() {
     let server = Server::native(&env, &llm.url, &["--max-tokens-total", "250"]).await;
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "spend"})).await.task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     let error = s.error.as_deref().expect("error");
     assert!(
@@ -134,7 +134,7 @@ async fn rate_limit_is_retried_then_succeeds() {
     .await;
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "hi"})).await.task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Completed, "{s:#?}");
     assert_eq!(s.summary.as_deref(), Some("ok"));
     assert_eq!(llm.requests().len(), 3);
@@ -164,7 +164,7 @@ async fn server_error_forever_fails_quoting_the_server() {
     .await;
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "hi"})).await.task_id;
-    let s = wait_status(c, &id).await;
+    let s = wait_done(c, &id).await;
     assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     assert_eq!(
         s.error.as_deref(),
@@ -185,7 +185,7 @@ async fn cancel_mid_stream_stops_at_once() {
     let c = &server.client;
     let id = new_task(c, json!({"prompt": "think"})).await.task_id;
     llm.wait_requests(1).await;
-    wait_for(c, &id, TaskState::Running).await;
+    wait_state(c, &id, TaskState::Running).await;
     let t0 = Instant::now();
     let s: TaskStatus = call_as(c, "cancel_task", json!({"task_id": id}))
         .await

@@ -98,10 +98,10 @@ async fn a_dead_nodes_tasks_are_failed_after_its_lease() {
     )
     .await
     .task_id;
-    wait_for(&owner.client, &id, TaskState::Running).await;
+    wait_state(&owner.client, &id, TaskState::Running).await;
     owner.child.start_kill().expect("kill -9");
     owner.child.wait().await.expect("reap");
-    let s = wait_status(&other.client, &id).await;
+    let s = wait_done(&other.client, &id).await;
     assert_eq!(s.state, TaskState::Failed);
     assert_eq!(
         s.error.as_deref(),
@@ -117,13 +117,13 @@ async fn a_node_without_notifications_still_finds_work_by_polling() {
     let long_id = new_task(&busy.client, json!({"prompt": "sleep 5"}))
         .await
         .task_id;
-    wait_for(&busy.client, &long_id, TaskState::Running).await;
+    wait_state(&busy.client, &long_id, TaskState::Running).await;
     let long_node = task_status(&busy.client, &long_id).await.node;
     // The busy node's only slot is taken, so only the poller can run the next task, and it
     // hears no NOTIFY: it must find the task by polling.
     let poller = Server::stdio(&env, &["--no-listen", "--poll-secs", "0.3"]).await;
     let quick = new_task(&busy.client, json!({"prompt": "say polled"})).await;
-    let s = wait_status(&busy.client, &quick.task_id).await;
+    let s = wait_done(&busy.client, &quick.task_id).await;
     assert_eq!(s.state, TaskState::Completed);
     assert_ne!(s.node, long_node, "the polling node ran it");
     call(&busy.client, "cancel_task", json!({"task_id": long_id}))

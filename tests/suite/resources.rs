@@ -52,7 +52,7 @@ async fn tasks_are_resources_and_subscribers_hear_about_changes() {
     c.subscribe(SubscribeRequestParams::new(uri.clone()))
         .await
         .expect("subscribe");
-    wait_status(c, &id).await;
+    wait_done(c, &id).await;
     for _ in 0..50 {
         if recorder.updated.lock().expect("lock").contains(&uri) {
             break;

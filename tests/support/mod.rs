@@ -450,7 +450,7 @@ pub async fn output(client: &Peer<RoleClient>, task_id: &str, extra: Value) -> T
 /// `new_task`, then wait until the task is terminal.
 pub async fn run_task(client: &Peer<RoleClient>, args: Value) -> TaskStatus {
     let t = new_task(client, args).await;
-    wait_status(client, &t.task_id).await
+    wait_done(client, &t.task_id).await
 }
 
 /// The texts of a task's transcript (first page), one entry a line.
@@ -495,20 +495,15 @@ fn terminal(s: &Value) -> bool {
 }
 
 /// Poll `check_task_status` with long-polls until the task is terminal (150 s at most).
-pub async fn wait_done(client: &Peer<RoleClient>, task_id: &str) -> Value {
+pub async fn wait_done(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
     match poll(client, task_id, 30, Some(5), terminal).await {
-        Some(s) => s,
+        Some(s) => typed(s),
         None => panic!("task {task_id} did not finish"),
     }
 }
 
-/// `wait_done`, decoded.
-pub async fn wait_status(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
-    typed(wait_done(client, task_id).await)
-}
-
-/// Like `wait_status`, for slow agents: up to 300 s.
-pub async fn wait_status_long(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
+/// Like `wait_done`, for slow agents: up to 300 s.
+pub async fn wait_done_long(client: &Peer<RoleClient>, task_id: &str) -> TaskStatus {
     match poll(client, task_id, 60, Some(5), terminal).await {
         Some(s) => typed(s),
         None => panic!("task {task_id} did not finish in 300 s"),
@@ -516,16 +511,11 @@ pub async fn wait_status_long(client: &Peer<RoleClient>, task_id: &str) -> TaskS
 }
 
 /// Poll until the task is in `state`.
-pub async fn wait_state(client: &Peer<RoleClient>, task_id: &str, state: &str) -> Value {
-    match poll(client, task_id, 300, None, |s| s["state"] == state).await {
-        Some(s) => s,
+pub async fn wait_state(client: &Peer<RoleClient>, task_id: &str, state: TaskState) -> TaskStatus {
+    match poll(client, task_id, 300, None, |s| s["state"] == state.as_str()).await {
+        Some(s) => typed(s),
         None => panic!("task {task_id} never reached {state}"),
     }
-}
-
-/// `wait_state`, decoded.
-pub async fn wait_for(client: &Peer<RoleClient>, task_id: &str, state: TaskState) -> TaskStatus {
-    typed(wait_state(client, task_id, state.as_str()).await)
 }
 
 /// `(path, additions, deletions)` of each changed file.
@@ -534,21 +524,5 @@ pub fn changed(status: &TaskStatus) -> Vec<(String, u32, u32)> {
         .files_changed
         .iter()
         .map(|f| (f.path.clone(), f.additions, f.deletions))
-        .collect()
-}
-
-pub fn files(status: &Value) -> Vec<(String, u64, u64)> {
-    status["files_changed"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap_or("").to_string(),
-                f["additions"].as_u64().unwrap_or(0),
-                f["deletions"].as_u64().unwrap_or(0),
-            )
-        })
         .collect()
 }

@@ -269,7 +269,7 @@ async fn two_turns(env: &Env, agent: &str, script: &model_server::Script) -> Vec
         }
         let t = new_task(c, args).await;
         session = Some(t.session_id);
-        let s = wait_status_long(c, &t.task_id).await;
+        let s = wait_done_long(c, &t.task_id).await;
         let out = output(c, &t.task_id, json!({})).await;
         assert_eq!(
             s.state,
