@@ -147,16 +147,14 @@ fn apply_conflict_exits_1_and_discard_resets() {
 fn providers_and_doctor() {
     let env = Env::new();
     let p = boocoder(&env, &["providers", "--json"]);
-    let v: Value = serde_json::from_slice(&p.stdout).expect("json");
-    let script = v["providers"]
-        .as_array()
-        .expect("list")
+    let v: ProvidersSnapshot = serde_json::from_slice(&p.stdout).expect("json");
+    let script = v
+        .providers
         .iter()
-        .find(|p| p["id"] == "script")
-        .cloned()
+        .find(|p| p.id == "script")
         .expect("script");
-    assert_eq!(script["status"], "ready");
-    assert_eq!(script["transport"], "cli");
+    assert_eq!(script.status, Status::Ready, "{script:#?}");
+    assert_eq!(script.transport, Transport::Cli);
     let table = stdout(&boocoder(&env, &["providers"]));
     assert!(
         table.lines().next().unwrap_or("").starts_with("ID"),

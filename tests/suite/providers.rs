@@ -7,9 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use boocoder::providers::Transport;
-use boocoder::providers::snapshot::{ProviderInfo, ProvidersSnapshot, Status};
-
 use crate::both_stores;
 use crate::support::*;
 

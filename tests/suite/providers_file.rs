@@ -20,27 +20,31 @@ async fn an_original_providers_file_loads_and_its_unknown_fields_survive_an_edit
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
 
-    let snap = call(c, "list_providers", json!({"wait_seconds": 0}))
+    let snap: ProvidersSnapshot = call_as(c, "list_providers", json!({"wait_seconds": 0}))
         .await
         .expect("list_providers");
     let find = |id: &str| {
-        snap["providers"]
-            .as_array()
-            .and_then(|a| a.iter().find(|p| p["id"] == id).cloned())
-            .unwrap_or_else(|| panic!("no {id} in {snap:#}"))
+        snap.providers
+            .iter()
+            .find(|p| p.id == id)
+            .unwrap_or_else(|| panic!("no {id} in {snap:#?}"))
     };
     let oc = find("oc-small");
-    assert_eq!(oc["description"], "opencode on the small model", "{oc:#}");
-    assert_eq!(oc["transport"], "acp", "{oc:#}");
-    assert_eq!(oc["label"], "OpenCode (small)", "{oc:#}");
-    assert_eq!(find("legacy")["transport"], "cli");
     assert_eq!(
-        snap["diagnostics"],
-        json!([format!(
+        oc.description.as_deref(),
+        Some("opencode on the small model"),
+        "{oc:#?}"
+    );
+    assert_eq!(oc.transport, Transport::Acp, "{oc:#?}");
+    assert_eq!(oc.label, "OpenCode (small)", "{oc:#?}");
+    assert_eq!(find("legacy").transport, Transport::Cli);
+    assert_eq!(
+        snap.diagnostics,
+        vec![format!(
             "{} line 5: providers.legacy: unknown field `icon` ignored; the fields are extends, label, description, command, env, prompt, model_args, enabled, timeout_secs, client_fs, permission, permission_timeout_secs",
             file.display()
-        )]),
-        "{snap:#}"
+        )],
+        "{snap:#?}"
     );
 
     // an edit of that entry keeps what this version does not read

@@ -20,6 +20,8 @@ use tokio::process::{Child, Command};
 
 pub use boocoder::domain::{EventKind, TaskEvent, TaskState, Usage};
 pub use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus};
+pub use boocoder::providers::Transport;
+pub use boocoder::providers::snapshot::{ProviderInfo, ProvidersSnapshot, Status};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_boocoder");
 
