@@ -135,3 +135,70 @@ async fn an_idle_project_s_spares_are_dropped_leaving_nothing_behind() {
     );
     assert_eq!(refs.lines().count(), 1, "{refs}");
 }
+
+#[tokio::test]
+async fn two_servers_on_one_data_directory_never_hand_out_the_same_spare() {
+    let env = Env::new();
+    // a setup command, so a spare's first turn says it was made ready ahead of need
+    let projects = json!({"projects": {env.repo.display().to_string(): {"setup": ["true"]}}});
+    std::fs::write(env.data.join("projects.json"), projects.to_string()).expect("write");
+    let one = Server::stdio(&env, &["--pool-size", "2"]).await;
+    let two = Server::stdio(&env, &["--pool-size", "2"]).await;
+    let a = run_task(&one.client, json!({"prompt": "say warm up"})).await;
+    assert_eq!(a.state, TaskState::Completed, "{a:#?}");
+    until("two spares are ready", || {
+        spares(&env.data).iter().filter(|(_, r)| *r).count() == 2
+    })
+    .await;
+    let before: Vec<PathBuf> = spares(&env.data).into_iter().map(|(p, _)| p).collect();
+
+    // Both servers start new sessions at once; each turn prints its worktree.
+    let peers = [one.client.peer().clone(), two.client.peer().clone()];
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        let c = peers[i % 2].clone();
+        handles.push(tokio::spawn(async move {
+            new_task(&c, json!({"prompt": "run pwd"})).await.task_id
+        }));
+    }
+    let mut worktrees = Vec::new();
+    let mut from_pool = 0;
+    for h in handles {
+        let id = h.await.expect("join");
+        let done = wait_done(&one.client, &id).await;
+        assert_eq!(done.state, TaskState::Completed, "{done:#?}");
+        let text = transcript_text(&one.client, &id).await;
+        if text.contains("made ready ahead of need (worktree pool)") {
+            from_pool += 1;
+        }
+        let wt = text
+            .lines()
+            .find(|l| l.contains("/worktrees/"))
+            .unwrap_or_else(|| panic!("no worktree path in {text}"))
+            .trim()
+            .to_string();
+        worktrees.push(wt);
+    }
+    let mut distinct = worktrees.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        6,
+        "two sessions shared a worktree: {worktrees:#?}"
+    );
+    assert!(from_pool >= 1, "no session took a spare: {worktrees:#?}");
+    assert!(from_pool <= 6);
+    // a spare is a directory of the pool, never a session's worktree
+    for spare in before {
+        let name = spare
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        assert!(
+            !worktrees.iter().any(|w| w.ends_with(&name)),
+            "a spare's name is a session worktree: {spare:?}"
+        );
+    }
+}
