@@ -2,13 +2,18 @@
 //! `doctor`). They open the same data directory or database as the server; only `run --wait`
 //! dispatches (it is a full engine until its task ends), the others are store clients.
 
+mod flags;
 mod remote;
 mod render;
+mod schemas;
+mod serve;
 
-pub use remote::run as run_remote;
+use remote::run as run_remote;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use boocoder::config::Config;
@@ -16,48 +21,135 @@ use boocoder::domain::{Task, TaskState};
 use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest};
 use boocoder::mcp::types::{TaskLine, TaskStatus};
 use boocoder::providers::snapshot::Status;
+use clap::{Parser, Subcommand};
 
-/// What a verb asks for; parsed by `main`.
+use flags::Global;
+use serve::ServeArgs;
+
+/// The command line: global flags, then one verb.
+#[derive(Parser)]
+#[command(
+    name = "boocoder",
+    version,
+    about = "Run coding agents in isolated git worktrees, driven over MCP"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Verb,
+}
+
+#[derive(Subcommand)]
 pub enum Verb {
+    /// Run the MCP server: stdio by default, Streamable HTTP with --http.
+    Serve(ServeArgs),
+    /// Queue a task; with --wait, run it here with live progress (Ctrl-C cancels it).
     Run {
+        /// What the agent should do.
         prompt: String,
+        /// Provider id (see `boocoder providers`).
+        #[arg(long)]
         agent: Option<String>,
+        #[arg(long)]
         model: Option<String>,
+        #[arg(long)]
         mode: Option<String>,
-        project: Option<String>,
+        /// Git repository to work on [default: --project, or the current directory].
+        #[arg(long = "in", value_name = "DIR")]
+        project_dir: Option<PathBuf>,
+        /// Follow-up turn in this session (same worktree).
+        #[arg(long)]
         session: Option<String>,
+        /// Run the task now and wait for it, showing progress.
+        #[arg(long)]
         wait: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
         json: bool,
     },
+    /// List tasks, newest first.
     Ls {
+        /// Only tasks in this state (pending, running, blocked, completed, failed, cancelled).
+        #[arg(long)]
         state: Option<String>,
+        #[arg(long, default_value_t = 20)]
         limit: u32,
+        #[arg(long)]
         session: Option<String>,
+        #[arg(long)]
         json: bool,
     },
+    /// Show a task: status, transcript and diff.
     Show {
         id: String,
+        #[arg(long)]
         json: bool,
     },
+    /// Apply a task's (or session's) pending change to the project checkout.
     Apply {
+        /// Task id or session id.
         id: String,
+        /// Only check that it applies cleanly.
+        #[arg(long)]
         dry_run: bool,
     },
-    Discard {
-        id: String,
-    },
-    Cancel {
-        id: String,
-    },
+    /// Drop a task's (or session's) pending change and reset its worktree.
+    Discard { id: String },
+    /// Cancel a pending or running task.
+    Cancel { id: String },
+    /// Close a session: remove its worktree and branch (refused while it holds an unapplied
+    /// change unless --force).
     Close {
+        /// Session id, or any task id of the session.
         id: String,
+        #[arg(long)]
         force: bool,
     },
+    /// The provider table: which agents this machine can run.
     Providers {
+        #[arg(long)]
         json: bool,
+        /// Probe every provider again instead of showing cached results.
+        #[arg(long)]
         refresh: bool,
     },
+    /// Check git, the data directory, the database and the providers; say what to fix.
     Doctor,
+    /// Print or write the tools' JSON Schemas (tool-schemas/*.json).
+    Schemas {
+        /// Write one file per tool into --dir instead of printing.
+        #[arg(long)]
+        write: bool,
+        #[arg(long, default_value = "tool-schemas")]
+        dir: PathBuf,
+    },
+}
+
+impl Verb {
+    /// The server logs its work; verbs for people stay quiet unless something is wrong.
+    pub fn log_filter(&self) -> &'static str {
+        match self {
+            Verb::Serve(_) => "info,sqlx=warn",
+            _ => "warn",
+        }
+    }
+}
+
+/// Run the command line; returns the process exit code.
+pub async fn main(cli: Cli) -> Result<i32> {
+    let g = cli.global;
+    match cli.command {
+        Verb::Serve(args) => serve::run(&g, args).await,
+        Verb::Schemas { write, dir } => schemas::run(write, &dir).map(|()| 0),
+        verb => match &g.url {
+            Some(url) => {
+                let token = g.remote_token(url)?;
+                run_remote(url, token.as_deref(), verb).await
+            }
+            None => run(g.config()?, verb).await,
+        },
+    }
 }
 
 pub(crate) fn out(text: &str) {
@@ -80,7 +172,7 @@ pub async fn run(config: Config, verb: Verb) -> Result<i32> {
             agent,
             model,
             mode,
-            project,
+            project_dir,
             session,
             wait,
             json: as_json,
@@ -90,7 +182,7 @@ pub async fn run(config: Config, verb: Verb) -> Result<i32> {
                 agent,
                 model,
                 mode,
-                project,
+                project: project_dir.map(|p| p.display().to_string()),
                 session_id: session,
                 ..Default::default()
             };
@@ -228,6 +320,7 @@ pub async fn run(config: Config, verb: Verb) -> Result<i32> {
             refresh,
         } => providers(config, as_json, refresh).await,
         Verb::Doctor => doctor(config).await,
+        Verb::Serve(_) | Verb::Schemas { .. } => anyhow::bail!("not a verb for people"),
     }
 }
 

@@ -42,13 +42,13 @@ pub async fn run(url: &str, token: Option<&str>, verb: Verb) -> Result<i32> {
             agent,
             model,
             mode,
-            project,
+            project_dir,
             session,
             wait,
             json: as_json,
         } => {
             let args = json!({"prompt": prompt, "agent": agent, "model": model, "mode": mode,
-                "project": project, "session_id": session});
+                "project": project_dir.map(|p| p.display().to_string()), "session_id": session});
             let t = client.call("new_task", args).await?;
             let id = t["task_id"].as_str().unwrap_or_default().to_string();
             if !wait {
@@ -247,6 +247,7 @@ pub async fn run(url: &str, token: Option<&str>, verb: Verb) -> Result<i32> {
             }
             0
         }
+        Verb::Serve(_) | Verb::Schemas { .. } => bail!("not a verb for people"),
         Verb::Doctor => {
             out(&format!("ok   server: {} at {url}\n", client.server()));
             let t = client.call("list_tasks", json!({"limit": 1})).await?;
