@@ -338,4 +338,9 @@ async fn remote_verbs_print_what_local_verbs_print() {
         "{}",
         show(&remote)
     );
+    let p = run(true, args(&["providers"])).await.expect("join");
+    assert!(p.status.success(), "{}", stderr(&p));
+    assert!(stdout(&p).starts_with("ID"), "{}", stdout(&p));
+    let d = run(true, args(&["doctor"])).await.expect("join");
+    assert!(stdout(&d).contains("ok   tools answer"), "{}", stdout(&d));
 }
