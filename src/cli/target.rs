@@ -8,18 +8,24 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use boocoder::config::Config;
 use boocoder::domain::{Task, TaskState};
-use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest};
+use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate};
 use boocoder::mcp::client::{RemoteClient, RemoteError};
 use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus};
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::render;
 
 pub enum Target {
     /// A store client, or for `run --wait` a full engine that dispatches until the task ends.
-    Local { engine: Engine, dispatching: bool },
+    Local {
+        engine: Engine,
+        dispatching: bool,
+        /// Task updates, subscribed before anything is submitted: a quick task's progress
+        /// lines would otherwise be gone before the wait begins.
+        updates: Option<broadcast::Receiver<TaskUpdate>>,
+    },
     Remote {
         client: RemoteClient,
         /// Progress lines of the call in flight (the waited-on task's latest transcript line).
@@ -50,9 +56,11 @@ impl Target {
         } else {
             Engine::open_client(config).await?
         };
+        let updates = dispatching.then(|| engine.subscribe());
         Ok(Target::Local {
             engine,
             dispatching,
+            updates,
         })
     }
 
@@ -71,6 +79,7 @@ impl Target {
             Target::Local {
                 engine,
                 dispatching: true,
+                ..
             } => engine.shutdown().await,
             Target::Local { .. } => {}
             Target::Remote { client, .. } => client.close().await,
@@ -91,6 +100,7 @@ impl Target {
             Target::Local {
                 engine,
                 dispatching,
+                ..
             } => Ok(!dispatching && engine.live_nodes().await?.is_empty()),
             Target::Remote { .. } => Ok(false),
         }
@@ -110,8 +120,13 @@ impl Target {
     /// Wait until `task` ends, showing progress on stderr; Ctrl-C cancels it.
     pub async fn wait(&mut self, task: &TaskStatus) -> Result<TaskStatus> {
         match self {
-            Target::Local { engine, .. } => {
-                Ok(TaskStatus::from_task(&wait_local(engine, task).await?))
+            Target::Local {
+                engine, updates, ..
+            } => {
+                let updates = updates.take().unwrap_or_else(|| engine.subscribe());
+                Ok(TaskStatus::from_task(
+                    &wait_local(engine, updates, task).await?,
+                ))
             }
             Target::Remote {
                 client, progress, ..
@@ -254,9 +269,12 @@ fn change_target(id: &str) -> Value {
     }
 }
 
-async fn wait_local(engine: &Engine, task: &TaskStatus) -> Result<Task> {
+async fn wait_local(
+    engine: &Engine,
+    mut updates: broadcast::Receiver<TaskUpdate>,
+    task: &TaskStatus,
+) -> Result<Task> {
     let id = &task.task_id;
-    let mut updates = engine.subscribe();
     let mut progress = render::Progress::new();
     let mut state = task.state;
     let mut tick = tokio::time::interval(Duration::from_millis(120));
