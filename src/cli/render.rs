@@ -1,10 +1,16 @@
-//! Terminal rendering for the CLI verbs: tables that fit the terminal, a colourised diff, and
-//! a one-line live progress display. Plain text when stdout/stderr are not terminals.
+//! Terminal rendering for the CLI verbs, local and remote alike (both hand over the MCP
+//! result types): tables that fit the terminal, a colourised diff, and a one-line live
+//! progress display. Plain text when stdout/stderr are not terminals.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use boocoder::domain::{Task, TaskState, now_ms};
+use boocoder::mcp::types::{ApplyOutcome, TaskOutput, TaskStatus};
+use boocoder::providers::snapshot::ProvidersSnapshot;
+use boocoder::worktree::FileChange;
+
+use super::target::{Listed, Refusal};
 
 pub fn width() -> usize {
     terminal_size::terminal_size()
@@ -162,4 +168,157 @@ impl Progress {
             let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
     }
+}
+
+/// How long a task took by its status (`…` while it runs), as `duration` says for a `Task`.
+pub fn took(s: &TaskStatus) -> String {
+    match s.duration_seconds {
+        Some(d) if s.ended_at.is_some() => human(Duration::from_secs_f64(d.max(0.0))),
+        Some(d) => human(Duration::from_secs_f64(d.max(0.0))) + "…",
+        None => "-".into(),
+    }
+}
+
+/// The age of an RFC 3339 timestamp (as the MCP results carry them).
+pub fn age_of(rfc3339: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => age(t.timestamp_millis()),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
+pub fn file_line(f: &FileChange) -> String {
+    format!(
+        "{:<9} {} (+{} -{}){}",
+        format!("{:?}", f.status).to_lowercase(),
+        f.path,
+        f.additions,
+        f.deletions,
+        if f.binary { " binary" } else { "" }
+    )
+}
+
+fn file_lines(files: &[FileChange]) -> String {
+    files
+        .iter()
+        .map(|f| format!("  {}\n", file_line(f)))
+        .collect()
+}
+
+/// A finished (or waited-on) task: state, time, summary, error and its pending files.
+pub fn result(s: &TaskStatus) -> String {
+    let mut out = format!("{} {} in {}\n", s.task_id, s.state, took(s));
+    if let Some(summary) = &s.summary {
+        out += &format!("\n{}\n", summary.trim());
+    }
+    if let Some(e) = &s.error {
+        out += &format!("\nerror: {e}\n");
+    }
+    if !s.files_changed.is_empty() {
+        out += &format!(
+            "\nchanged files (pending; `boocoder apply {}` to land them):\n",
+            s.task_id
+        );
+        out += &file_lines(&s.files_changed);
+    }
+    out
+}
+
+/// The `ls` table.
+pub fn tasks(rows: &[Listed]) -> String {
+    if rows.is_empty() {
+        return "no tasks\n".into();
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let l = &r.line;
+            vec![
+                l.task_id.clone(),
+                l.state.to_string(),
+                l.agent.clone(),
+                age_of(&l.created_at),
+                r.took.clone().unwrap_or_else(|| "-".into()),
+                l.files_changed.to_string(),
+                l.result.clone().unwrap_or_else(|| l.prompt.clone()),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATE", "AGENT", "AGE", "TOOK", "FILES", "SUMMARY"],
+        &rows,
+    )
+}
+
+/// `show`: the task's fields, its transcript and the session's diff.
+pub fn output(o: &TaskOutput, colour: bool) -> String {
+    let s = &o.status;
+    let mut out = format!(
+        "task     {}\nsession  {}\nstate    {}\nagent    {}\nproject  {}\ncreated  {}\ntook     {}\n",
+        s.task_id,
+        s.session_id,
+        s.state,
+        s.agent,
+        s.project,
+        age_of(&s.created_at),
+        took(s)
+    );
+    if let Some(e) = &s.error {
+        out += &format!("error    {e}\n");
+    }
+    out += "\n── transcript ──\n";
+    for e in &o.transcript {
+        out += &format!("[{}] {}\n", e.kind.as_str(), e.text.trim_end());
+    }
+    match &o.change_status {
+        Some(c) => out += &format!("\n── diff ({c}) ──\n{}", diff(&o.diff, colour)),
+        None => out += "\n── no file changes ──\n",
+    }
+    out
+}
+
+/// What `apply` (or its dry run) wrote.
+pub fn applied(o: &ApplyOutcome) -> String {
+    let verb = if o.dry_run { "would apply" } else { "applied" };
+    format!(
+        "{verb} {} file(s) from session {}:\n{}",
+        o.files.len(),
+        o.session_id,
+        file_lines(&o.files)
+    )
+}
+
+/// Why `apply` wrote nothing (for stderr).
+pub fn refusal(r: &Refusal) -> String {
+    match r {
+        Refusal::Conflict(files) => {
+            let mut out = "refused: the checkout changed under these files:\n".to_string();
+            for (path, reason) in files {
+                out += &format!("  {path}: {reason}\n");
+            }
+            out + "nothing was written\n"
+        }
+        Refusal::Remote(msg) => format!("refused: {msg}\n"),
+    }
+}
+
+/// The provider table.
+pub fn providers(snap: &ProvidersSnapshot) -> String {
+    let rows: Vec<Vec<String>> = snap
+        .providers
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.clone(),
+                p.transport.as_str().to_string(),
+                p.status.as_str().to_string(),
+                p.version.clone().unwrap_or_default(),
+                p.diagnostic.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "TRANSPORT", "STATUS", "VERSION", "DIAGNOSTIC"],
+        &rows,
+    )
 }

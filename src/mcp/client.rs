@@ -8,6 +8,7 @@ use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -20,6 +21,9 @@ pub enum RemoteError {
     /// The tool ran and reported an error (bad argument, conflict, unknown task…).
     #[error("{0}")]
     Tool(String),
+    /// The tool answered with a result of another shape (a server of another version).
+    #[error("{tool}: unexpected result: {message}")]
+    Decode { tool: String, message: String },
 }
 
 /// Forwards progress messages (e.g. the latest transcript line of a waited-on task).
@@ -81,8 +85,13 @@ impl RemoteClient {
         Ok((RemoteClient { service }, rx))
     }
 
-    /// Call a tool; `Ok(structuredContent)` or the tool's error text.
-    pub async fn call(&self, tool: &str, args: Value) -> Result<Value, RemoteError> {
+    /// Call a tool; its structured result decoded as `T` (the tool's result type), or the
+    /// tool's error text.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        tool: &str,
+        args: Value,
+    ) -> Result<T, RemoteError> {
         let params = CallToolRequestParams::new(tool.to_string())
             .with_arguments(args.as_object().cloned().unwrap_or_default());
         let r = self
@@ -101,7 +110,12 @@ impl RemoteClient {
                 .collect();
             return Err(RemoteError::Tool(text.join("\n")));
         }
-        Ok(r.structured_content.unwrap_or(Value::Null))
+        serde_json::from_value(r.structured_content.unwrap_or(Value::Null)).map_err(|e| {
+            RemoteError::Decode {
+                tool: tool.into(),
+                message: e.to_string(),
+            }
+        })
     }
 
     /// The server's name and version from the handshake.

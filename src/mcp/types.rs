@@ -295,6 +295,15 @@ pub struct TaskList {
     pub next_cursor: Option<String>,
 }
 
+impl TaskList {
+    pub fn from_page(page: &crate::engine::TaskListPage) -> TaskList {
+        TaskList {
+            tasks: page.tasks.iter().map(TaskLine::from_task).collect(),
+            next_cursor: page.next_cursor.clone(),
+        }
+    }
+}
+
 /// The full result of a task, paged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskOutput {
@@ -318,6 +327,22 @@ pub struct TaskOutput {
     /// Pass as `diff_offset` for the rest of the diff; absent when this page reached the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_diff_offset: Option<u64>,
+}
+
+impl TaskOutput {
+    pub fn from_page(page: crate::engine::OutputPage) -> TaskOutput {
+        TaskOutput {
+            status: TaskStatus::from_task(&page.task),
+            final_message: page.final_message,
+            transcript: page.events,
+            next_after_seq: page.next_after_seq,
+            change_status: page.change.as_ref().map(|c| c.status.as_str().to_string()),
+            change_task_id: page.change.as_ref().map(|c| c.task_id.clone()),
+            diff: page.diff,
+            diff_total_bytes: page.diff_total_bytes,
+            next_diff_offset: page.next_diff_offset,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -274,3 +274,70 @@ async fn verbs_work_against_a_running_http_server_with_url() {
         .expect("no token");
     assert!(!denied.status.success(), "a missing token is refused");
 }
+
+/// The local verbs and the `--url` verbs share one renderer: the same task reads the same.
+#[tokio::test]
+async fn remote_verbs_print_what_local_verbs_print() {
+    let env = Env::new();
+    let (_child, url, _log) = Server::http(&env, &["--token", "tok"]).await;
+    let local_env = env.args();
+    let run = move |remote: bool, args: Vec<String>| {
+        let url = url.clone();
+        let local_env = local_env.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Command::new(BIN);
+            if remote {
+                c.args(["--url", &url, "--token", "tok"]);
+            } else {
+                c.args(&local_env);
+            }
+            c.args(&args).env("NO_COLOR", "1").output().expect("run")
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let w = run(
+        true,
+        args(&["run", "write same.txt same\nsay same done", "--wait"]),
+    )
+    .await
+    .expect("join");
+    assert!(w.status.success(), "{}", stderr(&w));
+    let out = stdout(&w);
+    assert!(
+        out.contains(" completed in ")
+            && out.contains("changed files (pending; `boocoder apply t-"),
+        "remote `run --wait` reads as the local one: {out}"
+    );
+    assert!(stderr(&w).starts_with("task t-"), "{}", stderr(&w));
+    let id = out.split_whitespace().next().expect("id").to_string();
+    for verb in [
+        args(&["show", &id, "--json"]),
+        args(&["apply", &id, "--dry-run"]),
+        args(&["ls", "--json"]),
+    ] {
+        let local = run(false, verb.clone()).await.expect("join");
+        let remote = run(true, verb.clone()).await.expect("join");
+        assert!(local.status.success(), "{verb:?}: {}", stderr(&local));
+        assert_eq!(stdout(&local), stdout(&remote), "{verb:?}");
+    }
+    let show = |o: &Output| {
+        stdout(o)
+            .lines()
+            .filter(|l| !l.starts_with("created "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let local = run(false, args(&["show", &id])).await.expect("join");
+    let remote = run(true, args(&["show", &id])).await.expect("join");
+    assert_eq!(show(&local), show(&remote));
+    assert!(
+        show(&remote).contains("── diff (pending) ──"),
+        "{}",
+        show(&remote)
+    );
+    let p = run(true, args(&["providers"])).await.expect("join");
+    assert!(p.status.success(), "{}", stderr(&p));
+    assert!(stdout(&p).starts_with("ID"), "{}", stdout(&p));
+    let d = run(true, args(&["doctor"])).await.expect("join");
+    assert!(stdout(&d).contains("ok   tools answer"), "{}", stdout(&d));
+}

@@ -1,0 +1,341 @@
+//! Where a verb runs: this machine's store and engine, or a running server (`--url`) through
+//! its MCP tools. Both answer with the MCP result types, so one set of renderers serves both
+//! and a verb cannot say one thing locally and another remotely.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use boocoder::config::Config;
+use boocoder::domain::{Task, TaskState};
+use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate};
+use boocoder::mcp::client::{RemoteClient, RemoteError};
+use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus};
+use boocoder::providers::snapshot::ProvidersSnapshot;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::render;
+
+pub enum Target {
+    /// A store client, or for `run --wait` a full engine that dispatches until the task ends.
+    Local {
+        engine: Engine,
+        dispatching: bool,
+        /// Task updates, subscribed before anything is submitted: a quick task's progress
+        /// lines would otherwise be gone before the wait begins.
+        updates: Option<broadcast::Receiver<TaskUpdate>>,
+    },
+    Remote {
+        client: RemoteClient,
+        /// Progress lines of the call in flight (the waited-on task's latest transcript line).
+        progress: mpsc::UnboundedReceiver<String>,
+        url: String,
+    },
+}
+
+/// Why an apply wrote nothing.
+pub enum Refusal {
+    /// The checkout changed under these files: (path, reason).
+    Conflict(Vec<(String, String)>),
+    /// The server's tool error; it names the files in its text.
+    Remote(String),
+}
+
+/// One row of `ls`: the listing line, and how long the task took when the target knows
+/// (`list_tasks` carries no timings, so a remote listing cannot say).
+pub struct Listed {
+    pub line: TaskLine,
+    pub took: Option<String>,
+}
+
+impl Target {
+    pub async fn local(config: Config, dispatching: bool) -> Result<Target> {
+        let engine = if dispatching {
+            Engine::start(config).await?
+        } else {
+            Engine::open_client(config).await?
+        };
+        let updates = dispatching.then(|| engine.subscribe());
+        Ok(Target::Local {
+            engine,
+            dispatching,
+            updates,
+        })
+    }
+
+    pub async fn remote(url: &str, token: Option<&str>) -> Result<Target> {
+        let (client, progress) = RemoteClient::connect(url, token).await?;
+        Ok(Target::Remote {
+            client,
+            progress,
+            url: url.to_string(),
+        })
+    }
+
+    /// Stop what the target started: the dispatching engine, or the MCP session.
+    pub async fn finish(self) {
+        match self {
+            Target::Local {
+                engine,
+                dispatching: true,
+                ..
+            } => engine.shutdown().await,
+            Target::Local { .. } => {}
+            Target::Remote { client, .. } => client.close().await,
+        }
+    }
+
+    /// The server answering a remote target ("name version (MCP …) at URL").
+    pub fn server(&self) -> Option<String> {
+        match self {
+            Target::Local { .. } => None,
+            Target::Remote { client, url, .. } => Some(format!("{} at {url}", client.server())),
+        }
+    }
+
+    /// Whether a queued task would wait for a server to start (no node runs on this store).
+    pub async fn nobody_dispatches(&self) -> Result<bool> {
+        match self {
+            Target::Local {
+                engine,
+                dispatching,
+                ..
+            } => Ok(!dispatching && engine.live_nodes().await?.is_empty()),
+            Target::Remote { .. } => Ok(false),
+        }
+    }
+
+    pub async fn submit(&self, req: NewTask) -> Result<TaskStatus> {
+        match self {
+            Target::Local { engine, .. } => Ok(TaskStatus::from_task(&engine.submit(req).await?)),
+            Target::Remote { client, .. } => {
+                let args = json!({"prompt": req.prompt, "agent": req.agent, "model": req.model,
+                    "mode": req.mode, "project": req.project, "session_id": req.session_id});
+                Ok(client.call("new_task", args).await?)
+            }
+        }
+    }
+
+    /// Wait until `task` ends, showing progress on stderr; Ctrl-C cancels it.
+    pub async fn wait(&mut self, task: &TaskStatus) -> Result<TaskStatus> {
+        match self {
+            Target::Local {
+                engine, updates, ..
+            } => {
+                let updates = updates.take().unwrap_or_else(|| engine.subscribe());
+                Ok(TaskStatus::from_task(
+                    &wait_local(engine, updates, task).await?,
+                ))
+            }
+            Target::Remote {
+                client, progress, ..
+            } => wait_remote(client, &task.task_id, progress).await,
+        }
+    }
+
+    pub async fn list(
+        &self,
+        state: Option<TaskState>,
+        limit: u32,
+        session: Option<String>,
+    ) -> Result<Vec<Listed>> {
+        match self {
+            Target::Local { engine, .. } => {
+                let page = engine
+                    .list(ListRequest {
+                        state,
+                        session_id: session,
+                        limit: Some(limit),
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok(page
+                    .tasks
+                    .iter()
+                    .map(|t| Listed {
+                        line: TaskLine::from_task(t),
+                        took: Some(render::duration(t)),
+                    })
+                    .collect())
+            }
+            Target::Remote { client, .. } => {
+                let args = json!({"state": state.map(|s| s.as_str()), "limit": limit,
+                    "session_id": session});
+                let page: TaskList = client.call("list_tasks", args).await?;
+                Ok(page
+                    .tasks
+                    .into_iter()
+                    .map(|line| Listed { line, took: None })
+                    .collect())
+            }
+        }
+    }
+
+    /// One page of a task's output.
+    pub async fn output(&self, req: OutputRequest) -> Result<TaskOutput> {
+        match self {
+            Target::Local { engine, .. } => Ok(TaskOutput::from_page(engine.output(req).await?)),
+            Target::Remote { client, .. } => {
+                let args = json!({"task_id": req.task_id, "after_seq": req.after_seq,
+                    "max_events": req.max_events, "diff_offset": req.diff_offset,
+                    "max_diff_bytes": req.max_diff_bytes});
+                Ok(client.call("get_task_output", args).await?)
+            }
+        }
+    }
+
+    /// Apply (or with `dry_run` check) a task's or session's pending change.
+    pub async fn apply(&self, id: &str, dry_run: bool) -> Result<Result<ApplyOutcome, Refusal>> {
+        match self {
+            Target::Local { engine, .. } => match engine.apply(id, dry_run).await {
+                Ok(r) => {
+                    let result = if r.dry_run { "would_apply" } else { "applied" };
+                    Ok(Ok(ApplyOutcome::new(r, result)))
+                }
+                Err(EngineError::Conflict(report)) => Ok(Err(Refusal::Conflict(
+                    report
+                        .files
+                        .into_iter()
+                        .map(|f| (f.path, f.reason))
+                        .collect(),
+                ))),
+                Err(e) => Err(e.into()),
+            },
+            Target::Remote { client, .. } => {
+                let mut args = change_target(id);
+                args["dry_run"] = json!(dry_run);
+                match client.call("apply_pending", args).await {
+                    Ok(o) => Ok(Ok(o)),
+                    Err(RemoteError::Tool(msg)) => Ok(Err(Refusal::Remote(msg))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    pub async fn discard(&self, id: &str) -> Result<ApplyOutcome> {
+        match self {
+            Target::Local { engine, .. } => {
+                Ok(ApplyOutcome::new(engine.discard(id).await?, "discarded"))
+            }
+            Target::Remote { client, .. } => {
+                Ok(client.call("discard_pending", change_target(id)).await?)
+            }
+        }
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<TaskStatus> {
+        match self {
+            Target::Local { engine, .. } => Ok(TaskStatus::from_task(&engine.cancel(id).await?)),
+            Target::Remote { client, .. } => {
+                Ok(client.call("cancel_task", json!({"task_id": id})).await?)
+            }
+        }
+    }
+
+    /// Close a session; returns its id.
+    pub async fn close_session(&self, id: &str, force: bool) -> Result<String> {
+        match self {
+            Target::Local { engine, .. } => Ok(engine.close_session(id, force).await?.id),
+            Target::Remote { .. } => bail!(
+                "`close` runs on the server's machine; remotely, use `apply`/`discard` and then close there"
+            ),
+        }
+    }
+
+    /// The provider table; `refresh` probes every provider again.
+    pub async fn providers(&self, refresh: bool) -> Result<ProvidersSnapshot> {
+        match self {
+            Target::Local { engine, .. } => Ok(engine.probe_providers_now(refresh).await),
+            Target::Remote { client, .. } => {
+                let tool = if refresh {
+                    "refresh_providers"
+                } else {
+                    "list_providers"
+                };
+                Ok(client.call(tool, json!({})).await?)
+            }
+        }
+    }
+}
+
+/// `apply_pending`/`discard_pending` name a change by session id or by any task id.
+fn change_target(id: &str) -> Value {
+    if id.starts_with("s-") {
+        json!({ "session_id": id })
+    } else {
+        json!({ "task_id": id })
+    }
+}
+
+async fn wait_local(
+    engine: &Engine,
+    mut updates: broadcast::Receiver<TaskUpdate>,
+    task: &TaskStatus,
+) -> Result<Task> {
+    let id = &task.task_id;
+    let mut progress = render::Progress::new();
+    let mut state = task.state;
+    let mut tick = tokio::time::interval(Duration::from_millis(120));
+    let mut reread = tokio::time::interval(Duration::from_secs(1));
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            u = updates.recv() => {
+                if let Ok(u) = u && &u.task_id == id {
+                    state = u.state;
+                    progress.update(state, u.message.as_deref());
+                    if state.is_terminal() { break; }
+                }
+            }
+            _ = tick.tick() => progress.update(state, None),
+            _ = reread.tick() => {
+                state = engine.task(id).await?.state;
+                if state.is_terminal() { break; }
+            }
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                progress.finish();
+                eprintln!("cancelling {id} …");
+                if engine.cancel(id).await?.state.is_terminal() { break; }
+            }
+        }
+    }
+    progress.finish();
+    Ok(engine.task(id).await?)
+}
+
+async fn wait_remote(
+    client: &RemoteClient,
+    id: &str,
+    progress: &mut mpsc::UnboundedReceiver<String>,
+) -> Result<TaskStatus> {
+    let mut display = render::Progress::new();
+    let mut cancelled = false;
+    loop {
+        let call = client.call::<TaskStatus>(
+            "check_task_status",
+            json!({"task_id": id, "wait_seconds": 20}),
+        );
+        tokio::pin!(call);
+        let status = loop {
+            tokio::select! {
+                s = &mut call => break s?,
+                Some(line) = progress.recv() => display.update(TaskState::Running, Some(&line)),
+                _ = tokio::time::sleep(Duration::from_millis(120)) => display.update(TaskState::Running, None),
+                _ = tokio::signal::ctrl_c(), if !cancelled => {
+                    cancelled = true;
+                    display.finish();
+                    eprintln!("cancelling {id} …");
+                    client.call::<TaskStatus>("cancel_task", json!({"task_id": id})).await?;
+                }
+            }
+        };
+        if status.state.is_terminal() {
+            display.finish();
+            let _ = std::io::stderr().flush();
+            return Ok(status);
+        }
+    }
+}
