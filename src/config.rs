@@ -47,6 +47,9 @@ pub struct Config {
     pub pool_size: usize,
     /// A project no session used for this long loses its spares.
     pub pool_ttl: Duration,
+    /// Read a repository's committed `.boocoder/project.json` (its setup command is code from
+    /// whoever can push); otherwise only projects whose server entry trusts it.
+    pub trust_repo_setup: bool,
 }
 
 /// Where the native loop sends its requests. The API key is secret: `Debug` redacts it.
@@ -143,6 +146,7 @@ impl Config {
             probe_ttl: Duration::from_secs(24 * 3600),
             pool_size: 0,
             pool_ttl: Duration::from_secs(3600),
+            trust_repo_setup: false,
         }
     }
 
@@ -152,6 +156,11 @@ impl Config {
 
     pub fn worktrees_dir(&self) -> PathBuf {
         self.data_dir.join("worktrees")
+    }
+
+    /// Spare worktrees, one directory per project.
+    pub fn pool_dir(&self) -> PathBuf {
+        self.data_dir.join("pool")
     }
 }
 

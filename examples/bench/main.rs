@@ -81,6 +81,14 @@ async fn main() -> Result<()> {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1).cloned());
+    // `--only dispatch,worktrees`: run just these sections (figures across sections that
+    // refer to each other lose their ratio).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
     let exe = std::env::current_exe()?;
     let examples = exe.parent().context("exe dir")?;
     let target = examples.parent().context("target dir")?;
@@ -113,11 +121,21 @@ async fn main() -> Result<()> {
         eprintln!("note: a debug build; run with --release for figures worth quoting");
     }
     let mut figures = Vec::new();
-    figures.extend(sections::mcp::run(&opts).await?);
-    figures.extend(sections::cold_start::run(&opts).await?);
-    figures.extend(sections::dispatch::run(&opts).await?);
-    figures.extend(sections::worktrees::run(&opts).await?);
-    figures.extend(sections::store::run(&opts).await?);
+    if wanted("mcp") {
+        figures.extend(sections::mcp::run(&opts).await?);
+    }
+    if wanted("cold_start") {
+        figures.extend(sections::cold_start::run(&opts).await?);
+    }
+    if wanted("dispatch") {
+        figures.extend(sections::dispatch::run(&opts).await?);
+    }
+    if wanted("worktrees") {
+        figures.extend(sections::worktrees::run(&opts).await?);
+    }
+    if wanted("store") {
+        figures.extend(sections::store::run(&opts).await?);
+    }
 
     println!(
         "{:<10} {:<52} {:>12} {:>23} {:>9}",

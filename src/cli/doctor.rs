@@ -49,6 +49,7 @@ pub async fn run(config: Config) -> Result<i32> {
     database(&mut r, &config).await;
     http_token(&mut r, &config);
     default_project(&mut r, &config);
+    pool(&r, &config);
     let default_agent = config.default_agent.clone();
     let snap = match Engine::open_client(config).await {
         Ok(engine) => engine.probe_providers_now(false).await,
@@ -133,6 +134,44 @@ fn default_project(r: &mut Report, config: &Config) {
             "default project",
             "none: tasks must pass `project` (or start the server with --project)",
         ),
+    }
+}
+
+/// What the worktree pool holds: disk it uses is bounded by `--pool-size` spares per project
+/// used within `--pool-ttl-secs`.
+fn pool(r: &Report, config: &Config) {
+    let pools = boocoder::worktree::disk_use(&config.pool_dir());
+    let spares: usize = pools.iter().map(|p| p.spares).sum();
+    let bytes: u64 = pools.iter().map(|p| p.bytes).sum();
+    let limit = format!(
+        "at most {} per project used in the last {} s",
+        config.pool_size,
+        config.pool_ttl.as_secs()
+    );
+    if config.pool_size == 0 && spares == 0 {
+        r.note("--", "worktree pool", "off (--pool-size 0)");
+        return;
+    }
+    r.note(
+        "ok",
+        "worktree pool",
+        format!(
+            "{spares} spare worktree(s) for {} project(s), {} on disk ({limit})",
+            pools.len(),
+            super::project::human_bytes(bytes)
+        ),
+    );
+    for p in &pools {
+        r.note(
+            "",
+            "  pool",
+            format!(
+                "{}: {} spare(s), {}",
+                p.project.display(),
+                p.spares,
+                super::project::human_bytes(p.bytes)
+            ),
+        );
     }
 }
 

@@ -117,6 +117,10 @@ pub struct Global {
         global = true
     )]
     pub pool_ttl_secs: u64,
+    /// Run the setup command a repository commits in `.boocoder/project.json` (code from
+    /// whoever can push to it; off by default, or per project with `boocoder project trust`).
+    #[arg(long, env = "BOOCODER_TRUST_REPO_SETUP", global = true)]
+    pub trust_repo_setup: bool,
     /// Seconds between reaper passes (idle sessions, leaked worktrees) [default: 600; for tests].
     #[arg(long, global = true, hide = true)]
     pub reap_secs: Option<u64>,
@@ -281,6 +285,7 @@ impl Global {
         );
         config.pool_size = self.pool_size;
         config.pool_ttl = Duration::from_secs(self.pool_ttl_secs.max(1));
+        config.trust_repo_setup = self.trust_repo_setup;
         if let Some(s) = self.reap_secs {
             config.reap_interval = Duration::from_secs(s.max(1));
         }

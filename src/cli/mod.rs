@@ -1,11 +1,12 @@
 //! The CLI verbs for people (`run`, `ls`, `show`, `apply`, `discard`, `cancel`, `close`,
-//! `providers`, `doctor`), plus `serve` and `schemas`. Locally they open the same data
+//! `providers`, `doctor`, `project`), plus `serve` and `schemas`. Locally they open the same data
 //! directory or database as the server; only `run --wait` dispatches (it is a full engine until
 //! its task ends), the others are store clients. With `--url` they call a running server's
 //! MCP tools instead; either way through one [`Target`].
 
 mod doctor;
 mod flags;
+mod project;
 mod render;
 mod schemas;
 mod serve;
@@ -112,6 +113,11 @@ pub enum Verb {
     },
     /// Check git, the data directory, the database and the providers; say what to fix.
     Doctor,
+    /// A project's settings: setup command, directories brought into new worktrees, trust.
+    Project {
+        #[command(subcommand)]
+        verb: project::ProjectVerb,
+    },
     /// Print or write the tools' JSON Schemas (tool-schemas/*.json).
     Schemas {
         /// Write one file per tool into --dir instead of printing.
@@ -139,6 +145,10 @@ pub async fn main(cli: Cli) -> Result<i32> {
         (Verb::Serve(args), _) => return serve::run(&g, args).await,
         (Verb::Schemas { write, dir }, _) => return schemas::run(write, &dir).map(|()| 0),
         (Verb::Doctor, None) => return doctor::run(g.config()?).await,
+        (Verb::Project { verb }, None) => return project::run(&g.config()?, verb),
+        (Verb::Project { .. }, Some(_)) => anyhow::bail!(
+            "`project` edits this machine's data directory: run it where the server runs, without --url"
+        ),
         (verb, Some(url)) => (
             Target::remote(url, g.remote_token(url)?.as_deref()).await?,
             verb,

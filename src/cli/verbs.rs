@@ -71,7 +71,9 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
         Verb::Providers { json, refresh } => providers(target, json, refresh).await,
         // Locally `cli::main` runs `doctor::run` before any target exists.
         Verb::Doctor => doctor::remote(target).await,
-        Verb::Serve(_) | Verb::Schemas { .. } => bail!("not a verb for people"),
+        Verb::Serve(_) | Verb::Schemas { .. } | Verb::Project { .. } => {
+            bail!("not a verb for a target (handled before one is opened)")
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::backend::BackendError;
 use crate::backend::process::{
     LINE_CAP, PIPE_DRAIN, Tail, agent_command, capped_text, read_line_capped, spawn,
 };
+use crate::config::Config;
 use crate::domain::EventKind;
 use crate::projects::{Bootstrap, Setup};
 use crate::worktree;
@@ -51,7 +52,7 @@ pub(super) async fn prepare(
             ));
         }
     }
-    let done = prepare_worktree(&inner.config.data_dir, project, wt, cancel, &mut notes).await;
+    let done = prepare_worktree(&inner.config, project, wt, cancel, &mut notes).await;
     let events: Vec<Event> = notes
         .into_iter()
         .map(|n| (EventKind::Notice, n, None))
@@ -63,13 +64,13 @@ pub(super) async fn prepare(
 /// Prepare a spare worktree ahead of need; its notes wait in the worktree for the turn that
 /// takes it. `Err` when it could not be made ready (the spare is dropped).
 pub(super) async fn prepare_spare(
-    data_dir: &Path,
+    config: &Config,
     project: &Path,
     spare: &Path,
     cancel: &CancellationToken,
 ) -> Result<(), BackendError> {
     let mut notes = Vec::new();
-    prepare_worktree(data_dir, project, spare, cancel, &mut notes).await?;
+    prepare_worktree(config, project, spare, cancel, &mut notes).await?;
     let mut text = notes.join("\n");
     text.push('\n');
     std::fs::write(spare.join(".git").join(NOTES), text).map_err(BackendError::Io)
@@ -78,7 +79,7 @@ pub(super) async fn prepare_spare(
 /// The steps not done yet in `wt`: include files and heavy directories once per worktree,
 /// then the setup command until it succeeds once.
 async fn prepare_worktree(
-    data_dir: &Path,
+    config: &Config,
     project: &Path,
     wt: &Path,
     cancel: &CancellationToken,
@@ -86,7 +87,7 @@ async fn prepare_worktree(
 ) -> Result<(), BackendError> {
     let git_dir = wt.join(".git");
     // A small file read: not worth a blocking thread.
-    let settings = crate::projects::bootstrap(data_dir, project, false)
+    let settings = crate::projects::bootstrap(&config.data_dir, project, config.trust_repo_setup)
         .map_err(|e| stopped(format!("project settings: {e}")))?;
     if !git_dir.join(PREPARED).exists() {
         notes.extend(bring_in(project, wt, &settings).await?);

@@ -28,7 +28,7 @@ pub(super) struct PoolState {
 
 impl Inner {
     fn pool_root(&self) -> PathBuf {
-        self.config.data_dir.join("pool")
+        self.config.pool_dir()
     }
 
     /// A ready spare of `project` renamed into place as `wt` on `branch`, or `None` (no spare,
@@ -168,8 +168,7 @@ impl Inner {
     /// Prepare a new or moved spare and mark it ready; drop it when that fails.
     async fn ready_spare(&self, project: &Path, spare: &Path) -> bool {
         let prepared =
-            super::bootstrap::prepare_spare(&self.config.data_dir, project, spare, &self.shutdown)
-                .await;
+            super::bootstrap::prepare_spare(&self.config, project, spare, &self.shutdown).await;
         let marked = match prepared {
             Ok(()) => worktree::mark_ready(spare).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

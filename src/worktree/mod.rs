@@ -44,8 +44,8 @@ pub use bring::{BringStrategy, Brought, bring};
 pub use create::create;
 pub use include::{INCLUDE_FILE, Included, copy_included};
 pub use pool::{
-    Spare, bring_forward, drop_pool, drop_spare, head_commit, make_spare, mark_ready, pool_dir,
-    pooled_projects, spares, take_spare,
+    PoolUse, Spare, bring_forward, disk_use, drop_pool, drop_spare, head_commit, make_spare,
+    mark_ready, pool_dir, pooled_projects, spares, take_spare,
 };
 pub use reap::{remove_closed, remove_if_clean};
 pub use remove::remove;

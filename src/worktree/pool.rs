@@ -239,3 +239,53 @@ pub fn head_commit(project: &Path) -> Option<String> {
     let commit = repo.head().ok()?.peel_to_commit().ok()?;
     Some(commit.id().to_string())
 }
+
+/// What a project's pool holds on disk, for `doctor` and `project show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUse {
+    pub project: PathBuf,
+    pub spares: usize,
+    /// Allocated bytes (each hard-linked file counted once; reflinked extents are counted as
+    /// if unshared, so this is an upper bound on copy-on-write filesystems).
+    pub bytes: u64,
+}
+
+/// The pools under `pool_root` and their disk use.
+pub fn disk_use(pool_root: &Path) -> Vec<PoolUse> {
+    pooled_projects(pool_root)
+        .into_iter()
+        .map(|(project, dir)| {
+            let spares = fs::read_dir(&dir)
+                .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+                .unwrap_or(0);
+            let mut seen = std::collections::HashSet::new();
+            PoolUse {
+                project,
+                spares,
+                bytes: allocated(&dir, &mut seen),
+            }
+        })
+        .collect()
+}
+
+fn allocated(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in entries.flatten() {
+        // symlink_metadata: a link is counted as itself, never followed out of the pool
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            total += allocated(&e.path(), seen);
+        }
+    }
+    total
+}

@@ -168,6 +168,10 @@ fn providers_and_doctor() {
         "{out}"
     );
     assert!(out.contains("ok   default agent: script"), "{out}");
+    assert!(
+        out.contains("ok   worktree pool: 0 spare worktree(s) for 0 project(s), 0.0 MiB on disk (at most 2 per project used in the last 3600 s)"),
+        "{out}"
+    );
     std::fs::write(env.data.join("providers.json"), "{").expect("corrupt");
     let d = boocoder(&env, &["doctor"]);
     assert_eq!(d.status.code(), Some(1));

@@ -10,6 +10,7 @@ mod native;
 mod native_guards;
 mod nodes;
 mod pool;
+mod project_cli;
 mod providers;
 mod providers_file;
 mod real_agents;
