@@ -117,6 +117,15 @@ impl TurnEvent {
 /// growing memory without limit.
 pub type EventSink = mpsc::Sender<TurnEvent>;
 
+/// Forward an event to the engine. A closed channel means the engine stopped listening (the
+/// turn is being torn down, which the backend notices through cancellation), so the event is
+/// dropped.
+pub async fn emit(events: &EventSink, ev: TurnEvent) {
+    if events.send(ev).await.is_err() {
+        tracing::debug!("transcript closed; event dropped");
+    }
+}
+
 /// How a turn ended well.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TurnOutcome {
@@ -155,7 +164,7 @@ pub enum BackendError {
     Io(#[from] std::io::Error),
 }
 
-fn stderr_suffix(tail: &str) -> String {
+pub(crate) fn stderr_suffix(tail: &str) -> String {
     if tail.trim().is_empty() {
         String::new()
     } else {

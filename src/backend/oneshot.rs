@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::process::{LINE_CAP, PIPE_DRAIN, Tail, capped_text, read_line_capped};
-use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome};
+use super::process::{KILL_GRACE, PIPE_DRAIN, StderrLog, describe, read_line_capped, read_stderr};
+use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::Usage;
 
 /// How the prompt reaches a CLI agent.
@@ -37,13 +37,6 @@ pub struct OneShotSpec {
 
 /// Most stdout kept for the final message; more is dropped with a note.
 const STDOUT_CAP: usize = 1 << 20;
-/// Stderr bytes kept for error messages.
-const STDERR_TAIL: usize = 64 << 10;
-/// Stderr bytes kept in the transcript; a runaway agent cannot flood the store.
-const STDERR_EVENTS_BYTES: usize = 1 << 20;
-/// Lines of stderr quoted when the agent fails.
-const STDERR_QUOTE_LINES: usize = 20;
-const KILL_GRACE: Duration = Duration::from_millis(500);
 
 pub struct OneShotBackend {
     spec: OneShotSpec,
@@ -124,7 +117,7 @@ impl OneShotBackend {
                 events.clone(),
                 stop.clone(),
             )),
-            err: tokio::spawn(read_stderr(child.stderr.take(), events, stop.clone())),
+            err: tokio::spawn(collect_stderr(child.stderr.take(), events, stop.clone())),
             stop,
         };
 
@@ -138,10 +131,10 @@ impl OneShotBackend {
             }
             _ = timeout => {
                 group.terminate(&mut child, KILL_GRACE).await;
-                let (_, tail) = readers.finish(&cancel).await;
+                let (_, stderr) = readers.finish(&cancel).await;
                 return Err(BackendError::Timeout {
                     secs: self.spec.timeout.as_secs(),
-                    stderr_tail: tail.last_lines(STDERR_QUOTE_LINES),
+                    stderr_tail: stderr.quote(),
                 });
             }
         };
@@ -149,7 +142,7 @@ impl OneShotBackend {
         // lingering grandchild holds open. One that escaped (no tag) only delays the end by
         // the drain bound.
         group.kill_all();
-        let (stdout, tail) = readers.finish(&cancel).await;
+        let (stdout, stderr) = readers.finish(&cancel).await;
         if cancel.is_cancelled() {
             return Err(BackendError::Cancelled);
         }
@@ -157,7 +150,7 @@ impl OneShotBackend {
         if !status.success() {
             return Err(BackendError::Exited {
                 status: describe(status),
-                stderr_tail: tail.last_lines(STDERR_QUOTE_LINES),
+                stderr_tail: stderr.quote(),
             });
         }
         Ok(TurnOutcome {
@@ -170,7 +163,7 @@ impl OneShotBackend {
 /// The agent's stdout and stderr readers.
 struct Readers {
     out: tokio::task::JoinHandle<String>,
-    err: tokio::task::JoinHandle<Tail>,
+    err: tokio::task::JoinHandle<StderrLog>,
     /// Tells the readers to return what they have.
     stop: CancellationToken,
 }
@@ -178,7 +171,7 @@ struct Readers {
 impl Readers {
     /// What the readers got once the pipes close, or within [`PIPE_DRAIN`] (sooner on cancel):
     /// a detached child holding the pipes must not keep the turn, or its cancel, waiting.
-    async fn finish(mut self, cancel: &CancellationToken) -> (String, Tail) {
+    async fn finish(mut self, cancel: &CancellationToken) -> (String, StderrLog) {
         // Each handle is polled until it completes and never after (tokio panics on that).
         let (mut out, mut err) = (None, None);
         let drain = tokio::time::sleep(PIPE_DRAIN);
@@ -218,15 +211,6 @@ impl Backend for OneShotBackend {
     }
 }
 
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("signal {s}"),
-        (None, None) => "an unknown status".into(),
-    }
-}
-
 /// Streams stdout lines as transcript text and returns the captured output (capped). Bytes
 /// that are not UTF-8 are replaced, never a reason to stop reading: a reader that gives up
 /// closes the pipe and the agent dies of SIGPIPE before its final message.
@@ -254,7 +238,7 @@ async fn read_stdout(
                     if !truncated {
                         truncated = true;
                         let note = format!("[stdout truncated at {STDOUT_CAP} bytes]");
-                        let _ = events.send(TurnEvent::Notice(note)).await;
+                        emit(&events, TurnEvent::Notice(note)).await;
                     }
                     if room == 0 {
                         continue;
@@ -262,15 +246,12 @@ async fn read_stdout(
                 }
                 let text = String::from_utf8_lossy(&line).into_owned();
                 out.push_str(&text);
-                if events.send(TurnEvent::Text(text)).await.is_err() {
-                    tracing::debug!("event sink closed; still draining stdout");
-                }
+                emit(&events, TurnEvent::Text(text)).await;
             }
             Ok(None) => break,
             Err(e) => {
-                let _ = events
-                    .send(TurnEvent::Notice(format!("stopped reading stdout: {e}")))
-                    .await;
+                let note = format!("stopped reading stdout: {e}");
+                emit(&events, TurnEvent::Notice(note)).await;
                 break;
             }
         }
@@ -278,46 +259,17 @@ async fn read_stdout(
     out
 }
 
-/// Streams stderr lines into the transcript and keeps a tail for error messages. Lines are
-/// cut at [`LINE_CAP`] and the transcript takes at most [`STDERR_EVENTS_BYTES`]: a runaway
-/// agent cannot flood memory or the store.
-async fn read_stderr(
+/// Streams stderr lines into the transcript and keeps its tail for error messages.
+async fn collect_stderr(
     stream: Option<impl AsyncRead + Unpin>,
     events: EventSink,
     stop: CancellationToken,
-) -> Tail {
-    let mut tail = Tail::new(STDERR_TAIL);
-    let Some(stream) = stream else {
-        return tail;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    let mut sent = 0usize;
-    loop {
-        let read = tokio::select! {
-            r = read_line_capped(&mut reader, LINE_CAP, &mut line) => r,
-            _ = stop.cancelled() => break,
-        };
-        match read {
-            Ok(Some(skipped)) => {
-                let text = capped_text(&line, skipped);
-                tail.push(text.as_bytes());
-                if sent < STDERR_EVENTS_BYTES {
-                    sent += text.len();
-                    // why: a closed sink only means the engine stopped listening; keep the tail.
-                    let _ = events.send(TurnEvent::Stderr(text)).await;
-                    if sent >= STDERR_EVENTS_BYTES {
-                        let note = format!(
-                            "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes; the last lines are quoted if the agent fails]"
-                        );
-                        let _ = events.send(TurnEvent::Notice(note)).await;
-                    }
-                }
-            }
-            Ok(None) | Err(_) => break,
-        }
+) -> StderrLog {
+    let log = StderrLog::default();
+    if let Some(stream) = stream {
+        read_stderr(stream, &log, &stop, |ev| emit(&events, ev)).await;
     }
-    tail
+    log
 }
 
 #[cfg(test)]

@@ -18,23 +18,17 @@ use tokio_util::sync::CancellationToken;
 use super::handlers::spawn_connection;
 use super::permissions::PermissionCtx;
 use super::terminals::Terminals;
-use crate::backend::process::{GroupGuard, LINE_CAP, Tail, capped_text, read_line_capped};
-use crate::backend::{BackendError, TurnEvent};
+use crate::backend::process::{
+    GroupGuard, KILL_GRACE, StderrLog, describe, read_line_capped, read_stderr,
+};
+use crate::backend::{BackendError, TurnEvent, stderr_suffix};
 
 /// How long `initialize` and session set-up may take (opencode needs ~4 s on a slow box).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
-/// Bytes of agent stderr kept for error messages.
-const STDERR_TAIL: usize = 64 << 10;
-/// Stderr bytes one turn's transcript takes; a chatty agent cannot flood the store.
-const STDERR_EVENTS_BYTES: usize = 1 << 20;
-/// Lines of stderr quoted when the agent dies.
-const STDERR_QUOTE_LINES: usize = 20;
 /// How long an exited agent's stderr may take to drain before its death is reported.
 const STDERR_DRAIN: Duration = Duration::from_millis(300);
 /// Longest JSON-RPC message read from an agent (a whole file in `fs/write_text_file` fits).
 const MESSAGE_CAP: usize = 16 << 20;
-/// Grace between SIGTERM and SIGKILL when closing an agent.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// What starts an agent.
 #[derive(Debug, Clone)]
@@ -59,9 +53,7 @@ pub(super) struct Shared {
     pub client_fs: bool,
     pub(super) turn: Mutex<Option<TurnSlot>>,
     pub terminals: Terminals,
-    stderr: Mutex<Tail>,
-    /// Stderr bytes the running turn's transcript took so far (capped at [`STDERR_EVENTS_BYTES`]).
-    stderr_sent: std::sync::atomic::AtomicUsize,
+    stderr: StderrLog,
     /// The latest slash commands the agent announced (for probes and the transcript).
     pub commands: Mutex<Vec<String>>,
     /// Whether `commands` reached a transcript; agents announce them right after
@@ -78,8 +70,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {
-        self.stderr_sent
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.stderr.new_turn();
         *lock(&self.turn) = slot;
     }
 
@@ -89,10 +80,16 @@ impl Shared {
 
     /// A transcript line from boocoder itself, when a turn is listening.
     pub(super) fn notice(&self, text: String) {
+        self.offer(TurnEvent::Notice(text));
+    }
+
+    /// An event for the running turn's transcript, if a turn listens. Never waits: a full
+    /// transcript channel must not stall the agent's pipes.
+    fn offer(&self, ev: TurnEvent) {
         if let Some(t) = self.turn()
-            && t.perm.events.try_send(TurnEvent::Notice(text)).is_err()
+            && t.perm.events.try_send(ev).is_err()
         {
-            tracing::debug!("transcript busy or closed; notice dropped");
+            tracing::debug!("transcript busy or closed; event dropped");
         }
     }
 
@@ -106,7 +103,7 @@ impl Shared {
     }
 
     pub(super) fn stderr_tail(&self) -> String {
-        lock(&self.stderr).last_lines(STDERR_QUOTE_LINES)
+        self.stderr.quote()
     }
 }
 
@@ -171,12 +168,20 @@ impl AgentConn {
             client_fs: launch.client_fs,
             turn: Mutex::new(None),
             terminals: Terminals::new(root),
-            stderr: Mutex::new(Tail::new(STDERR_TAIL)),
-            stderr_sent: std::sync::atomic::AtomicUsize::new(0),
+            stderr: StderrLog::default(),
             commands: Mutex::new(Vec::new()),
             commands_sent: std::sync::atomic::AtomicBool::new(false),
         });
-        let stderr_done = tokio::spawn(read_stderr(stderr, shared.clone()));
+        let stderr_done = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let offer = |ev| {
+                    shared.offer(ev);
+                    std::future::ready(())
+                };
+                read_stderr(stderr, &shared.stderr, &CancellationToken::new(), offer).await;
+            })
+        };
 
         let dead = CancellationToken::new();
         let exit = Arc::new(Mutex::new(None));
@@ -256,12 +261,7 @@ impl AgentConn {
                     if tokio::time::timeout(STDERR_DRAIN * 2, self.dead.cancelled()).await.is_ok() {
                         return Err(self.exited());
                     }
-                    let tail = self.shared.stderr_tail();
-                    let tail = if tail.trim().is_empty() {
-                        String::new()
-                    } else {
-                        format!("; last stderr lines:\n{tail}")
-                    };
+                    let tail = stderr_suffix(&self.shared.stderr_tail());
                     Err(BackendError::Agent(format!("`{method}` failed: {e}{tail}")))
                 }
             },
@@ -372,7 +372,7 @@ impl AgentConn {
         self.shared.terminals.clear();
         self.stop.cancel();
         self.group.signal(nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(CLOSE_GRACE, self.dead.cancelled())
+        if tokio::time::timeout(KILL_GRACE, self.dead.cancelled())
             .await
             .is_err()
         {
@@ -380,41 +380,6 @@ impl AgentConn {
         }
         // Children the agent left behind, in its group or out of it, go too.
         self.group.kill_all();
-    }
-}
-
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(sig)) => format!("signal {sig}"),
-        (None, None) => "an unknown status".into(),
-    }
-}
-
-/// Stderr lines are cut at [`LINE_CAP`] and read in bounded chunks: one giant line costs no
-/// more memory than a short one.
-async fn read_stderr(stream: tokio::process::ChildStderr, shared: Arc<Shared>) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    while let Ok(Some(skipped)) = read_line_capped(&mut reader, LINE_CAP, &mut line).await {
-        let text = capped_text(&line, skipped);
-        let text_len = text.len();
-        lock(&shared.stderr).push(text.as_bytes());
-        let Some(t) = shared.turn() else { continue };
-        let before = shared
-            .stderr_sent
-            .fetch_add(text.len(), std::sync::atomic::Ordering::Relaxed);
-        if before >= STDERR_EVENTS_BYTES {
-            continue;
-        }
-        // why: a full transcript channel must not stall the agent's stderr pipe.
-        let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
-        if before + text_len >= STDERR_EVENTS_BYTES {
-            let _ = t.perm.events.try_send(TurnEvent::Notice(format!(
-                "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes this turn; the last lines are quoted if the agent fails]"
-            )));
-        }
     }
 }
 

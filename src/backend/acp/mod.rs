@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use pool::{Pool, PoolConfig};
 pub use probe::{ProbeReport, probe};
 
-use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome};
+use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::{PermissionPolicy, Usage};
 use connection::{Launch, SessionState, TurnSlot};
 use permissions::PermissionCtx;
@@ -104,10 +104,9 @@ impl AcpBackend {
                 self.spec.provider_id, session.id.0
             )
         };
-        send(&events, TurnEvent::Notice(note)).await;
+        emit(&events, TurnEvent::Notice(note)).await;
         if lease.restarted && session.how == "new" {
-            send(
-                &events,
+            emit(&events,
                 TurnEvent::Notice(
                     "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged".into(),
                 ),
@@ -134,7 +133,7 @@ impl AcpBackend {
             text: text.clone(),
         }));
         if let Some(cmds) = conn.shared.unsent_commands() {
-            send(&events, TurnEvent::Commands(cmds)).await;
+            emit(&events, TurnEvent::Commands(cmds)).await;
         }
         let result = self
             .prompt(&conn, &session, &turn, &cancel, &perm_cancel, &events)
@@ -157,7 +156,7 @@ impl AcpBackend {
         match stop {
             s::StopReason::EndTurn => {}
             s::StopReason::MaxTokens | s::StopReason::MaxTurnRequests => {
-                send(
+                emit(
                     &events,
                     TurnEvent::Notice(format!(
                         "the agent stopped early: {}",
@@ -175,7 +174,7 @@ impl AcpBackend {
                 ));
             }
             other => {
-                send(
+                emit(
                     &events,
                     TurnEvent::Notice(format!("turn ended: {}", updates::enum_name(&other))),
                 )
@@ -236,7 +235,7 @@ impl AcpBackend {
                 CANCEL_GRACE.as_millis()
             )
         };
-        send(events, TurnEvent::Notice(note)).await;
+        emit(events, TurnEvent::Notice(note)).await;
         Err((BackendError::Cancelled, keep))
     }
 
@@ -280,7 +279,7 @@ impl AcpBackend {
                     "mode", mode, agent, &valid,
                 )));
             }
-            send(events, TurnEvent::Notice(format!("mode set to `{mode}`"))).await;
+            emit(events, TurnEvent::Notice(format!("mode set to `{mode}`"))).await;
         }
         if let Some(model) = &turn.model {
             match select_option(session, &s::SessionConfigOptionCategory::Model, model) {
@@ -292,7 +291,7 @@ impl AcpBackend {
                     )));
                 }
             }
-            send(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
+            emit(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
         }
         Ok(())
     }
@@ -306,12 +305,6 @@ impl Backend for AcpBackend {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
         Box::pin(self.run_turn(turn, events, cancel))
-    }
-}
-
-async fn send(events: &EventSink, ev: TurnEvent) {
-    if events.send(ev).await.is_err() {
-        tracing::debug!("transcript closed; event dropped");
     }
 }
 

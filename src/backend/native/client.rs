@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::history::{Message, ToolCall};
-use crate::backend::{EventSink, TurnEvent};
+use crate::backend::{EventSink, TurnEvent, emit};
 use crate::domain::Usage;
 
 /// Endpoint settings, resolved once at start-up.
@@ -243,14 +243,6 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1u32 << attempt.min(16))
         .min(MAX_BACKOFF)
-}
-
-/// Forward an event to the engine. A closed channel means the engine stopped listening (the
-/// turn is being torn down); the loop notices through cancellation, so the send result is moot.
-pub async fn emit(events: &EventSink, ev: TurnEvent) {
-    if events.send(ev).await.is_err() {
-        tracing::debug!("event channel closed");
-    }
 }
 
 async fn read_stream(

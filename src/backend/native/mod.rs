@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Backend, BackendError, BoxFuture, EventSink, SessionMemory, Turn, TurnEvent, TurnOutcome,
+    Backend, BackendError, BoxFuture, EventSink, SessionMemory, Turn, TurnEvent, TurnOutcome, emit,
 };
 use crate::domain::Usage;
-use client::{Completion, LlmError, LlmSettings, emit};
+use client::{Completion, LlmError, LlmSettings};
 use history::{Message, ToolCall, WireCall};
 use tools::ToolInput;
 

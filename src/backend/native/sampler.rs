@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::Limits;
-use super::client::{Completion, emit};
+use super::client::Completion;
 use super::history::Message;
-use crate::backend::{BackendError, BoxFuture, EventSink, TurnEvent};
+use crate::backend::{BackendError, BoxFuture, EventSink, TurnEvent, emit};
 
 /// `maxTokens` of a sampling request (required by MCP) when no limit is configured.
 const SAMPLING_MAX_TOKENS: u32 = 8192;
