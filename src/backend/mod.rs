@@ -1,6 +1,6 @@
-//! The one seam between the engine and whatever runs a turn. Every backend (CLI today; ACP and
-//! native build on the same trait) gets a [`Turn`], streams [`TurnEvent`]s and returns a
-//! [`TurnOutcome`]; the engine owns persistence, worktrees and notifications.
+//! The one seam between the engine and whatever runs a turn. Every backend (one-shot CLI, ACP,
+//! native) gets a [`Turn`], streams [`TurnEvent`]s and returns a [`TurnOutcome`] through
+//! [`Backend::run`]; the engine owns persistence, worktrees and notifications.
 
 pub mod acp;
 pub mod native;
@@ -191,13 +191,26 @@ pub trait SessionMemory: Send + Sync {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Runs turns. Implementations own only their transport; they must return promptly once
-/// `cancel` fires (with [`BackendError::Cancelled`]) and leave no process behind.
-pub trait Backend: Send + Sync {
-    fn run<'a>(
-        &'a self,
+/// Runs turns: the one seam the engine calls, whichever transport the provider uses. Each
+/// backend owns only its transport; it must return promptly once `cancel` fires (with
+/// [`BackendError::Cancelled`]) and leave no process behind.
+pub enum Backend {
+    Cli(oneshot::OneShotBackend),
+    Acp(acp::AcpBackend),
+    Native(native::NativeBackend),
+}
+
+impl Backend {
+    pub async fn run(
+        &self,
         turn: Turn,
         events: EventSink,
         cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>>;
+    ) -> Result<TurnOutcome, BackendError> {
+        match self {
+            Backend::Cli(b) => b.run(turn, events, cancel).await,
+            Backend::Acp(b) => b.run(turn, events, cancel).await,
+            Backend::Native(b) => b.run(turn, events, cancel).await,
+        }
+    }
 }

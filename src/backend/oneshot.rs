@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use super::process::{KILL_GRACE, PIPE_DRAIN, StderrLog, describe, read_line_capped, read_stderr};
-use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome, emit};
+use super::{BackendError, EventSink, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::Usage;
 
 /// How the prompt reaches a CLI agent.
@@ -73,7 +73,7 @@ impl OneShotBackend {
         Ok(argv)
     }
 
-    async fn run_turn(
+    pub async fn run(
         &self,
         turn: Turn,
         events: EventSink,
@@ -197,17 +197,6 @@ impl Readers {
             None => self.err.await,
         };
         (out.unwrap_or_default(), err.unwrap_or_default())
-    }
-}
-
-impl Backend for OneShotBackend {
-    fn run<'a>(
-        &'a self,
-        turn: Turn,
-        events: EventSink,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
-        Box::pin(self.run_turn(turn, events, cancel))
     }
 }
 

@@ -440,11 +440,7 @@ impl Registry {
 
     /// A backend for a resolved provider. `shared` carries what outlives one turn (warm agent
     /// pools, HTTP clients), owned by the engine so a registry reload keeps it.
-    pub fn backend(
-        &self,
-        id: &str,
-        shared: &BackendShared,
-    ) -> Result<Arc<dyn Backend>, ProviderError> {
+    pub fn backend(&self, id: &str, shared: &BackendShared) -> Result<Backend, ProviderError> {
         let p = match self.resolve(id) {
             Ok(p) => p,
             // Without an endpoint the native loop may still run through the MCP client's
@@ -458,7 +454,7 @@ impl Registry {
             Err(e) => return Err(e),
         };
         match p.transport {
-            Transport::Cli => Ok(Arc::new(OneShotBackend::new(OneShotSpec {
+            Transport::Cli => Ok(Backend::Cli(OneShotBackend::new(OneShotSpec {
                 command: p.command.clone(),
                 prompt: p.prompt,
                 model_args: p.model_args.clone(),
@@ -466,14 +462,14 @@ impl Registry {
                 timeout: p.timeout,
             }))),
             Transport::Native => match &shared.native {
-                Some(n) => Ok(Arc::new(NativeBackend::new(n.clone()))),
+                Some(n) => Ok(Backend::Native(NativeBackend::new(n.clone()))),
                 None => Err(ProviderError::NotConfigured {
                     id: id.into(),
                     detail: shared.native_error.clone(),
                     available: self.available(),
                 }),
             },
-            Transport::Acp => Ok(Arc::new(AcpBackend::new(
+            Transport::Acp => Ok(Backend::Acp(AcpBackend::new(
                 AcpSpec {
                     provider_id: p.id.clone(),
                     command: p.command.clone(),

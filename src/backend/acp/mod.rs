@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use pool::{Pool, PoolConfig};
 pub use probe::{ProbeReport, probe};
 
-use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome, emit};
+use super::{BackendError, EventSink, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::{PermissionPolicy, Usage};
 use connection::{Launch, SessionState, TurnSlot};
 use permissions::PermissionCtx;
@@ -69,7 +69,7 @@ impl AcpBackend {
         }
     }
 
-    async fn run_turn(
+    pub async fn run(
         &self,
         turn: Turn,
         events: EventSink,
@@ -294,17 +294,6 @@ impl AcpBackend {
             emit(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
         }
         Ok(())
-    }
-}
-
-impl Backend for AcpBackend {
-    fn run<'a>(
-        &'a self,
-        turn: Turn,
-        events: EventSink,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
-        Box::pin(self.run_turn(turn, events, cancel))
     }
 }
 

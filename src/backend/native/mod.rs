@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Backend, BackendError, BoxFuture, EventSink, SessionMemory, Turn, TurnEvent, TurnOutcome, emit,
-};
+use super::{BackendError, EventSink, SessionMemory, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::Usage;
 use client::{Completion, LlmError, LlmSettings};
 use history::{Message, ToolCall, WireCall};
@@ -107,16 +105,14 @@ impl NativeBackend {
     pub fn new(shared: Arc<NativeShared>) -> NativeBackend {
         NativeBackend { shared }
     }
-}
 
-impl Backend for NativeBackend {
-    fn run<'a>(
-        &'a self,
+    pub async fn run(
+        &self,
         turn: Turn,
         events: EventSink,
         cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
-        Box::pin(run_turn(&self.shared, turn, events, cancel))
+    ) -> Result<TurnOutcome, BackendError> {
+        run_turn(&self.shared, turn, events, cancel).await
     }
 }
 
