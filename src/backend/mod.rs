@@ -151,8 +151,26 @@ pub enum BackendError {
     /// The agent answered a protocol request with an error, or broke the protocol.
     #[error("agent error: {0}")]
     Agent(String),
+    /// The task asked for something this backend cannot do; `field` names the argument.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidRequest { field: &'static str, reason: String },
+    /// The provider cannot run as set up (its command, its endpoint, the registry's refusal).
     #[error("{0}")]
-    Unsupported(String),
+    Misconfigured(String),
+    /// boocoder's own machinery failed around the turn (store, worktree); `context` says
+    /// what it was doing.
+    #[error("{context}: {source}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The session's worktree vanished from disk; its turns cannot run any more.
+    #[error("the session's worktree `{}` is gone; start a new session", .0.display())]
+    WorktreeGone(PathBuf),
+    /// The native loop could not read the session's stored conversation.
+    #[error("could not load the conversation: {0}")]
+    Conversation(String),
     /// The model endpoint failed for good (after retries); the message quotes the server.
     #[error("{0}")]
     Endpoint(String),
@@ -162,6 +180,18 @@ pub enum BackendError {
     Stopped { reason: String, partial: String },
     #[error("agent I/O failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl BackendError {
+    pub fn internal(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> BackendError {
+        BackendError::Internal {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }
 
 pub(crate) fn stderr_suffix(tail: &str) -> String {

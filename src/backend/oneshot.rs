@@ -51,9 +51,11 @@ impl OneShotBackend {
         let mut argv = self.spec.command.clone();
         if let Some(model) = &turn.model {
             if self.spec.model_args.is_empty() {
-                return Err(BackendError::Unsupported(
-                    "this CLI provider takes no model argument (configure `model_args`)".into(),
-                ));
+                return Err(BackendError::InvalidRequest {
+                    field: "model",
+                    reason: "this CLI provider takes no model argument (configure `model_args`)"
+                        .into(),
+                });
             }
             argv.extend(
                 self.spec
@@ -63,9 +65,10 @@ impl OneShotBackend {
             );
         }
         if turn.mode.is_some() {
-            return Err(BackendError::Unsupported(
-                "CLI providers have no modes".into(),
-            ));
+            return Err(BackendError::InvalidRequest {
+                field: "mode",
+                reason: "CLI providers have no modes".into(),
+            });
         }
         if self.spec.prompt == PromptMode::Arg {
             argv.push(turn.prompt.clone());
@@ -81,7 +84,7 @@ impl OneShotBackend {
     ) -> Result<TurnOutcome, BackendError> {
         let argv = self.argv(&turn)?;
         let Some((program, args)) = argv.split_first() else {
-            return Err(BackendError::Unsupported("empty command".into()));
+            return Err(BackendError::Misconfigured("empty command".into()));
         };
         let mut cmd = super::process::agent_command(program, &turn.cwd);
         cmd.args(args)

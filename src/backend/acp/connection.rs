@@ -145,7 +145,7 @@ impl AgentConn {
     pub(super) async fn start(launch: &Launch, root: &Path) -> Result<AgentConn, BackendError> {
         let started = Instant::now();
         let Some((program, args)) = launch.command.split_first() else {
-            return Err(BackendError::Unsupported("empty agent command".into()));
+            return Err(BackendError::Misconfigured("empty agent command".into()));
         };
         let root = root.canonicalize()?;
         let mut cmd = crate::backend::process::agent_command(program, &root);
@@ -159,8 +159,9 @@ impl AgentConn {
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(BackendError::Unsupported(
-                "agent stdio was not captured".into(),
+            return Err(BackendError::internal(
+                "could not start the agent",
+                "its stdio was not captured",
             ));
         };
         let shared = Arc::new(Shared {

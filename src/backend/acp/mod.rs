@@ -275,9 +275,7 @@ impl AcpBackend {
                     session,
                     &s::SessionConfigOptionCategory::Mode,
                 ));
-                return Err(BackendError::Unsupported(unsupported(
-                    "mode", mode, agent, &valid,
-                )));
+                return Err(not_offered("mode", mode, agent, &valid));
             }
             emit(events, TurnEvent::Notice(format!("mode set to `{mode}`"))).await;
         }
@@ -286,9 +284,7 @@ impl AcpBackend {
                 Some(opt) => set_option(conn, session, opt, model).await?,
                 None => {
                     let valid = option_values(session, &s::SessionConfigOptionCategory::Model);
-                    return Err(BackendError::Unsupported(unsupported(
-                        "model", model, agent, &valid,
-                    )));
+                    return Err(not_offered("model", model, agent, &valid));
                 }
             }
             emit(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
@@ -312,15 +308,16 @@ async fn cancel_agent(
     }
 }
 
-fn unsupported(what: &str, value: &str, agent: &str, valid: &[String]) -> String {
-    if valid.is_empty() {
-        format!("{what} `{value}`: agent `{agent}` offers no {what} selection")
+fn not_offered(field: &'static str, value: &str, agent: &str, valid: &[String]) -> BackendError {
+    let reason = if valid.is_empty() {
+        format!("`{value}`: agent `{agent}` offers no {field} selection")
     } else {
         format!(
-            "{what} `{value}` is not offered by agent `{agent}`; valid {what}s: {}",
+            "`{value}` is not offered by agent `{agent}`; valid {field}s: {}",
             valid.join(", ")
         )
-    }
+    };
+    BackendError::InvalidRequest { field, reason }
 }
 
 fn select_values(sel: &s::SessionConfigSelect) -> Vec<String> {

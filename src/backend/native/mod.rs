@@ -196,9 +196,10 @@ async fn run_turn(
     cancel: CancellationToken,
 ) -> Result<TurnOutcome, BackendError> {
     if let Some(m) = &turn.mode {
-        return Err(BackendError::Unsupported(format!(
-            "the native provider has no modes (got `{m}`)"
-        )));
+        return Err(BackendError::InvalidRequest {
+            field: "mode",
+            reason: format!("`{m}`: the native provider has no modes"),
+        });
     }
     let (route, model) = pick_route(shared, &turn)?;
     let prior = load_prior(shared, &turn.session_id).await?;
@@ -290,15 +291,17 @@ fn pick_route<'a>(
                 .clone()
                 .or_else(|| e.settings.default_model.clone());
             if model.is_none() {
-                return Err(BackendError::Unsupported(
-                    "no model: pass `model` with the task or start boocoder with --model".into(),
-                ));
+                return Err(BackendError::InvalidRequest {
+                    field: "model",
+                    reason: "no model: pass `model` with the task or start boocoder with --model"
+                        .into(),
+                });
             }
             Ok((Route::Http(e), model))
         }
         // The client picks its model; the task's is only a hint.
         (None, Some(s)) => Ok((Route::Sampling(s), turn.model.clone())),
-        (None, None) => Err(BackendError::Unsupported(
+        (None, None) => Err(BackendError::Misconfigured(
             "the native provider has no model endpoint (start boocoder with --llm-base-url) \
              and the client that submitted the task offers no MCP sampling"
                 .into(),
@@ -308,10 +311,11 @@ fn pick_route<'a>(
 
 /// The session's earlier conversation; an unreadable row is skipped rather than failing.
 async fn load_prior(shared: &NativeShared, session_id: &str) -> Result<Vec<Message>, BackendError> {
-    let items =
-        shared.memory.load(session_id).await.map_err(|e| {
-            BackendError::Unsupported(format!("could not load the conversation: {e}"))
-        })?;
+    let items = shared
+        .memory
+        .load(session_id)
+        .await
+        .map_err(BackendError::Conversation)?;
     Ok(items
         .into_iter()
         .filter_map(|v| match serde_json::from_value(v) {
