@@ -354,10 +354,9 @@ impl Inner {
     /// lands. Stops early (results dropped) when the server shuts down.
     async fn run_probes(self: &Arc<Self>, ids: Vec<String>) {
         let registry = self.registry();
-        let settings = providers::llm_settings(&self.config);
         let native_fp = providers::native_fingerprint(&self.config);
         let target = NativeTarget {
-            settings: settings.as_ref(),
+            settings: self.config.llm.as_ref(),
             error: self.backends.native_error.as_deref(),
         };
         let probes = ids.iter().filter_map(|id| registry.get(id)).map(|p| {

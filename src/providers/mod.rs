@@ -14,8 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::backend::acp::{AcpBackend, AcpSpec, Pool};
-use crate::backend::native::client::LlmSettings;
-use crate::backend::native::{Limits, NativeBackend, NativeShared, Samplers};
+use crate::backend::native::{NativeBackend, NativeShared, Samplers};
 use crate::backend::oneshot::{OneShotBackend, OneShotSpec, PromptMode};
 use crate::backend::{Backend, SessionMemory};
 use crate::config::Config;
@@ -219,18 +218,6 @@ fn builtins() -> Vec<Provider> {
     ]
 }
 
-/// The native endpoint's settings from the config; `None` without an endpoint.
-pub fn llm_settings(config: &Config) -> Option<LlmSettings> {
-    config.llm.as_ref().map(|llm| LlmSettings {
-        base_url: llm.base_url.clone(),
-        api_key: llm.api_key.clone(),
-        default_model: llm.model.clone(),
-        max_output_tokens: llm.max_output_tokens,
-        retries: llm.retries,
-        retry_base: llm.retry_base,
-    })
-}
-
 /// The native endpoint as a fingerprint: a probe of another endpoint is stale.
 pub fn native_fingerprint(config: &Config) -> String {
     match &config.llm {
@@ -260,13 +247,8 @@ pub struct BackendShared {
 
 impl BackendShared {
     pub fn new(config: &Config, memory: Arc<dyn SessionMemory>) -> BackendShared {
-        let endpoint = llm_settings(config).zip(config.llm.as_ref().map(|l| l.timeout));
-        let limits = Limits {
-            max_rounds: config.native.max_rounds,
-            max_tokens_total: config.native.max_tokens_total,
-            context_tokens: config.native.context_tokens,
-            sampling_timeout: config.native.sampling_timeout,
-        };
+        let endpoint = config.llm.clone();
+        let limits = config.native.clone();
         let samplers = Arc::new(Samplers::default());
         let acp = Arc::new(Pool::new(config.acp_pool));
         let native_endpoint = endpoint.is_some();
