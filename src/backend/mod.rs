@@ -6,6 +6,7 @@ pub mod acp;
 pub mod native;
 pub mod oneshot;
 pub mod process;
+mod shared;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{EventKind, PermissionPolicy, Usage};
+
+pub use shared::BackendShared;
 
 /// One agent turn: what to do and where.
 #[derive(Debug, Clone)]

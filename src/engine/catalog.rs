@@ -235,7 +235,7 @@ impl Engine {
 impl Inner {
     pub(super) fn load_registry(
         config: &crate::config::Config,
-        backends: &providers::BackendShared,
+        backends: &crate::backend::BackendShared,
     ) -> Registry {
         let mut registry = Registry::load(&config.providers_file);
         registry.native_ready = match (&backends.native, &backends.native_error) {

@@ -8,15 +8,14 @@ pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backend::acp::{AcpBackend, AcpSpec, Pool};
-use crate::backend::native::{NativeBackend, NativeShared, Samplers};
+use crate::backend::acp::{AcpBackend, AcpSpec};
+use crate::backend::native::NativeBackend;
 use crate::backend::oneshot::{OneShotBackend, OneShotSpec, PromptMode};
-use crate::backend::{Backend, SessionMemory};
+use crate::backend::{Backend, BackendShared};
 use crate::config::Config;
 use crate::domain::PermissionPolicy;
 
@@ -228,64 +227,6 @@ pub fn native_fingerprint(config: &Config) -> String {
             l.api_key.is_some()
         ),
         None => "none".into(),
-    }
-}
-
-/// Long-lived state backends share across turns; one per engine, so a registry reload keeps
-/// warm agents.
-pub struct BackendShared {
-    acp: Arc<Pool>,
-    /// The native loop's state; `None` only when its HTTP client could not be built.
-    pub native: Option<Arc<NativeShared>>,
-    /// Whether an endpoint is configured (else native runs only through MCP sampling).
-    pub native_endpoint: bool,
-    /// Why the native loop cannot run at all.
-    pub native_error: Option<String>,
-    /// MCP samplers of queued tasks, for native turns without an endpoint.
-    pub samplers: Arc<Samplers>,
-}
-
-impl BackendShared {
-    pub fn new(config: &Config, memory: Arc<dyn SessionMemory>) -> BackendShared {
-        let endpoint = config.llm.clone();
-        let limits = config.native.clone();
-        let samplers = Arc::new(Samplers::default());
-        let acp = Arc::new(Pool::new(config.acp_pool));
-        let native_endpoint = endpoint.is_some();
-        match NativeShared::new(endpoint, limits, memory, samplers.clone()) {
-            Ok(n) => BackendShared {
-                acp,
-                native: Some(Arc::new(n)),
-                native_endpoint,
-                native_error: None,
-                samplers,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "the native provider cannot start");
-                BackendShared {
-                    acp,
-                    native: None,
-                    native_endpoint,
-                    native_error: Some(e.to_string()),
-                    samplers,
-                }
-            }
-        }
-    }
-
-    /// Live ACP agent processes.
-    pub fn live_agents(&self) -> usize {
-        self.acp.live()
-    }
-
-    /// Stop the warm agents of a session that was closed.
-    pub async fn close_session(&self, session_id: &str) {
-        self.acp.close_session(session_id).await;
-    }
-
-    /// Stop every long-lived agent process (server shutdown).
-    pub async fn shutdown(&self) {
-        self.acp.shutdown().await;
     }
 }
 
