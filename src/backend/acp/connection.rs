@@ -3,7 +3,7 @@
 //! dispatch loop: anything that waits (permission questions, terminal exits) is spawned.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,16 +12,14 @@ use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::{ConnectionTo, schema as s};
 use agent_client_protocol::{Agent, ByteStreams, JsonRpcRequest};
 use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
 use super::handlers::spawn_connection;
-use super::permissions::PermissionCtx;
-use super::terminals::Terminals;
-use crate::backend::process::{
-    GroupGuard, KILL_GRACE, StderrLog, describe, read_line_capped, read_stderr,
-};
-use crate::backend::{BackendError, TurnEvent, stderr_suffix};
+use super::state::{Shared, lock};
+use crate::backend::process::{GroupGuard, KILL_GRACE, describe, read_line_capped, read_stderr};
+use crate::backend::{BackendError, stderr_suffix};
 
 /// How long `initialize` and session set-up may take (opencode needs ~4 s on a slow box).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -37,74 +35,6 @@ pub(super) struct Launch {
     pub env: BTreeMap<String, String>,
     /// Advertise and serve `fs/*` (off for agents whose fs client support is broken).
     pub client_fs: bool,
-}
-
-/// The running turn, as the handlers see it.
-#[derive(Clone)]
-pub(super) struct TurnSlot {
-    pub perm: PermissionCtx,
-    /// The agent's message text of this turn (the final message).
-    pub text: Arc<Mutex<String>>,
-}
-
-/// State the handlers share with the turn driver.
-pub(super) struct Shared {
-    pub root: PathBuf,
-    pub client_fs: bool,
-    pub(super) turn: Mutex<Option<TurnSlot>>,
-    pub terminals: Terminals,
-    stderr: StderrLog,
-    /// The latest slash commands the agent announced (for probes and the transcript).
-    pub commands: Mutex<Vec<String>>,
-    /// Whether `commands` reached a transcript; agents announce them right after
-    /// `session/new`, before any turn listens.
-    pub(super) commands_sent: std::sync::atomic::AtomicBool,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-impl Shared {
-    pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {
-        self.stderr.new_turn();
-        *lock(&self.turn) = slot;
-    }
-
-    pub(super) fn turn(&self) -> Option<TurnSlot> {
-        lock(&self.turn).clone()
-    }
-
-    /// A transcript line from boocoder itself, when a turn is listening.
-    pub(super) fn notice(&self, text: String) {
-        self.offer(TurnEvent::Notice(text));
-    }
-
-    /// An event for the running turn's transcript, if a turn listens. Never waits: a full
-    /// transcript channel must not stall the agent's pipes.
-    fn offer(&self, ev: TurnEvent) {
-        if let Some(t) = self.turn()
-            && t.perm.events.try_send(ev).is_err()
-        {
-            tracing::debug!("transcript busy or closed; event dropped");
-        }
-    }
-
-    /// The announced commands if no transcript has them yet (marks them sent).
-    pub(super) fn unsent_commands(&self) -> Option<Vec<String>> {
-        let cmds = lock(&self.commands).clone();
-        let was_sent = self
-            .commands_sent
-            .swap(true, std::sync::atomic::Ordering::SeqCst);
-        (!was_sent && !cmds.is_empty()).then_some(cmds)
-    }
-
-    pub(super) fn stderr_tail(&self) -> String {
-        self.stderr.quote()
-    }
 }
 
 /// The ACP session the connection drives.
@@ -144,67 +74,11 @@ impl AgentConn {
     /// Start the agent in `root` and run `initialize`.
     pub(super) async fn start(launch: &Launch, root: &Path) -> Result<AgentConn, BackendError> {
         let started = Instant::now();
-        let Some((program, args)) = launch.command.split_first() else {
-            return Err(BackendError::Misconfigured("empty agent command".into()));
-        };
         let root = root.canonicalize()?;
-        let mut cmd = crate::backend::process::agent_command(program, &root);
-        cmd.args(args).envs(&launch.env).stdin(Stdio::piped());
-        let (mut child, group) =
-            crate::backend::process::spawn(&mut cmd).map_err(|source| BackendError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+        let (child, group, (stdin, stdout, stderr)) = spawn_agent(launch, &root)?;
         let pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(BackendError::internal(
-                "could not start the agent",
-                "its stdio was not captured",
-            ));
-        };
-        let shared = Arc::new(Shared {
-            root: root.clone(),
-            client_fs: launch.client_fs,
-            turn: Mutex::new(None),
-            terminals: Terminals::new(root),
-            stderr: StderrLog::default(),
-            commands: Mutex::new(Vec::new()),
-            commands_sent: std::sync::atomic::AtomicBool::new(false),
-        });
-        let stderr_done = {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let offer = |ev| {
-                    shared.offer(ev);
-                    std::future::ready(())
-                };
-                read_stderr(stderr, &shared.stderr, &CancellationToken::new(), offer).await;
-            })
-        };
-
-        let dead = CancellationToken::new();
-        let exit = Arc::new(Mutex::new(None));
-        {
-            let (dead, exit) = (dead.clone(), exit.clone());
-            tokio::spawn(async move {
-                let status = match child.wait().await {
-                    Ok(st) => describe(st),
-                    Err(e) => format!("an unknown status ({e})"),
-                };
-                // Let the reader take in the dying agent's last words before anyone quotes
-                // them; a grandchild holding the pipe open must not delay the news for long.
-                if tokio::time::timeout(STDERR_DRAIN, stderr_done)
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("agent stderr still open after exit");
-                }
-                *lock(&exit) = Some(status);
-                dead.cancel();
-            });
-        }
+        let shared = Arc::new(Shared::new(root, launch.client_fs));
+        let (dead, exit) = watch_exit(child, stderr, shared.clone());
 
         let stop = CancellationToken::new();
         let (cx_tx, cx_rx) = tokio::sync::oneshot::channel();
@@ -229,18 +103,9 @@ impl AgentConn {
             started,
             init_time: Duration::ZERO,
         };
-        let caps = s::ClientCapabilities::new()
-            .fs(s::FileSystemCapabilities::new()
-                .read_text_file(launch.client_fs)
-                .write_text_file(launch.client_fs))
-            .terminal(true);
-        let req = s::InitializeRequest::new(ProtocolVersion::V1)
-            .client_capabilities(caps)
-            .client_info(s::Implementation::new(
-                "boocoder",
-                env!("CARGO_PKG_VERSION"),
-            ));
-        conn.init = conn.call(req, SETUP_TIMEOUT).await?;
+        conn.init = conn
+            .call(initialize_request(launch.client_fs), SETUP_TIMEOUT)
+            .await?;
         conn.init_time = started.elapsed();
         Ok(conn)
     }
@@ -382,6 +247,82 @@ impl AgentConn {
         // Children the agent left behind, in its group or out of it, go too.
         self.group.kill_all();
     }
+}
+
+type Stdio3 = (ChildStdin, ChildStdout, ChildStderr);
+
+/// The agent process, in its own group in `root`, with its stdio captured.
+fn spawn_agent(launch: &Launch, root: &Path) -> Result<(Child, GroupGuard, Stdio3), BackendError> {
+    let Some((program, args)) = launch.command.split_first() else {
+        return Err(BackendError::Misconfigured("empty agent command".into()));
+    };
+    let mut cmd = crate::backend::process::agent_command(program, root);
+    cmd.args(args).envs(&launch.env).stdin(Stdio::piped());
+    let (mut child, group) =
+        crate::backend::process::spawn(&mut cmd).map_err(|source| BackendError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(BackendError::internal(
+            "could not start the agent",
+            "its stdio was not captured",
+        ));
+    };
+    Ok((child, group, (stdin, stdout, stderr)))
+}
+
+/// Reads the agent's stderr into `shared` and waits for its exit: the token fires once the
+/// process is gone, and the slot then holds how it ended.
+fn watch_exit(
+    mut child: Child,
+    stderr: ChildStderr,
+    shared: Arc<Shared>,
+) -> (CancellationToken, Arc<Mutex<Option<String>>>) {
+    let stderr_done = tokio::spawn(async move {
+        let offer = |ev| {
+            shared.offer(ev);
+            std::future::ready(())
+        };
+        read_stderr(stderr, &shared.stderr, &CancellationToken::new(), offer).await;
+    });
+    let dead = CancellationToken::new();
+    let exit = Arc::new(Mutex::new(None));
+    let (dead2, exit2) = (dead.clone(), exit.clone());
+    tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(st) => describe(st),
+            Err(e) => format!("an unknown status ({e})"),
+        };
+        // Let the reader take in the dying agent's last words before anyone quotes them; a
+        // grandchild holding the pipe open must not delay the news for long.
+        if tokio::time::timeout(STDERR_DRAIN, stderr_done)
+            .await
+            .is_err()
+        {
+            tracing::debug!("agent stderr still open after exit");
+        }
+        *lock(&exit2) = Some(status);
+        dead2.cancel();
+    });
+    (dead, exit)
+}
+
+/// `initialize`, advertising exactly what we serve: fs (per provider) and terminals.
+fn initialize_request(client_fs: bool) -> s::InitializeRequest {
+    let caps = s::ClientCapabilities::new()
+        .fs(s::FileSystemCapabilities::new()
+            .read_text_file(client_fs)
+            .write_text_file(client_fs))
+        .terminal(true);
+    s::InitializeRequest::new(ProtocolVersion::V1)
+        .client_capabilities(caps)
+        .client_info(s::Implementation::new(
+            "boocoder",
+            env!("CARGO_PKG_VERSION"),
+        ))
 }
 
 /// Copies the agent's stdout to the JSON-RPC reader line by line, as valid UTF-8: the SDK's

@@ -12,6 +12,7 @@ mod handlers;
 mod permissions;
 mod pool;
 mod probe;
+mod state;
 mod terminals;
 mod updates;
 
@@ -27,8 +28,9 @@ pub use probe::{ProbeReport, probe};
 
 use super::{BackendError, EventSink, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::{PermissionPolicy, Usage};
-use connection::{Launch, SessionState, TurnSlot};
+use connection::{Launch, SessionState};
 use permissions::PermissionCtx;
+use state::TurnSlot;
 
 /// How long after `session/cancel` the agent may take to answer `cancelled` before its
 /// process group is killed (real agents answer within ~0.2 s).
@@ -84,35 +86,7 @@ impl AcpBackend {
         };
         let conn = lease.conn.clone();
         let session = lease.session.clone();
-        let started = conn.started.elapsed();
-        let pid = conn
-            .pid
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "?".into());
-        let note = if lease.fresh {
-            format!(
-                "started agent `{}` (pid {pid}): initialize {} ms, session {} ({}) ready after {} ms",
-                self.spec.provider_id,
-                conn.init_time.as_millis(),
-                session.id.0,
-                session.how,
-                started.as_millis()
-            )
-        } else {
-            format!(
-                "reusing warm agent `{}` (pid {pid}), session {}",
-                self.spec.provider_id, session.id.0
-            )
-        };
-        emit(&events, TurnEvent::Notice(note)).await;
-        if lease.restarted && session.how == "new" {
-            emit(&events,
-                TurnEvent::Notice(
-                    "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged".into(),
-                ),
-            )
-            .await;
-        }
+        self.announce(&lease, &events).await;
 
         if let Err(e) = self.configure(&conn, &session, &turn, &events).await {
             if conn.is_dead() {
@@ -153,38 +127,41 @@ impl AcpBackend {
             Ok(t) => t.trim().to_string(),
             Err(p) => p.into_inner().trim().to_string(),
         };
-        match stop {
-            s::StopReason::EndTurn => {}
-            s::StopReason::MaxTokens | s::StopReason::MaxTurnRequests => {
-                emit(
-                    &events,
-                    TurnEvent::Notice(format!(
-                        "the agent stopped early: {}",
-                        updates::enum_name(&stop)
-                    )),
-                )
-                .await;
-            }
-            s::StopReason::Refusal => {
-                return Err(BackendError::Agent("the agent refused to continue".into()));
-            }
-            s::StopReason::Cancelled => {
-                return Err(BackendError::Agent(
-                    "the agent cancelled the turn on its own".into(),
-                ));
-            }
-            other => {
-                emit(
-                    &events,
-                    TurnEvent::Notice(format!("turn ended: {}", updates::enum_name(&other))),
-                )
-                .await;
-            }
-        }
+        stopped(stop, &events).await?;
         Ok(TurnOutcome {
             final_message,
             usage: Usage::default(),
         })
+    }
+
+    /// Which agent serves the turn, in the transcript: started (with its start-up figures) or
+    /// warm, and whether a restarted agent lost the session's earlier conversation.
+    async fn announce(&self, lease: &pool::Lease, events: &EventSink) {
+        let (conn, session) = (&lease.conn, &lease.session);
+        let pid = conn
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into());
+        let note = if lease.fresh {
+            format!(
+                "started agent `{}` (pid {pid}): initialize {} ms, session {} ({}) ready after {} ms",
+                self.spec.provider_id,
+                conn.init_time.as_millis(),
+                session.id.0,
+                session.how,
+                conn.started.elapsed().as_millis()
+            )
+        } else {
+            format!(
+                "reusing warm agent `{}` (pid {pid}), session {}",
+                self.spec.provider_id, session.id.0
+            )
+        };
+        emit(events, TurnEvent::Notice(note)).await;
+        if lease.restarted && session.how == "new" {
+            let note = "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged";
+            emit(events, TurnEvent::Notice(note.into())).await;
+        }
     }
 
     /// Send the prompt and wait for its stop reason. On error, says whether the agent may stay
@@ -291,6 +268,28 @@ impl AcpBackend {
         }
         Ok(())
     }
+}
+
+/// What the agent's stop reason means for the turn: an end (noted when it is not the normal
+/// one), or a failure when the agent refused or cancelled on its own.
+async fn stopped(stop: s::StopReason, events: &EventSink) -> Result<(), BackendError> {
+    let note = match stop {
+        s::StopReason::EndTurn => return Ok(()),
+        s::StopReason::MaxTokens | s::StopReason::MaxTurnRequests => {
+            format!("the agent stopped early: {}", updates::enum_name(&stop))
+        }
+        s::StopReason::Refusal => {
+            return Err(BackendError::Agent("the agent refused to continue".into()));
+        }
+        s::StopReason::Cancelled => {
+            return Err(BackendError::Agent(
+                "the agent cancelled the turn on its own".into(),
+            ));
+        }
+        other => format!("turn ended: {}", updates::enum_name(&other)),
+    };
+    emit(events, TurnEvent::Notice(note)).await;
+    Ok(())
 }
 
 /// `session/cancel`, and answer any pending permission question `cancelled`.
