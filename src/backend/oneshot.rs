@@ -47,16 +47,11 @@ impl OneShotBackend {
         OneShotBackend { spec }
     }
 
-    fn argv(&self, turn: &Turn) -> Result<Vec<String>, BackendError> {
+    /// The command, the model arguments and (for [`PromptMode::Arg`]) the prompt. The task's
+    /// model and mode were checked against this provider when it was submitted.
+    fn argv(&self, turn: &Turn) -> Vec<String> {
         let mut argv = self.spec.command.clone();
         if let Some(model) = &turn.model {
-            if self.spec.model_args.is_empty() {
-                return Err(BackendError::InvalidRequest {
-                    field: "model",
-                    reason: "this CLI provider takes no model argument (configure `model_args`)"
-                        .into(),
-                });
-            }
             argv.extend(
                 self.spec
                     .model_args
@@ -64,16 +59,10 @@ impl OneShotBackend {
                     .map(|a| a.replace("{model}", model)),
             );
         }
-        if turn.mode.is_some() {
-            return Err(BackendError::InvalidRequest {
-                field: "mode",
-                reason: "CLI providers have no modes".into(),
-            });
-        }
         if self.spec.prompt == PromptMode::Arg {
             argv.push(turn.prompt.clone());
         }
-        Ok(argv)
+        argv
     }
 
     pub async fn run(
@@ -82,7 +71,7 @@ impl OneShotBackend {
         events: EventSink,
         cancel: CancellationToken,
     ) -> Result<TurnOutcome, BackendError> {
-        let argv = self.argv(&turn)?;
+        let argv = self.argv(&turn);
         let Some((program, args)) = argv.split_first() else {
             return Err(BackendError::Misconfigured("empty command".into()));
         };
@@ -293,7 +282,7 @@ mod tests {
     #[test]
     fn prompt_is_one_argument_and_model_is_templated() {
         let b = OneShotBackend::new(spec(&["agent", "-p"], PromptMode::Arg));
-        let argv = b.argv(&turn("fix it; rm -rf /", Some("m1"))).expect("argv");
+        let argv = b.argv(&turn("fix it; rm -rf /", Some("m1")));
         assert_eq!(
             argv,
             vec!["agent", "-p", "--model", "m1", "fix it; rm -rf /"]

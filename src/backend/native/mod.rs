@@ -183,12 +183,6 @@ async fn run_turn(
     events: EventSink,
     cancel: CancellationToken,
 ) -> Result<TurnOutcome, BackendError> {
-    if let Some(m) = &turn.mode {
-        return Err(BackendError::InvalidRequest {
-            field: "mode",
-            reason: format!("`{m}`: the native provider has no modes"),
-        });
-    }
     let (route, model) = pick_route(shared, &turn)?;
     let prior = load_prior(shared, &turn.session_id).await?;
     let system = system_prompt(&turn);
