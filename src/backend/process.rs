@@ -297,7 +297,7 @@ pub fn describe(status: std::process::ExitStatus) -> String {
 }
 
 /// An agent's stderr as boocoder keeps it: the last lines, quoted when the agent fails, and
-/// the running turn's share of the transcript (at most [`STDERR_EVENTS_BYTES`]).
+/// the running turn's share of the transcript (at most `STDERR_EVENTS_BYTES`).
 #[derive(Debug)]
 pub struct StderrLog {
     tail: Mutex<Tail>,

@@ -1,6 +1,6 @@
 //! ACP agents (opencode, goose, qwen-code, gemini-cli, claude-code-acp, codex-acp, custom):
 //! the client side of the Agent Client Protocol over the agent's stdio. This module is the
-//! only one that imports `agent_client_protocol`; the rest of boocoder sees a [`Backend`].
+//! only one that imports `agent_client_protocol`; the rest of boocoder sees a [`Backend`](crate::backend::Backend).
 //!
 //! A turn checks out the session's warm agent from the [`Pool`] (starting one if needed),
 //! applies the requested mode and model, sends `session/prompt` and streams the updates as

@@ -22,7 +22,7 @@ pub struct SampleRequest {
     pub system: String,
     /// The conversation without the system message.
     pub messages: Vec<Message>,
-    /// The tool definitions in the OpenAI shape ([`tools::definitions`]).
+    /// The tool definitions in the OpenAI shape ([`super::tools::definitions`]).
     pub tools: serde_json::Value,
     pub max_tokens: u32,
     /// The task's model, passed as a preference hint.
