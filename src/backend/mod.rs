@@ -1,11 +1,12 @@
-//! The one seam between the engine and whatever runs a turn. Every backend (CLI today; ACP and
-//! native build on the same trait) gets a [`Turn`], streams [`TurnEvent`]s and returns a
-//! [`TurnOutcome`]; the engine owns persistence, worktrees and notifications.
+//! The one seam between the engine and whatever runs a turn. Every backend (one-shot CLI, ACP,
+//! native) gets a [`Turn`], streams [`TurnEvent`]s and returns a [`TurnOutcome`] through
+//! [`Backend::run`]; the engine owns persistence, worktrees and notifications.
 
 pub mod acp;
 pub mod native;
 pub mod oneshot;
 pub mod process;
+mod shared;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{EventKind, PermissionPolicy, Usage};
+
+pub use shared::BackendShared;
 
 /// One agent turn: what to do and where.
 #[derive(Debug, Clone)]
@@ -117,6 +120,15 @@ impl TurnEvent {
 /// growing memory without limit.
 pub type EventSink = mpsc::Sender<TurnEvent>;
 
+/// Forward an event to the engine. A closed channel means the engine stopped listening (the
+/// turn is being torn down, which the backend notices through cancellation), so the event is
+/// dropped.
+pub async fn emit(events: &EventSink, ev: TurnEvent) {
+    if events.send(ev).await.is_err() {
+        tracing::debug!("transcript closed; event dropped");
+    }
+}
+
 /// How a turn ended well.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TurnOutcome {
@@ -142,8 +154,26 @@ pub enum BackendError {
     /// The agent answered a protocol request with an error, or broke the protocol.
     #[error("agent error: {0}")]
     Agent(String),
+    /// The task asked for something this backend cannot do; `field` names the argument.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidRequest { field: &'static str, reason: String },
+    /// The provider cannot run as set up (its command, its endpoint, the registry's refusal).
     #[error("{0}")]
-    Unsupported(String),
+    Misconfigured(String),
+    /// boocoder's own machinery failed around the turn (store, worktree); `context` says
+    /// what it was doing.
+    #[error("{context}: {source}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The session's worktree vanished from disk; its turns cannot run any more.
+    #[error("the session's worktree `{}` is gone; start a new session", .0.display())]
+    WorktreeGone(PathBuf),
+    /// The native loop could not read the session's stored conversation.
+    #[error("could not load the conversation: {0}")]
+    Conversation(String),
     /// The model endpoint failed for good (after retries); the message quotes the server.
     #[error("{0}")]
     Endpoint(String),
@@ -155,7 +185,19 @@ pub enum BackendError {
     Io(#[from] std::io::Error),
 }
 
-fn stderr_suffix(tail: &str) -> String {
+impl BackendError {
+    pub fn internal(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> BackendError {
+        BackendError::Internal {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+pub(crate) fn stderr_suffix(tail: &str) -> String {
     if tail.trim().is_empty() {
         String::new()
     } else {
@@ -182,13 +224,26 @@ pub trait SessionMemory: Send + Sync {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Runs turns. Implementations own only their transport; they must return promptly once
-/// `cancel` fires (with [`BackendError::Cancelled`]) and leave no process behind.
-pub trait Backend: Send + Sync {
-    fn run<'a>(
-        &'a self,
+/// Runs turns: the one seam the engine calls, whichever transport the provider uses. Each
+/// backend owns only its transport; it must return promptly once `cancel` fires (with
+/// [`BackendError::Cancelled`]) and leave no process behind.
+pub enum Backend {
+    Cli(oneshot::OneShotBackend),
+    Acp(acp::AcpBackend),
+    Native(native::NativeBackend),
+}
+
+impl Backend {
+    pub async fn run(
+        &self,
         turn: Turn,
         events: EventSink,
         cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>>;
+    ) -> Result<TurnOutcome, BackendError> {
+        match self {
+            Backend::Cli(b) => b.run(turn, events, cancel).await,
+            Backend::Acp(b) => b.run(turn, events, cancel).await,
+            Backend::Native(b) => b.run(turn, events, cancel).await,
+        }
+    }
 }

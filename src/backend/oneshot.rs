@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::process::{LINE_CAP, PIPE_DRAIN, Tail, capped_text, read_line_capped};
-use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome};
+use super::process::{KILL_GRACE, PIPE_DRAIN, StderrLog, describe, read_line_capped, read_stderr};
+use super::{BackendError, EventSink, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::Usage;
 
 /// How the prompt reaches a CLI agent.
@@ -37,13 +37,6 @@ pub struct OneShotSpec {
 
 /// Most stdout kept for the final message; more is dropped with a note.
 const STDOUT_CAP: usize = 1 << 20;
-/// Stderr bytes kept for error messages.
-const STDERR_TAIL: usize = 64 << 10;
-/// Stderr bytes kept in the transcript; a runaway agent cannot flood the store.
-const STDERR_EVENTS_BYTES: usize = 1 << 20;
-/// Lines of stderr quoted when the agent fails.
-const STDERR_QUOTE_LINES: usize = 20;
-const KILL_GRACE: Duration = Duration::from_millis(500);
 
 pub struct OneShotBackend {
     spec: OneShotSpec,
@@ -54,14 +47,11 @@ impl OneShotBackend {
         OneShotBackend { spec }
     }
 
-    fn argv(&self, turn: &Turn) -> Result<Vec<String>, BackendError> {
+    /// The command, the model arguments and (for [`PromptMode::Arg`]) the prompt. The task's
+    /// model and mode were checked against this provider when it was submitted.
+    fn argv(&self, turn: &Turn) -> Vec<String> {
         let mut argv = self.spec.command.clone();
         if let Some(model) = &turn.model {
-            if self.spec.model_args.is_empty() {
-                return Err(BackendError::Unsupported(
-                    "this CLI provider takes no model argument (configure `model_args`)".into(),
-                ));
-            }
             argv.extend(
                 self.spec
                     .model_args
@@ -69,26 +59,21 @@ impl OneShotBackend {
                     .map(|a| a.replace("{model}", model)),
             );
         }
-        if turn.mode.is_some() {
-            return Err(BackendError::Unsupported(
-                "CLI providers have no modes".into(),
-            ));
-        }
         if self.spec.prompt == PromptMode::Arg {
             argv.push(turn.prompt.clone());
         }
-        Ok(argv)
+        argv
     }
 
-    async fn run_turn(
+    pub async fn run(
         &self,
         turn: Turn,
         events: EventSink,
         cancel: CancellationToken,
     ) -> Result<TurnOutcome, BackendError> {
-        let argv = self.argv(&turn)?;
+        let argv = self.argv(&turn);
         let Some((program, args)) = argv.split_first() else {
-            return Err(BackendError::Unsupported("empty command".into()));
+            return Err(BackendError::Misconfigured("empty command".into()));
         };
         let mut cmd = super::process::agent_command(program, &turn.cwd);
         cmd.args(args)
@@ -124,7 +109,7 @@ impl OneShotBackend {
                 events.clone(),
                 stop.clone(),
             )),
-            err: tokio::spawn(read_stderr(child.stderr.take(), events, stop.clone())),
+            err: tokio::spawn(collect_stderr(child.stderr.take(), events, stop.clone())),
             stop,
         };
 
@@ -138,10 +123,10 @@ impl OneShotBackend {
             }
             _ = timeout => {
                 group.terminate(&mut child, KILL_GRACE).await;
-                let (_, tail) = readers.finish(&cancel).await;
+                let (_, stderr) = readers.finish(&cancel).await;
                 return Err(BackendError::Timeout {
                     secs: self.spec.timeout.as_secs(),
-                    stderr_tail: tail.last_lines(STDERR_QUOTE_LINES),
+                    stderr_tail: stderr.quote(),
                 });
             }
         };
@@ -149,7 +134,7 @@ impl OneShotBackend {
         // lingering grandchild holds open. One that escaped (no tag) only delays the end by
         // the drain bound.
         group.kill_all();
-        let (stdout, tail) = readers.finish(&cancel).await;
+        let (stdout, stderr) = readers.finish(&cancel).await;
         if cancel.is_cancelled() {
             return Err(BackendError::Cancelled);
         }
@@ -157,7 +142,7 @@ impl OneShotBackend {
         if !status.success() {
             return Err(BackendError::Exited {
                 status: describe(status),
-                stderr_tail: tail.last_lines(STDERR_QUOTE_LINES),
+                stderr_tail: stderr.quote(),
             });
         }
         Ok(TurnOutcome {
@@ -170,7 +155,7 @@ impl OneShotBackend {
 /// The agent's stdout and stderr readers.
 struct Readers {
     out: tokio::task::JoinHandle<String>,
-    err: tokio::task::JoinHandle<Tail>,
+    err: tokio::task::JoinHandle<StderrLog>,
     /// Tells the readers to return what they have.
     stop: CancellationToken,
 }
@@ -178,7 +163,7 @@ struct Readers {
 impl Readers {
     /// What the readers got once the pipes close, or within [`PIPE_DRAIN`] (sooner on cancel):
     /// a detached child holding the pipes must not keep the turn, or its cancel, waiting.
-    async fn finish(mut self, cancel: &CancellationToken) -> (String, Tail) {
+    async fn finish(mut self, cancel: &CancellationToken) -> (String, StderrLog) {
         // Each handle is polled until it completes and never after (tokio panics on that).
         let (mut out, mut err) = (None, None);
         let drain = tokio::time::sleep(PIPE_DRAIN);
@@ -204,26 +189,6 @@ impl Readers {
             None => self.err.await,
         };
         (out.unwrap_or_default(), err.unwrap_or_default())
-    }
-}
-
-impl Backend for OneShotBackend {
-    fn run<'a>(
-        &'a self,
-        turn: Turn,
-        events: EventSink,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
-        Box::pin(self.run_turn(turn, events, cancel))
-    }
-}
-
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("signal {s}"),
-        (None, None) => "an unknown status".into(),
     }
 }
 
@@ -254,7 +219,7 @@ async fn read_stdout(
                     if !truncated {
                         truncated = true;
                         let note = format!("[stdout truncated at {STDOUT_CAP} bytes]");
-                        let _ = events.send(TurnEvent::Notice(note)).await;
+                        emit(&events, TurnEvent::Notice(note)).await;
                     }
                     if room == 0 {
                         continue;
@@ -262,15 +227,12 @@ async fn read_stdout(
                 }
                 let text = String::from_utf8_lossy(&line).into_owned();
                 out.push_str(&text);
-                if events.send(TurnEvent::Text(text)).await.is_err() {
-                    tracing::debug!("event sink closed; still draining stdout");
-                }
+                emit(&events, TurnEvent::Text(text)).await;
             }
             Ok(None) => break,
             Err(e) => {
-                let _ = events
-                    .send(TurnEvent::Notice(format!("stopped reading stdout: {e}")))
-                    .await;
+                let note = format!("stopped reading stdout: {e}");
+                emit(&events, TurnEvent::Notice(note)).await;
                 break;
             }
         }
@@ -278,46 +240,17 @@ async fn read_stdout(
     out
 }
 
-/// Streams stderr lines into the transcript and keeps a tail for error messages. Lines are
-/// cut at [`LINE_CAP`] and the transcript takes at most [`STDERR_EVENTS_BYTES`]: a runaway
-/// agent cannot flood memory or the store.
-async fn read_stderr(
+/// Streams stderr lines into the transcript and keeps its tail for error messages.
+async fn collect_stderr(
     stream: Option<impl AsyncRead + Unpin>,
     events: EventSink,
     stop: CancellationToken,
-) -> Tail {
-    let mut tail = Tail::new(STDERR_TAIL);
-    let Some(stream) = stream else {
-        return tail;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    let mut sent = 0usize;
-    loop {
-        let read = tokio::select! {
-            r = read_line_capped(&mut reader, LINE_CAP, &mut line) => r,
-            _ = stop.cancelled() => break,
-        };
-        match read {
-            Ok(Some(skipped)) => {
-                let text = capped_text(&line, skipped);
-                tail.push(text.as_bytes());
-                if sent < STDERR_EVENTS_BYTES {
-                    sent += text.len();
-                    // why: a closed sink only means the engine stopped listening; keep the tail.
-                    let _ = events.send(TurnEvent::Stderr(text)).await;
-                    if sent >= STDERR_EVENTS_BYTES {
-                        let note = format!(
-                            "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes; the last lines are quoted if the agent fails]"
-                        );
-                        let _ = events.send(TurnEvent::Notice(note)).await;
-                    }
-                }
-            }
-            Ok(None) | Err(_) => break,
-        }
+) -> StderrLog {
+    let log = StderrLog::default();
+    if let Some(stream) = stream {
+        read_stderr(stream, &log, &stop, |ev| emit(&events, ev)).await;
     }
-    tail
+    log
 }
 
 #[cfg(test)]
@@ -349,7 +282,7 @@ mod tests {
     #[test]
     fn prompt_is_one_argument_and_model_is_templated() {
         let b = OneShotBackend::new(spec(&["agent", "-p"], PromptMode::Arg));
-        let argv = b.argv(&turn("fix it; rm -rf /", Some("m1"))).expect("argv");
+        let argv = b.argv(&turn("fix it; rm -rf /", Some("m1")));
         assert_eq!(
             argv,
             vec!["agent", "-p", "--model", "m1", "fix it; rm -rf /"]

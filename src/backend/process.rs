@@ -1,13 +1,18 @@
 //! Child processes for agents: each in its own process group so that cancel, timeout and
 //! shutdown stop the agent *and* whatever it spawned (npm launchers, shells, test runners).
 
+use std::future::Future;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::TurnEvent;
 
 /// The environment variable that marks an agent (and everything it starts) with the boocoder
 /// node that launched it, so a restarted node can find and stop what a killed one left behind.
@@ -25,6 +30,16 @@ pub const PIPE_DRAIN: Duration = Duration::from_secs(2);
 /// counted, never buffered. Leaves room for the note about the cut within one 64 KiB
 /// transcript entry.
 pub const LINE_CAP: usize = (64 << 10) - 128;
+
+/// Grace between SIGTERM and SIGKILL when an agent is stopped.
+pub const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// Bytes of agent stderr kept for error messages.
+const STDERR_TAIL: usize = 64 << 10;
+/// Stderr bytes one turn's transcript takes; a runaway agent cannot flood the store.
+const STDERR_EVENTS_BYTES: usize = 1 << 20;
+/// Lines of stderr quoted when an agent fails.
+const STDERR_QUOTE_LINES: usize = 20;
 
 /// This process's node id, set once by the engine at start-up. A process-wide value on
 /// purpose: it names the process itself, and every spawn site must use the same one.
@@ -268,6 +283,97 @@ impl Tail {
         let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let start = all.len().saturating_sub(lines);
         all[start..].join("\n")
+    }
+}
+
+/// An exit status as error messages spell it.
+pub fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => "an unknown status".into(),
+    }
+}
+
+/// An agent's stderr as boocoder keeps it: the last lines, quoted when the agent fails, and
+/// the running turn's share of the transcript (at most `STDERR_EVENTS_BYTES`).
+#[derive(Debug)]
+pub struct StderrLog {
+    tail: Mutex<Tail>,
+    /// Bytes the running turn's transcript took so far.
+    sent: AtomicUsize,
+}
+
+impl Default for StderrLog {
+    fn default() -> StderrLog {
+        StderrLog {
+            tail: Mutex::new(Tail::new(STDERR_TAIL)),
+            sent: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl StderrLog {
+    /// A new turn gets a transcript budget of its own (a warm ACP agent serves many).
+    pub fn new_turn(&self) {
+        self.sent.store(0, Ordering::Relaxed);
+    }
+
+    /// The last lines, for an error message.
+    pub fn quote(&self) -> String {
+        self.tail().last_lines(STDERR_QUOTE_LINES)
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        match self.tail.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Keep one line; returns what the transcript takes of it: the line while the turn's
+    /// budget lasts, and a note once when it runs out.
+    fn record(&self, text: String) -> Vec<TurnEvent> {
+        self.tail().push(text.as_bytes());
+        let len = text.len();
+        let before = self.sent.fetch_add(len, Ordering::Relaxed);
+        if before >= STDERR_EVENTS_BYTES {
+            return Vec::new();
+        }
+        let mut out = vec![TurnEvent::Stderr(text)];
+        if before + len >= STDERR_EVENTS_BYTES {
+            out.push(TurnEvent::Notice(format!(
+                "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes this turn; the last lines are quoted if the agent fails]"
+            )));
+        }
+        out
+    }
+}
+
+/// Read an agent's stderr until it closes (or `stop` fires): every line, cut at [`LINE_CAP`]
+/// and read in bounded chunks (one giant line costs no more memory than a short one), goes
+/// into `log`, and what the transcript takes of it to `deliver`.
+pub async fn read_stderr<F, Fut>(
+    stream: impl AsyncRead + Unpin,
+    log: &StderrLog,
+    stop: &CancellationToken,
+    mut deliver: F,
+) where
+    F: FnMut(TurnEvent) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        let read = tokio::select! {
+            r = read_line_capped(&mut reader, LINE_CAP, &mut line) => r,
+            _ = stop.cancelled() => return,
+        };
+        let Ok(Some(skipped)) = read else { return };
+        for ev in log.record(capped_text(&line, skipped)) {
+            deliver(ev).await;
+        }
     }
 }
 

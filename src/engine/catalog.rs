@@ -235,7 +235,7 @@ impl Engine {
 impl Inner {
     pub(super) fn load_registry(
         config: &crate::config::Config,
-        backends: &providers::BackendShared,
+        backends: &crate::backend::BackendShared,
     ) -> Registry {
         let mut registry = Registry::load(&config.providers_file);
         registry.native_ready = match (&backends.native, &backends.native_error) {
@@ -354,10 +354,9 @@ impl Inner {
     /// lands. Stops early (results dropped) when the server shuts down.
     async fn run_probes(self: &Arc<Self>, ids: Vec<String>) {
         let registry = self.registry();
-        let settings = providers::llm_settings(&self.config);
         let native_fp = providers::native_fingerprint(&self.config);
         let target = NativeTarget {
-            settings: settings.as_ref(),
+            settings: self.config.llm.as_ref(),
             error: self.backends.native_error.as_deref(),
         };
         let probes = ids.iter().filter_map(|id| registry.get(id)).map(|p| {

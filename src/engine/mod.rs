@@ -125,7 +125,7 @@ pub(crate) struct Inner {
     store: Store,
     config: Config,
     registry: RwLock<Arc<Registry>>,
-    backends: crate::providers::BackendShared,
+    backends: crate::backend::BackendShared,
     providers: catalog::ProviderState,
     wake: Notify,
     running: Mutex<HashMap<String, Running>>,
@@ -181,7 +181,7 @@ impl Engine {
 
     fn with_store(config: Config, store: Store) -> Engine {
         let memory = Arc::new(StoreMemory(store.clone()));
-        let backends = crate::providers::BackendShared::new(&config, memory);
+        let backends = crate::backend::BackendShared::new(&config, memory);
         let registry = Inner::load_registry(&config, &backends);
         let (updates, _) = broadcast::channel(1024);
         Engine {

@@ -201,12 +201,14 @@ async fn run_turn(
     cancel: CancellationToken,
     usage: Arc<Mutex<Usage>>,
 ) -> Result<String, BackendError> {
-    let session = session.as_mut().map_err(|e| internal(e.clone()))?;
+    let session = session
+        .as_mut()
+        .map_err(|e| BackendError::internal("could not read the session", e.clone()))?;
     let cwd = ensure_worktree(inner, session).await?;
     let backend = inner
         .registry()
         .backend(&task.provider, &inner.backends)
-        .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        .map_err(|e| BackendError::Misconfigured(e.to_string()))?;
 
     let (tx, rx) = mpsc::channel(256);
     let persister = tokio::spawn(persist_events(
@@ -257,10 +259,7 @@ async fn ensure_worktree(
         if path.is_dir() {
             return Ok(path);
         }
-        return Err(internal(format!(
-            "the session's worktree `{}` is gone; start a new session",
-            path.display()
-        )));
+        return Err(BackendError::WorktreeGone(path));
     }
     let project = PathBuf::from(&session.project_path);
     let wt = inner.config.worktrees_dir().join(&session.id);
@@ -271,7 +270,7 @@ async fn ensure_worktree(
             let (p, w, b) = (project.clone(), wt.clone(), branch.clone());
             blocking(move || worktree::create(&p, &w, &b))
                 .await
-                .map_err(|e| internal(format!("could not create the worktree: {e}")))?
+                .map_err(|e| BackendError::internal("could not create the worktree", e))?
         }
     };
     inner.session_started(&project);
@@ -286,16 +285,12 @@ async fn ensure_worktree(
             &inner.config.host,
         )
         .await
-        .map_err(|e| internal(e.to_string()))?;
+        .map_err(|e| BackendError::internal("could not record the session's worktree", e))?;
     session.worktree_path = Some(path);
     session.branch = Some(info.branch);
     session.base_commit = Some(info.base_commit);
     session.host = Some(inner.config.host.clone());
     Ok(info.path)
-}
-
-fn internal(msg: String) -> BackendError {
-    BackendError::Unsupported(msg)
 }
 
 /// Snapshot the worktree against the session base and make it the session's pending change.

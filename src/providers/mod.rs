@@ -8,16 +8,14 @@ pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backend::acp::{AcpBackend, AcpSpec, Pool};
-use crate::backend::native::client::LlmSettings;
-use crate::backend::native::{Limits, NativeBackend, NativeShared, Samplers};
+use crate::backend::acp::{AcpBackend, AcpSpec};
+use crate::backend::native::NativeBackend;
 use crate::backend::oneshot::{OneShotBackend, OneShotSpec, PromptMode};
-use crate::backend::{Backend, SessionMemory};
+use crate::backend::{Backend, BackendShared};
 use crate::config::Config;
 use crate::domain::PermissionPolicy;
 
@@ -219,18 +217,6 @@ fn builtins() -> Vec<Provider> {
     ]
 }
 
-/// The native endpoint's settings from the config; `None` without an endpoint.
-pub fn llm_settings(config: &Config) -> Option<LlmSettings> {
-    config.llm.as_ref().map(|llm| LlmSettings {
-        base_url: llm.base_url.clone(),
-        api_key: llm.api_key.clone(),
-        default_model: llm.model.clone(),
-        max_output_tokens: llm.max_output_tokens,
-        retries: llm.retries,
-        retry_base: llm.retry_base,
-    })
-}
-
 /// The native endpoint as a fingerprint: a probe of another endpoint is stale.
 pub fn native_fingerprint(config: &Config) -> String {
     match &config.llm {
@@ -241,69 +227,6 @@ pub fn native_fingerprint(config: &Config) -> String {
             l.api_key.is_some()
         ),
         None => "none".into(),
-    }
-}
-
-/// Long-lived state backends share across turns; one per engine, so a registry reload keeps
-/// warm agents.
-pub struct BackendShared {
-    acp: Arc<Pool>,
-    /// The native loop's state; `None` only when its HTTP client could not be built.
-    pub native: Option<Arc<NativeShared>>,
-    /// Whether an endpoint is configured (else native runs only through MCP sampling).
-    pub native_endpoint: bool,
-    /// Why the native loop cannot run at all.
-    pub native_error: Option<String>,
-    /// MCP samplers of queued tasks, for native turns without an endpoint.
-    pub samplers: Arc<Samplers>,
-}
-
-impl BackendShared {
-    pub fn new(config: &Config, memory: Arc<dyn SessionMemory>) -> BackendShared {
-        let endpoint = llm_settings(config).zip(config.llm.as_ref().map(|l| l.timeout));
-        let limits = Limits {
-            max_rounds: config.native.max_rounds,
-            max_tokens_total: config.native.max_tokens_total,
-            context_tokens: config.native.context_tokens,
-            sampling_timeout: config.native.sampling_timeout,
-        };
-        let samplers = Arc::new(Samplers::default());
-        let acp = Arc::new(Pool::new(config.acp_pool));
-        let native_endpoint = endpoint.is_some();
-        match NativeShared::new(endpoint, limits, memory, samplers.clone()) {
-            Ok(n) => BackendShared {
-                acp,
-                native: Some(Arc::new(n)),
-                native_endpoint,
-                native_error: None,
-                samplers,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "the native provider cannot start");
-                BackendShared {
-                    acp,
-                    native: None,
-                    native_endpoint,
-                    native_error: Some(e.to_string()),
-                    samplers,
-                }
-            }
-        }
-    }
-
-    /// Live ACP agent processes.
-    pub fn live_agents(&self) -> usize {
-        self.acp.live()
-    }
-
-    /// Stop the warm agents of a session that was closed.
-    pub async fn close_session(&self, session_id: &str) {
-        self.acp.close_session(session_id).await;
-    }
-
-    /// Stop every long-lived agent process (server shutdown).
-    pub async fn shutdown(&self) {
-        self.acp.shutdown().await;
     }
 }
 
@@ -440,11 +363,7 @@ impl Registry {
 
     /// A backend for a resolved provider. `shared` carries what outlives one turn (warm agent
     /// pools, HTTP clients), owned by the engine so a registry reload keeps it.
-    pub fn backend(
-        &self,
-        id: &str,
-        shared: &BackendShared,
-    ) -> Result<Arc<dyn Backend>, ProviderError> {
+    pub fn backend(&self, id: &str, shared: &BackendShared) -> Result<Backend, ProviderError> {
         let p = match self.resolve(id) {
             Ok(p) => p,
             // Without an endpoint the native loop may still run through the MCP client's
@@ -458,7 +377,7 @@ impl Registry {
             Err(e) => return Err(e),
         };
         match p.transport {
-            Transport::Cli => Ok(Arc::new(OneShotBackend::new(OneShotSpec {
+            Transport::Cli => Ok(Backend::Cli(OneShotBackend::new(OneShotSpec {
                 command: p.command.clone(),
                 prompt: p.prompt,
                 model_args: p.model_args.clone(),
@@ -466,14 +385,14 @@ impl Registry {
                 timeout: p.timeout,
             }))),
             Transport::Native => match &shared.native {
-                Some(n) => Ok(Arc::new(NativeBackend::new(n.clone()))),
+                Some(n) => Ok(Backend::Native(NativeBackend::new(n.clone()))),
                 None => Err(ProviderError::NotConfigured {
                     id: id.into(),
                     detail: shared.native_error.clone(),
                     available: self.available(),
                 }),
             },
-            Transport::Acp => Ok(Arc::new(AcpBackend::new(
+            Transport::Acp => Ok(Backend::Acp(AcpBackend::new(
                 AcpSpec {
                     provider_id: p.id.clone(),
                     command: p.command.clone(),

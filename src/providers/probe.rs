@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::snapshot::{ProbeResult, Status};
 use super::{Provider, Transport, find_program};
-use crate::backend::native::client::{LlmError, LlmSettings, list_models};
+use crate::backend::native::client::{LlmError, list_models};
+use crate::config::LlmConfig;
 use crate::domain::now_ms;
 
 /// `--version` gets at most this much of the probe's budget: a version flag that takes longer
@@ -20,7 +21,7 @@ const MAX_VERSION_CHARS: usize = 120;
 
 /// How a native provider is reached, as far as the probe needs to know.
 pub struct NativeTarget<'a> {
-    pub settings: Option<&'a LlmSettings>,
+    pub settings: Option<&'a LlmConfig>,
     /// Why the native loop cannot start at all (its HTTP client failed to build).
     pub error: Option<&'a str>,
 }
@@ -73,7 +74,7 @@ async fn probe_native(native: &NativeTarget<'_>, timeout: Duration, r: &mut Prob
         r.log.push(r.diagnostic.clone());
         return;
     };
-    r.default_model = settings.default_model.clone();
+    r.default_model = settings.model.clone();
     r.log.push(format!(
         "GET {}/models",
         settings.base_url.trim_end_matches('/')

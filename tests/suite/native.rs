@@ -359,16 +359,12 @@ async fn native_without_an_endpoint_or_model_is_refused_at_new_task() {
 
 #[tokio::test]
 async fn models_are_listed_from_the_endpoint() {
-    use boocoder::backend::native::client::{LlmSettings, http_client, list_models};
+    use boocoder::backend::native::client::{http_client, list_models};
     let llm = FakeLlm::start(vec![], None).await;
-    let settings = LlmSettings {
-        base_url: format!("{}/", llm.url),
-        api_key: Some("sk-test".into()),
-        default_model: None,
-        max_output_tokens: None,
-        retries: 0,
-        retry_base: std::time::Duration::from_millis(1),
-    };
+    let mut settings = boocoder::config::LlmConfig::new(format!("{}/", llm.url));
+    settings.api_key = Some("sk-test".into());
+    settings.retries = 0;
+    settings.retry_base = std::time::Duration::from_millis(1);
     let http = http_client(std::time::Duration::from_secs(5)).expect("client");
     assert_eq!(
         list_models(&http, &settings).await.expect("models"),

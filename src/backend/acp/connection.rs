@@ -3,7 +3,7 @@
 //! dispatch loop: anything that waits (permission questions, terminal exits) is spawned.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,29 +12,21 @@ use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::{ConnectionTo, schema as s};
 use agent_client_protocol::{Agent, ByteStreams, JsonRpcRequest};
 use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
 use super::handlers::spawn_connection;
-use super::permissions::PermissionCtx;
-use super::terminals::Terminals;
-use crate::backend::process::{GroupGuard, LINE_CAP, Tail, capped_text, read_line_capped};
-use crate::backend::{BackendError, TurnEvent};
+use super::state::{Shared, lock};
+use crate::backend::process::{GroupGuard, KILL_GRACE, describe, read_line_capped, read_stderr};
+use crate::backend::{BackendError, stderr_suffix};
 
 /// How long `initialize` and session set-up may take (opencode needs ~4 s on a slow box).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
-/// Bytes of agent stderr kept for error messages.
-const STDERR_TAIL: usize = 64 << 10;
-/// Stderr bytes one turn's transcript takes; a chatty agent cannot flood the store.
-const STDERR_EVENTS_BYTES: usize = 1 << 20;
-/// Lines of stderr quoted when the agent dies.
-const STDERR_QUOTE_LINES: usize = 20;
 /// How long an exited agent's stderr may take to drain before its death is reported.
 const STDERR_DRAIN: Duration = Duration::from_millis(300);
 /// Longest JSON-RPC message read from an agent (a whole file in `fs/write_text_file` fits).
 const MESSAGE_CAP: usize = 16 << 20;
-/// Grace between SIGTERM and SIGKILL when closing an agent.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// What starts an agent.
 #[derive(Debug, Clone)]
@@ -43,71 +35,6 @@ pub(super) struct Launch {
     pub env: BTreeMap<String, String>,
     /// Advertise and serve `fs/*` (off for agents whose fs client support is broken).
     pub client_fs: bool,
-}
-
-/// The running turn, as the handlers see it.
-#[derive(Clone)]
-pub(super) struct TurnSlot {
-    pub perm: PermissionCtx,
-    /// The agent's message text of this turn (the final message).
-    pub text: Arc<Mutex<String>>,
-}
-
-/// State the handlers share with the turn driver.
-pub(super) struct Shared {
-    pub root: PathBuf,
-    pub client_fs: bool,
-    pub(super) turn: Mutex<Option<TurnSlot>>,
-    pub terminals: Terminals,
-    stderr: Mutex<Tail>,
-    /// Stderr bytes the running turn's transcript took so far (capped at [`STDERR_EVENTS_BYTES`]).
-    stderr_sent: std::sync::atomic::AtomicUsize,
-    /// The latest slash commands the agent announced (for probes and the transcript).
-    pub commands: Mutex<Vec<String>>,
-    /// Whether `commands` reached a transcript; agents announce them right after
-    /// `session/new`, before any turn listens.
-    pub(super) commands_sent: std::sync::atomic::AtomicBool,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-impl Shared {
-    pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {
-        self.stderr_sent
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        *lock(&self.turn) = slot;
-    }
-
-    pub(super) fn turn(&self) -> Option<TurnSlot> {
-        lock(&self.turn).clone()
-    }
-
-    /// A transcript line from boocoder itself, when a turn is listening.
-    pub(super) fn notice(&self, text: String) {
-        if let Some(t) = self.turn()
-            && t.perm.events.try_send(TurnEvent::Notice(text)).is_err()
-        {
-            tracing::debug!("transcript busy or closed; notice dropped");
-        }
-    }
-
-    /// The announced commands if no transcript has them yet (marks them sent).
-    pub(super) fn unsent_commands(&self) -> Option<Vec<String>> {
-        let cmds = lock(&self.commands).clone();
-        let was_sent = self
-            .commands_sent
-            .swap(true, std::sync::atomic::Ordering::SeqCst);
-        (!was_sent && !cmds.is_empty()).then_some(cmds)
-    }
-
-    pub(super) fn stderr_tail(&self) -> String {
-        lock(&self.stderr).last_lines(STDERR_QUOTE_LINES)
-    }
 }
 
 /// The ACP session the connection drives.
@@ -147,58 +74,11 @@ impl AgentConn {
     /// Start the agent in `root` and run `initialize`.
     pub(super) async fn start(launch: &Launch, root: &Path) -> Result<AgentConn, BackendError> {
         let started = Instant::now();
-        let Some((program, args)) = launch.command.split_first() else {
-            return Err(BackendError::Unsupported("empty agent command".into()));
-        };
         let root = root.canonicalize()?;
-        let mut cmd = crate::backend::process::agent_command(program, &root);
-        cmd.args(args).envs(&launch.env).stdin(Stdio::piped());
-        let (mut child, group) =
-            crate::backend::process::spawn(&mut cmd).map_err(|source| BackendError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+        let (child, group, (stdin, stdout, stderr)) = spawn_agent(launch, &root)?;
         let pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(BackendError::Unsupported(
-                "agent stdio was not captured".into(),
-            ));
-        };
-        let shared = Arc::new(Shared {
-            root: root.clone(),
-            client_fs: launch.client_fs,
-            turn: Mutex::new(None),
-            terminals: Terminals::new(root),
-            stderr: Mutex::new(Tail::new(STDERR_TAIL)),
-            stderr_sent: std::sync::atomic::AtomicUsize::new(0),
-            commands: Mutex::new(Vec::new()),
-            commands_sent: std::sync::atomic::AtomicBool::new(false),
-        });
-        let stderr_done = tokio::spawn(read_stderr(stderr, shared.clone()));
-
-        let dead = CancellationToken::new();
-        let exit = Arc::new(Mutex::new(None));
-        {
-            let (dead, exit) = (dead.clone(), exit.clone());
-            tokio::spawn(async move {
-                let status = match child.wait().await {
-                    Ok(st) => describe(st),
-                    Err(e) => format!("an unknown status ({e})"),
-                };
-                // Let the reader take in the dying agent's last words before anyone quotes
-                // them; a grandchild holding the pipe open must not delay the news for long.
-                if tokio::time::timeout(STDERR_DRAIN, stderr_done)
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("agent stderr still open after exit");
-                }
-                *lock(&exit) = Some(status);
-                dead.cancel();
-            });
-        }
+        let shared = Arc::new(Shared::new(root, launch.client_fs));
+        let (dead, exit) = watch_exit(child, stderr, shared.clone());
 
         let stop = CancellationToken::new();
         let (cx_tx, cx_rx) = tokio::sync::oneshot::channel();
@@ -223,18 +103,9 @@ impl AgentConn {
             started,
             init_time: Duration::ZERO,
         };
-        let caps = s::ClientCapabilities::new()
-            .fs(s::FileSystemCapabilities::new()
-                .read_text_file(launch.client_fs)
-                .write_text_file(launch.client_fs))
-            .terminal(true);
-        let req = s::InitializeRequest::new(ProtocolVersion::V1)
-            .client_capabilities(caps)
-            .client_info(s::Implementation::new(
-                "boocoder",
-                env!("CARGO_PKG_VERSION"),
-            ));
-        conn.init = conn.call(req, SETUP_TIMEOUT).await?;
+        conn.init = conn
+            .call(initialize_request(launch.client_fs), SETUP_TIMEOUT)
+            .await?;
         conn.init_time = started.elapsed();
         Ok(conn)
     }
@@ -256,12 +127,7 @@ impl AgentConn {
                     if tokio::time::timeout(STDERR_DRAIN * 2, self.dead.cancelled()).await.is_ok() {
                         return Err(self.exited());
                     }
-                    let tail = self.shared.stderr_tail();
-                    let tail = if tail.trim().is_empty() {
-                        String::new()
-                    } else {
-                        format!("; last stderr lines:\n{tail}")
-                    };
+                    let tail = stderr_suffix(&self.shared.stderr_tail());
                     Err(BackendError::Agent(format!("`{method}` failed: {e}{tail}")))
                 }
             },
@@ -372,7 +238,7 @@ impl AgentConn {
         self.shared.terminals.clear();
         self.stop.cancel();
         self.group.signal(nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(CLOSE_GRACE, self.dead.cancelled())
+        if tokio::time::timeout(KILL_GRACE, self.dead.cancelled())
             .await
             .is_err()
         {
@@ -383,39 +249,80 @@ impl AgentConn {
     }
 }
 
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(sig)) => format!("signal {sig}"),
-        (None, None) => "an unknown status".into(),
-    }
+type Stdio3 = (ChildStdin, ChildStdout, ChildStderr);
+
+/// The agent process, in its own group in `root`, with its stdio captured.
+fn spawn_agent(launch: &Launch, root: &Path) -> Result<(Child, GroupGuard, Stdio3), BackendError> {
+    let Some((program, args)) = launch.command.split_first() else {
+        return Err(BackendError::Misconfigured("empty agent command".into()));
+    };
+    let mut cmd = crate::backend::process::agent_command(program, root);
+    cmd.args(args).envs(&launch.env).stdin(Stdio::piped());
+    let (mut child, group) =
+        crate::backend::process::spawn(&mut cmd).map_err(|source| BackendError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(BackendError::internal(
+            "could not start the agent",
+            "its stdio was not captured",
+        ));
+    };
+    Ok((child, group, (stdin, stdout, stderr)))
 }
 
-/// Stderr lines are cut at [`LINE_CAP`] and read in bounded chunks: one giant line costs no
-/// more memory than a short one.
-async fn read_stderr(stream: tokio::process::ChildStderr, shared: Arc<Shared>) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    while let Ok(Some(skipped)) = read_line_capped(&mut reader, LINE_CAP, &mut line).await {
-        let text = capped_text(&line, skipped);
-        let text_len = text.len();
-        lock(&shared.stderr).push(text.as_bytes());
-        let Some(t) = shared.turn() else { continue };
-        let before = shared
-            .stderr_sent
-            .fetch_add(text.len(), std::sync::atomic::Ordering::Relaxed);
-        if before >= STDERR_EVENTS_BYTES {
-            continue;
+/// Reads the agent's stderr into `shared` and waits for its exit: the token fires once the
+/// process is gone, and the slot then holds how it ended.
+fn watch_exit(
+    mut child: Child,
+    stderr: ChildStderr,
+    shared: Arc<Shared>,
+) -> (CancellationToken, Arc<Mutex<Option<String>>>) {
+    let stderr_done = tokio::spawn(async move {
+        let offer = |ev| {
+            shared.offer(ev);
+            std::future::ready(())
+        };
+        read_stderr(stderr, &shared.stderr, &CancellationToken::new(), offer).await;
+    });
+    let dead = CancellationToken::new();
+    let exit = Arc::new(Mutex::new(None));
+    let (dead2, exit2) = (dead.clone(), exit.clone());
+    tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(st) => describe(st),
+            Err(e) => format!("an unknown status ({e})"),
+        };
+        // Let the reader take in the dying agent's last words before anyone quotes them; a
+        // grandchild holding the pipe open must not delay the news for long.
+        if tokio::time::timeout(STDERR_DRAIN, stderr_done)
+            .await
+            .is_err()
+        {
+            tracing::debug!("agent stderr still open after exit");
         }
-        // why: a full transcript channel must not stall the agent's stderr pipe.
-        let _ = t.perm.events.try_send(TurnEvent::Stderr(text));
-        if before + text_len >= STDERR_EVENTS_BYTES {
-            let _ = t.perm.events.try_send(TurnEvent::Notice(format!(
-                "[stderr not recorded past {STDERR_EVENTS_BYTES} bytes this turn; the last lines are quoted if the agent fails]"
-            )));
-        }
-    }
+        *lock(&exit2) = Some(status);
+        dead2.cancel();
+    });
+    (dead, exit)
+}
+
+/// `initialize`, advertising exactly what we serve: fs (per provider) and terminals.
+fn initialize_request(client_fs: bool) -> s::InitializeRequest {
+    let caps = s::ClientCapabilities::new()
+        .fs(s::FileSystemCapabilities::new()
+            .read_text_file(client_fs)
+            .write_text_file(client_fs))
+        .terminal(true);
+    s::InitializeRequest::new(ProtocolVersion::V1)
+        .client_capabilities(caps)
+        .client_info(s::Implementation::new(
+            "boocoder",
+            env!("CARGO_PKG_VERSION"),
+        ))
 }
 
 /// Copies the agent's stdout to the JSON-RPC reader line by line, as valid UTF-8: the SDK's

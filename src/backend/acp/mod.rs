@@ -1,6 +1,6 @@
 //! ACP agents (opencode, goose, qwen-code, gemini-cli, claude-code-acp, codex-acp, custom):
 //! the client side of the Agent Client Protocol over the agent's stdio. This module is the
-//! only one that imports `agent_client_protocol`; the rest of boocoder sees a [`Backend`].
+//! only one that imports `agent_client_protocol`; the rest of boocoder sees a [`Backend`](crate::backend::Backend).
 //!
 //! A turn checks out the session's warm agent from the [`Pool`] (starting one if needed),
 //! applies the requested mode and model, sends `session/prompt` and streams the updates as
@@ -12,6 +12,7 @@ mod handlers;
 mod permissions;
 mod pool;
 mod probe;
+mod state;
 mod terminals;
 mod updates;
 
@@ -25,10 +26,11 @@ use tokio_util::sync::CancellationToken;
 pub use pool::{Pool, PoolConfig};
 pub use probe::{ProbeReport, probe};
 
-use super::{Backend, BackendError, BoxFuture, EventSink, Turn, TurnEvent, TurnOutcome};
+use super::{BackendError, EventSink, Turn, TurnEvent, TurnOutcome, emit};
 use crate::domain::{PermissionPolicy, Usage};
-use connection::{Launch, SessionState, TurnSlot};
+use connection::{Launch, SessionState};
 use permissions::PermissionCtx;
+use state::TurnSlot;
 
 /// How long after `session/cancel` the agent may take to answer `cancelled` before its
 /// process group is killed (real agents answer within ~0.2 s).
@@ -69,7 +71,7 @@ impl AcpBackend {
         }
     }
 
-    async fn run_turn(
+    pub async fn run(
         &self,
         turn: Turn,
         events: EventSink,
@@ -84,36 +86,7 @@ impl AcpBackend {
         };
         let conn = lease.conn.clone();
         let session = lease.session.clone();
-        let started = conn.started.elapsed();
-        let pid = conn
-            .pid
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "?".into());
-        let note = if lease.fresh {
-            format!(
-                "started agent `{}` (pid {pid}): initialize {} ms, session {} ({}) ready after {} ms",
-                self.spec.provider_id,
-                conn.init_time.as_millis(),
-                session.id.0,
-                session.how,
-                started.as_millis()
-            )
-        } else {
-            format!(
-                "reusing warm agent `{}` (pid {pid}), session {}",
-                self.spec.provider_id, session.id.0
-            )
-        };
-        send(&events, TurnEvent::Notice(note)).await;
-        if lease.restarted && session.how == "new" {
-            send(
-                &events,
-                TurnEvent::Notice(
-                    "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged".into(),
-                ),
-            )
-            .await;
-        }
+        self.announce(&lease, &events).await;
 
         if let Err(e) = self.configure(&conn, &session, &turn, &events).await {
             if conn.is_dead() {
@@ -134,7 +107,7 @@ impl AcpBackend {
             text: text.clone(),
         }));
         if let Some(cmds) = conn.shared.unsent_commands() {
-            send(&events, TurnEvent::Commands(cmds)).await;
+            emit(&events, TurnEvent::Commands(cmds)).await;
         }
         let result = self
             .prompt(&conn, &session, &turn, &cancel, &perm_cancel, &events)
@@ -154,38 +127,41 @@ impl AcpBackend {
             Ok(t) => t.trim().to_string(),
             Err(p) => p.into_inner().trim().to_string(),
         };
-        match stop {
-            s::StopReason::EndTurn => {}
-            s::StopReason::MaxTokens | s::StopReason::MaxTurnRequests => {
-                send(
-                    &events,
-                    TurnEvent::Notice(format!(
-                        "the agent stopped early: {}",
-                        updates::enum_name(&stop)
-                    )),
-                )
-                .await;
-            }
-            s::StopReason::Refusal => {
-                return Err(BackendError::Agent("the agent refused to continue".into()));
-            }
-            s::StopReason::Cancelled => {
-                return Err(BackendError::Agent(
-                    "the agent cancelled the turn on its own".into(),
-                ));
-            }
-            other => {
-                send(
-                    &events,
-                    TurnEvent::Notice(format!("turn ended: {}", updates::enum_name(&other))),
-                )
-                .await;
-            }
-        }
+        stopped(stop, &events).await?;
         Ok(TurnOutcome {
             final_message,
             usage: Usage::default(),
         })
+    }
+
+    /// Which agent serves the turn, in the transcript: started (with its start-up figures) or
+    /// warm, and whether a restarted agent lost the session's earlier conversation.
+    async fn announce(&self, lease: &pool::Lease, events: &EventSink) {
+        let (conn, session) = (&lease.conn, &lease.session);
+        let pid = conn
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into());
+        let note = if lease.fresh {
+            format!(
+                "started agent `{}` (pid {pid}): initialize {} ms, session {} ({}) ready after {} ms",
+                self.spec.provider_id,
+                conn.init_time.as_millis(),
+                session.id.0,
+                session.how,
+                conn.started.elapsed().as_millis()
+            )
+        } else {
+            format!(
+                "reusing warm agent `{}` (pid {pid}), session {}",
+                self.spec.provider_id, session.id.0
+            )
+        };
+        emit(events, TurnEvent::Notice(note)).await;
+        if lease.restarted && session.how == "new" {
+            let note = "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged";
+            emit(events, TurnEvent::Notice(note.into())).await;
+        }
     }
 
     /// Send the prompt and wait for its stop reason. On error, says whether the agent may stay
@@ -236,7 +212,7 @@ impl AcpBackend {
                 CANCEL_GRACE.as_millis()
             )
         };
-        send(events, TurnEvent::Notice(note)).await;
+        emit(events, TurnEvent::Notice(note)).await;
         Err((BackendError::Cancelled, keep))
     }
 
@@ -276,43 +252,44 @@ impl AcpBackend {
                     session,
                     &s::SessionConfigOptionCategory::Mode,
                 ));
-                return Err(BackendError::Unsupported(unsupported(
-                    "mode", mode, agent, &valid,
-                )));
+                return Err(not_offered("mode", mode, agent, &valid));
             }
-            send(events, TurnEvent::Notice(format!("mode set to `{mode}`"))).await;
+            emit(events, TurnEvent::Notice(format!("mode set to `{mode}`"))).await;
         }
         if let Some(model) = &turn.model {
             match select_option(session, &s::SessionConfigOptionCategory::Model, model) {
                 Some(opt) => set_option(conn, session, opt, model).await?,
                 None => {
                     let valid = option_values(session, &s::SessionConfigOptionCategory::Model);
-                    return Err(BackendError::Unsupported(unsupported(
-                        "model", model, agent, &valid,
-                    )));
+                    return Err(not_offered("model", model, agent, &valid));
                 }
             }
-            send(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
+            emit(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
         }
         Ok(())
     }
 }
 
-impl Backend for AcpBackend {
-    fn run<'a>(
-        &'a self,
-        turn: Turn,
-        events: EventSink,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
-        Box::pin(self.run_turn(turn, events, cancel))
-    }
-}
-
-async fn send(events: &EventSink, ev: TurnEvent) {
-    if events.send(ev).await.is_err() {
-        tracing::debug!("transcript closed; event dropped");
-    }
+/// What the agent's stop reason means for the turn: an end (noted when it is not the normal
+/// one), or a failure when the agent refused or cancelled on its own.
+async fn stopped(stop: s::StopReason, events: &EventSink) -> Result<(), BackendError> {
+    let note = match stop {
+        s::StopReason::EndTurn => return Ok(()),
+        s::StopReason::MaxTokens | s::StopReason::MaxTurnRequests => {
+            format!("the agent stopped early: {}", updates::enum_name(&stop))
+        }
+        s::StopReason::Refusal => {
+            return Err(BackendError::Agent("the agent refused to continue".into()));
+        }
+        s::StopReason::Cancelled => {
+            return Err(BackendError::Agent(
+                "the agent cancelled the turn on its own".into(),
+            ));
+        }
+        other => format!("turn ended: {}", updates::enum_name(&other)),
+    };
+    emit(events, TurnEvent::Notice(note)).await;
+    Ok(())
 }
 
 /// `session/cancel`, and answer any pending permission question `cancelled`.
@@ -330,15 +307,16 @@ async fn cancel_agent(
     }
 }
 
-fn unsupported(what: &str, value: &str, agent: &str, valid: &[String]) -> String {
-    if valid.is_empty() {
-        format!("{what} `{value}`: agent `{agent}` offers no {what} selection")
+fn not_offered(field: &'static str, value: &str, agent: &str, valid: &[String]) -> BackendError {
+    let reason = if valid.is_empty() {
+        format!("`{value}`: agent `{agent}` offers no {field} selection")
     } else {
         format!(
-            "{what} `{value}` is not offered by agent `{agent}`; valid {what}s: {}",
+            "`{value}` is not offered by agent `{agent}`; valid {field}s: {}",
             valid.join(", ")
         )
-    }
+    };
+    BackendError::InvalidRequest { field, reason }
 }
 
 fn select_values(sel: &s::SessionConfigSelect) -> Vec<String> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use agent_client_protocol::v1::schema as s;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{EventSink, TurnEvent};
+use crate::backend::{EventSink, TurnEvent, emit};
 use crate::domain::PermissionPolicy;
 
 /// What the running turn contributes to a permission decision.
@@ -67,7 +67,7 @@ pub(super) async fn decide(
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            send(&ctx.events, TurnEvent::Blocked(question)).await;
+            emit(&ctx.events, TurnEvent::Blocked(question)).await;
             // Forwarding the question to a human comes later; until then nobody can answer,
             // so the wait ends by timeout (deny) or by the turn's cancellation.
             let how = tokio::select! {
@@ -87,7 +87,7 @@ pub(super) async fn decide(
                     )
                 }
             };
-            send(
+            emit(
                 &ctx.events,
                 TurnEvent::Unblocked(format!("permission for `{what}`: {how}")),
             )
@@ -95,18 +95,12 @@ pub(super) async fn decide(
             return outcome;
         }
     };
-    send(
+    emit(
         &ctx.events,
         TurnEvent::Notice(format!("permission for `{what}`: {how}")),
     )
     .await;
     outcome
-}
-
-async fn send(events: &EventSink, ev: TurnEvent) {
-    if events.send(ev).await.is_err() {
-        tracing::debug!("turn ended before a permission decision was recorded");
-    }
 }
 
 fn selected(id: s::PermissionOptionId) -> s::RequestPermissionOutcome {

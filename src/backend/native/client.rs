@@ -9,36 +9,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::history::{Message, ToolCall};
-use crate::backend::{EventSink, TurnEvent};
+use crate::backend::{EventSink, TurnEvent, emit};
+use crate::config::LlmConfig;
 use crate::domain::Usage;
-
-/// Endpoint settings, resolved once at start-up.
-#[derive(Clone)]
-pub struct LlmSettings {
-    /// Base URL ending before `/chat/completions`, e.g. `http://127.0.0.1:8080/v1`.
-    pub base_url: String,
-    /// Sent as a bearer token; never logged (Debug is hand-written below).
-    pub api_key: Option<String>,
-    pub default_model: Option<String>,
-    /// `max_tokens` of each request; `None` lets the server decide.
-    pub max_output_tokens: Option<u32>,
-    /// Attempts after the first for 429, 5xx and network failures.
-    pub retries: u32,
-    /// First backoff; doubled per attempt, capped at [`MAX_BACKOFF`].
-    pub retry_base: Duration,
-}
-
-impl std::fmt::Debug for LlmSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmSettings")
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("default_model", &self.default_model)
-            .field("max_output_tokens", &self.max_output_tokens)
-            .field("retries", &self.retries)
-            .finish()
-    }
-}
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest server error body quoted in a task error.
@@ -93,11 +66,11 @@ pub fn http_client(read_timeout: Duration) -> Result<reqwest::Client, LlmError> 
         .map_err(|e| LlmError::Network(e.to_string()))
 }
 
-fn url(settings: &LlmSettings, path: &str) -> String {
+fn url(settings: &LlmConfig, path: &str) -> String {
     format!("{}/{path}", settings.base_url.trim_end_matches('/'))
 }
 
-fn authorized(rb: reqwest::RequestBuilder, settings: &LlmSettings) -> reqwest::RequestBuilder {
+fn authorized(rb: reqwest::RequestBuilder, settings: &LlmConfig) -> reqwest::RequestBuilder {
     match &settings.api_key {
         Some(k) => rb.bearer_auth(k),
         None => rb,
@@ -107,7 +80,7 @@ fn authorized(rb: reqwest::RequestBuilder, settings: &LlmSettings) -> reqwest::R
 /// Model ids the endpoint serves (`GET {base}/models`), for the providers snapshot.
 pub async fn list_models(
     http: &reqwest::Client,
-    settings: &LlmSettings,
+    settings: &LlmConfig,
 ) -> Result<Vec<String>, LlmError> {
     let resp = authorized(http.get(url(settings, "models")), settings)
         .send()
@@ -162,7 +135,7 @@ fn server_message(body: &str) -> String {
 
 /// The request body of one round.
 pub fn request_body(
-    settings: &LlmSettings,
+    settings: &LlmConfig,
     model: &str,
     messages: &[Message],
     tools: &Value,
@@ -184,7 +157,7 @@ pub fn request_body(
 /// stream that breaks half-way is not (its text was already shown).
 pub async fn complete(
     http: &reqwest::Client,
-    settings: &LlmSettings,
+    settings: &LlmConfig,
     body: &Value,
     cancel: &CancellationToken,
     events: &EventSink,
@@ -243,14 +216,6 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1u32 << attempt.min(16))
         .min(MAX_BACKOFF)
-}
-
-/// Forward an event to the engine. A closed channel means the engine stopped listening (the
-/// turn is being torn down); the loop notices through cancellation, so the send result is moot.
-pub async fn emit(events: &EventSink, ev: TurnEvent) {
-    if events.send(ev).await.is_err() {
-        tracing::debug!("event channel closed");
-    }
 }
 
 async fn read_stream(

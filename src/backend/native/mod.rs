@@ -16,30 +16,16 @@ pub mod tools;
 pub use sampler::{SampleRequest, Sampler, SamplerHandle, Samplers};
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Backend, BackendError, BoxFuture, EventSink, SessionMemory, Turn, TurnEvent, TurnOutcome,
-};
+use super::{BackendError, EventSink, SessionMemory, Turn, TurnEvent, TurnOutcome, emit};
+use crate::config::{LlmConfig, NativeLimits};
 use crate::domain::Usage;
-use client::{Completion, LlmError, LlmSettings, emit};
+use client::{Completion, LlmError};
 use history::{Message, ToolCall, WireCall};
 use tools::ToolInput;
-
-/// Limits of one native turn.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Model rounds per turn before the task fails.
-    pub max_rounds: u32,
-    /// Prompt + completion tokens one task may spend; `None` for no limit.
-    pub max_tokens_total: Option<u64>,
-    /// Estimated tokens of conversation sent per request; older content is trimmed to fit.
-    pub context_tokens: usize,
-    /// Longest wait for one sampling answer from the MCP client (it may never answer).
-    pub sampling_timeout: Duration,
-}
 
 /// Where a turn's completions come from.
 enum Route<'a> {
@@ -50,7 +36,7 @@ enum Route<'a> {
 /// A configured OpenAI-compatible endpoint and the client that talks to it.
 pub struct Endpoint {
     pub http: reqwest::Client,
-    pub settings: LlmSettings,
+    pub settings: LlmConfig,
 }
 
 /// The same call this many times in a row is a loop, not progress.
@@ -62,22 +48,22 @@ const TRANSCRIPT_OUTPUT: usize = 2000;
 /// connection reuse) when configured, the samplers of queued tasks, and the session memory.
 pub struct NativeShared {
     pub endpoint: Option<Endpoint>,
-    pub limits: Limits,
+    pub limits: NativeLimits,
     pub memory: Arc<dyn SessionMemory>,
     pub samplers: Arc<Samplers>,
 }
 
 impl NativeShared {
-    /// `endpoint`: settings and the read timeout, or `None` to rely on MCP sampling.
+    /// `endpoint`: `None` to rely on MCP sampling.
     pub fn new(
-        endpoint: Option<(LlmSettings, Duration)>,
-        limits: Limits,
+        endpoint: Option<LlmConfig>,
+        limits: NativeLimits,
         memory: Arc<dyn SessionMemory>,
         samplers: Arc<Samplers>,
     ) -> Result<NativeShared, LlmError> {
         let endpoint = match endpoint {
-            Some((settings, read_timeout)) => Some(Endpoint {
-                http: client::http_client(read_timeout)?,
+            Some(settings) => Some(Endpoint {
+                http: client::http_client(settings.timeout)?,
                 settings,
             }),
             None => None,
@@ -107,16 +93,14 @@ impl NativeBackend {
     pub fn new(shared: Arc<NativeShared>) -> NativeBackend {
         NativeBackend { shared }
     }
-}
 
-impl Backend for NativeBackend {
-    fn run<'a>(
-        &'a self,
+    pub async fn run(
+        &self,
         turn: Turn,
         events: EventSink,
         cancel: CancellationToken,
-    ) -> BoxFuture<'a, Result<TurnOutcome, BackendError>> {
-        Box::pin(run_turn(&self.shared, turn, events, cancel))
+    ) -> Result<TurnOutcome, BackendError> {
+        run_turn(&self.shared, turn, events, cancel).await
     }
 }
 
@@ -199,11 +183,6 @@ async fn run_turn(
     events: EventSink,
     cancel: CancellationToken,
 ) -> Result<TurnOutcome, BackendError> {
-    if let Some(m) = &turn.mode {
-        return Err(BackendError::Unsupported(format!(
-            "the native provider has no modes (got `{m}`)"
-        )));
-    }
     let (route, model) = pick_route(shared, &turn)?;
     let prior = load_prior(shared, &turn.session_id).await?;
     let system = system_prompt(&turn);
@@ -289,20 +268,19 @@ fn pick_route<'a>(
 ) -> Result<(Route<'a>, Option<String>), BackendError> {
     match (&shared.endpoint, shared.samplers.take(&turn.task_id)) {
         (Some(e), _) => {
-            let model = turn
-                .model
-                .clone()
-                .or_else(|| e.settings.default_model.clone());
+            let model = turn.model.clone().or_else(|| e.settings.model.clone());
             if model.is_none() {
-                return Err(BackendError::Unsupported(
-                    "no model: pass `model` with the task or start boocoder with --model".into(),
-                ));
+                return Err(BackendError::InvalidRequest {
+                    field: "model",
+                    reason: "no model: pass `model` with the task or start boocoder with --model"
+                        .into(),
+                });
             }
             Ok((Route::Http(e), model))
         }
         // The client picks its model; the task's is only a hint.
         (None, Some(s)) => Ok((Route::Sampling(s), turn.model.clone())),
-        (None, None) => Err(BackendError::Unsupported(
+        (None, None) => Err(BackendError::Misconfigured(
             "the native provider has no model endpoint (start boocoder with --llm-base-url) \
              and the client that submitted the task offers no MCP sampling"
                 .into(),
@@ -312,10 +290,11 @@ fn pick_route<'a>(
 
 /// The session's earlier conversation; an unreadable row is skipped rather than failing.
 async fn load_prior(shared: &NativeShared, session_id: &str) -> Result<Vec<Message>, BackendError> {
-    let items =
-        shared.memory.load(session_id).await.map_err(|e| {
-            BackendError::Unsupported(format!("could not load the conversation: {e}"))
-        })?;
+    let items = shared
+        .memory
+        .load(session_id)
+        .await
+        .map_err(BackendError::Conversation)?;
     Ok(items
         .into_iter()
         .filter_map(|v| match serde_json::from_value(v) {
@@ -329,7 +308,7 @@ async fn load_prior(shared: &NativeShared, session_id: &str) -> Result<Vec<Messa
 }
 
 /// The stop reason once the task has spent its token budget.
-fn over_budget(limits: &Limits, progress: &Progress) -> Option<String> {
+fn over_budget(limits: &NativeLimits, progress: &Progress) -> Option<String> {
     let spent = progress.usage.input_tokens + progress.usage.output_tokens;
     let budget = limits.max_tokens_total?;
     (spent >= budget).then(|| {
@@ -342,7 +321,7 @@ fn over_budget(limits: &Limits, progress: &Progress) -> Option<String> {
 /// One round from whichever route serves this turn.
 async fn complete(
     route: &Route<'_>,
-    limits: &Limits,
+    limits: &NativeLimits,
     model: Option<&str>,
     messages: Vec<Message>,
     tool_defs: &serde_json::Value,

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Limits;
-use super::client::{Completion, emit};
+use super::client::Completion;
 use super::history::Message;
-use crate::backend::{BackendError, BoxFuture, EventSink, TurnEvent};
+use crate::backend::{BackendError, BoxFuture, EventSink, TurnEvent, emit};
+use crate::config::NativeLimits;
 
 /// `maxTokens` of a sampling request (required by MCP) when no limit is configured.
 const SAMPLING_MAX_TOKENS: u32 = 8192;
@@ -22,7 +22,7 @@ pub struct SampleRequest {
     pub system: String,
     /// The conversation without the system message.
     pub messages: Vec<Message>,
-    /// The tool definitions in the OpenAI shape ([`tools::definitions`]).
+    /// The tool definitions in the OpenAI shape ([`super::tools::definitions`]).
     pub tools: serde_json::Value,
     pub max_tokens: u32,
     /// The task's model, passed as a preference hint.
@@ -64,7 +64,7 @@ impl Samplers {
 /// One round through `sampler`; the same contract as an HTTP round.
 pub(super) async fn round(
     s: &SamplerHandle,
-    limits: &Limits,
+    limits: &NativeLimits,
     model: Option<&str>,
     messages: Vec<Message>,
     tool_defs: &serde_json::Value,
@@ -118,7 +118,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_never_answers_times_out() {
-        let limits = Limits {
+        let limits = NativeLimits {
             max_rounds: 1,
             max_tokens_total: None,
             context_tokens: 1000,
