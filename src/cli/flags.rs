@@ -121,6 +121,17 @@ pub struct Global {
     /// whoever can push to it; off by default, or per project with `boocoder project trust`).
     #[arg(long, env = "BOOCODER_TRUST_REPO_SETUP", global = true)]
     pub trust_repo_setup: bool,
+    /// ACP agents to keep one process started and initialized ahead of need, so a new
+    /// session's first turn only opens its session (`default` names the default agent).
+    /// Use it for agents that work in the session's cwd, not their process's.
+    #[arg(
+        long,
+        env = "BOOCODER_PRESTART",
+        value_delimiter = ',',
+        value_name = "ID,…",
+        global = true
+    )]
+    pub prestart: Vec<String>,
     /// Seconds between reaper passes (idle sessions, leaked worktrees) [default: 600; for tests].
     #[arg(long, global = true, hide = true)]
     pub reap_secs: Option<u64>,
@@ -286,6 +297,7 @@ impl Global {
         config.pool_size = self.pool_size;
         config.pool_ttl = Duration::from_secs(self.pool_ttl_secs.max(1));
         config.trust_repo_setup = self.trust_repo_setup;
+        config.prestart = self.prestart.clone();
         if let Some(s) = self.reap_secs {
             config.reap_interval = Duration::from_secs(s.max(1));
         }

@@ -29,7 +29,7 @@ const STDERR_DRAIN: Duration = Duration::from_millis(300);
 const MESSAGE_CAP: usize = 16 << 20;
 
 /// What starts an agent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Launch {
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
@@ -158,7 +158,7 @@ impl AgentConn {
         &self,
         previous: Option<&s::SessionId>,
     ) -> Result<SessionState, BackendError> {
-        let root = self.shared.root.clone();
+        let root = self.shared.root();
         let caps = &self.init.agent_capabilities;
         if let Some(prev) = previous {
             if caps.load_session {

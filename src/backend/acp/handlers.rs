@@ -173,7 +173,7 @@ async fn on_read_text_file(
     if !sh.client_fs {
         return answer(r, Err(agent_client_protocol::Error::method_not_found()));
     }
-    let res = fs::read(&sh.root, &req.path, req.line, req.limit).await;
+    let res = fs::read(&sh.root(), &req.path, req.line, req.limit).await;
     let res = res.map(s::ReadTextFileResponse::new);
     answer(r, res.map_err(|e| fs_error(sh, "read", &req.path, e)))
 }
@@ -189,9 +189,10 @@ async fn on_write_text_file(
     if !sh.client_fs {
         return answer(r, Err(agent_client_protocol::Error::method_not_found()));
     }
-    let res = fs::write(&sh.root, &req.path, &req.content).await;
+    let root = sh.root();
+    let res = fs::write(&root, &req.path, &req.content).await;
     if res.is_ok() {
-        let rel = req.path.strip_prefix(&sh.root).unwrap_or(&req.path);
+        let rel = req.path.strip_prefix(&root).unwrap_or(&req.path);
         sh.notice(format!(
             "wrote {} ({} bytes) via fs/write_text_file",
             rel.display(),

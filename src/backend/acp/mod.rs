@@ -136,13 +136,29 @@ impl AcpBackend {
 
     /// Which agent serves the turn, in the transcript: started (with its start-up figures) or
     /// warm, and whether a restarted agent lost the session's earlier conversation.
+    /// Keep one agent of this provider started and initialized ahead of need, parked in
+    /// `dir`, so a new session's first turn only opens its session.
+    pub fn prestart(&self, dir: &std::path::Path) {
+        self.pool
+            .prestart(&self.spec.provider_id, self.launch(), &dir.join(&self.spec.provider_id));
+    }
+
     async fn announce(&self, lease: &pool::Lease, events: &EventSink) {
         let (conn, session) = (&lease.conn, &lease.session);
         let pid = conn
             .pid
             .map(|p| p.to_string())
             .unwrap_or_else(|| "?".into());
-        let note = if lease.fresh {
+        let note = if lease.prestarted {
+            format!(
+                "pre-started agent `{}` (pid {pid}, initialized {} s ago) given this session: {} ({}) ready after {} ms",
+                self.spec.provider_id,
+                conn.started.elapsed().as_secs(),
+                session.id.0,
+                session.how,
+                lease.took.as_millis()
+            )
+        } else if lease.fresh {
             format!(
                 "started agent `{}` (pid {pid}): initialize {} ms, session {} ({}) ready after {} ms",
                 self.spec.provider_id,

@@ -42,9 +42,23 @@ struct Entry {
     last_used: Instant,
 }
 
+/// An agent started and `initialize`d ahead of need, in an empty directory, waiting for a
+/// new session to bind it to a worktree.
+struct Prestarted {
+    launch: Launch,
+    conn: Arc<AgentConn>,
+    since: Instant,
+}
+
 #[derive(Default)]
 struct Inner {
     live: HashMap<Key, Entry>,
+    /// At most one pre-started agent per provider id.
+    prestarted: HashMap<String, Prestarted>,
+    /// Providers whose pre-start is in flight (never two at once).
+    starting: std::collections::HashSet<String>,
+    /// Providers to keep one agent pre-started for, with their launch and parking directory.
+    prestart: HashMap<String, (Launch, std::path::PathBuf)>,
     /// The last ACP session of each key, kept after its agent died so a fresh agent can
     /// `session/load` it.
     sessions: HashMap<Key, s::SessionId>,
@@ -66,6 +80,11 @@ pub(super) struct Lease {
     pub session: SessionState,
     /// True when this turn started the process (for the transcript and latency figures).
     pub fresh: bool,
+    /// True when the process was started and initialized ahead of need (`fresh` too: its
+    /// session is new to it).
+    pub prestarted: bool,
+    /// How long this checkout took (start or bind, and opening the session).
+    pub took: Duration,
     /// True when an earlier agent of this key died or was evicted (its session was offered
     /// to the new one via `session/load`/`session/resume`).
     pub restarted: bool,
@@ -160,6 +179,8 @@ impl Pool {
                             conn: e.conn.clone(),
                             session,
                             fresh: false,
+                            prestarted: false,
+                            took: Duration::ZERO,
                             restarted: false,
                             keep: true,
                         });
@@ -173,7 +194,14 @@ impl Pool {
             }
             inner.sessions.get(&key).cloned()
         };
-        let conn = Arc::new(AgentConn::start(launch, root).await?);
+        let began = Instant::now();
+        let (conn, prestarted) = match self.take_prestarted(&key.1, launch, root) {
+            Some(conn) => (conn, true),
+            None => (Arc::new(AgentConn::start(launch, root).await?), false),
+        };
+        if prestarted {
+            self.refill(&key.1);
+        }
         let session = match conn.open_session(previous.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
@@ -202,9 +230,105 @@ impl Pool {
             conn,
             session,
             fresh: true,
+            prestarted,
+            took: began.elapsed(),
             restarted: previous.is_some(),
             keep: true,
         })
+    }
+
+    /// Keep one agent of `provider` started and `initialize`d ahead of need, parked in `dir`
+    /// (an empty directory) until a new session binds it to its worktree. A changed launch
+    /// (the provider entry was edited) replaces the parked agent.
+    pub(super) fn prestart(self: &Arc<Self>, provider: &str, launch: Launch, dir: &Path) {
+        {
+            let mut inner = self.lock();
+            inner
+                .prestart
+                .insert(provider.to_string(), (launch, dir.to_path_buf()));
+        }
+        self.refill(provider);
+    }
+
+    /// Start a replacement pre-started agent of `provider` in the background, unless one is
+    /// parked (with the current launch) or starting.
+    fn refill(self: &Arc<Self>, provider: &str) {
+        let (launch, dir, stale) = {
+            let mut inner = self.lock();
+            let Some((launch, dir)) = inner.prestart.get(provider).cloned() else {
+                return;
+            };
+            let stale = match inner.prestarted.get(provider) {
+                Some(p) if p.launch == launch && !p.conn.is_dead() => return,
+                Some(_) => inner.prestarted.remove(provider).map(|p| p.conn),
+                None => None,
+            };
+            if self.closed.is_cancelled() || !inner.starting.insert(provider.to_string()) {
+                return;
+            }
+            (launch, dir, stale)
+        };
+        if let Some(c) = stale {
+            close_later(c);
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.lock().starting.remove(provider);
+            return;
+        };
+        self.start_reaper();
+        let (pool, provider) = (self.clone(), provider.to_string());
+        rt.spawn(async move {
+            let started = match std::fs::create_dir_all(&dir) {
+                Ok(()) => AgentConn::start(&launch, &dir).await,
+                Err(e) => Err(e.into()),
+            };
+            let mut inner = pool.lock();
+            inner.starting.remove(&provider);
+            match started {
+                Ok(conn) if !pool.closed.is_cancelled() => {
+                    tracing::info!(provider, pid = ?conn.pid, "agent pre-started");
+                    inner.prestarted.insert(
+                        provider,
+                        Prestarted {
+                            launch,
+                            conn: Arc::new(conn),
+                            since: Instant::now(),
+                        },
+                    );
+                }
+                Ok(conn) => close_later(Arc::new(conn)),
+                Err(e) => tracing::warn!(provider, error = %e, "could not pre-start the agent"),
+            }
+        });
+    }
+
+    /// The parked agent of `provider`, bound to `root`, if its launch is still current.
+    fn take_prestarted(
+        &self,
+        provider: &str,
+        launch: &Launch,
+        root: &Path,
+    ) -> Option<Arc<AgentConn>> {
+        let parked = self.lock().prestarted.remove(provider)?;
+        if parked.launch != *launch || parked.conn.is_dead() {
+            close_later(parked.conn);
+            return None;
+        }
+        match root.canonicalize() {
+            Ok(root) => {
+                parked.conn.shared.bind(root);
+                Some(parked.conn)
+            }
+            Err(_) => {
+                close_later(parked.conn);
+                None
+            }
+        }
+    }
+
+    /// Pre-started agents parked now (for diagnostics and tests).
+    pub fn prestarted(&self) -> usize {
+        self.lock().prestarted.len()
     }
 
     /// Stop the least recently used idle agents beyond the cap.
@@ -249,6 +373,24 @@ impl Pool {
                 .filter_map(|k| inner.live.remove(k).map(|e| e.conn))
                 .collect()
         };
+        let parked: Vec<Arc<AgentConn>> = {
+            let mut inner = self.lock();
+            let gone: Vec<String> = inner
+                .prestarted
+                .iter()
+                .filter(|(_, p)| {
+                    p.conn.is_dead() || now.duration_since(p.since) >= self.cfg.idle_ttl
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            gone.iter()
+                .filter_map(|k| inner.prestarted.remove(k).map(|p| p.conn))
+                .collect()
+        };
+        for c in parked {
+            tracing::info!(pid = ?c.pid, "stopping a pre-started agent nobody took");
+            c.close().await;
+        }
         let n = victims.len();
         for c in victims {
             tracing::info!(pid = ?c.pid, "evicting an idle agent");
@@ -299,7 +441,11 @@ impl Pool {
     /// Stop every agent (server shutdown). Later checkouts are refused.
     pub async fn shutdown(&self) {
         self.closed.cancel();
-        let all: Vec<Arc<AgentConn>> = self.lock().live.drain().map(|(_, e)| e.conn).collect();
+        let all: Vec<Arc<AgentConn>> = {
+            let mut inner = self.lock();
+            let parked: Vec<_> = inner.prestarted.drain().map(|(_, p)| p.conn).collect();
+            inner.live.drain().map(|(_, e)| e.conn).chain(parked).collect()
+        };
         futures::future::join_all(all.iter().map(|c| c.close())).await;
     }
 }

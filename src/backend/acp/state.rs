@@ -21,7 +21,9 @@ pub(super) struct TurnSlot {
 
 /// State the handlers share with the turn driver.
 pub(super) struct Shared {
-    pub root: PathBuf,
+    /// The session's worktree: fs requests and terminals are confined to it. Set when the
+    /// agent starts, or when a pre-started agent is given its session (`bind`).
+    root: Mutex<PathBuf>,
     pub client_fs: bool,
     turn: Mutex<Option<TurnSlot>>,
     pub terminals: Terminals,
@@ -44,13 +46,23 @@ impl Shared {
     pub(super) fn new(root: PathBuf, client_fs: bool) -> Shared {
         Shared {
             terminals: Terminals::new(root.clone()),
-            root,
+            root: Mutex::new(root),
             client_fs,
             turn: Mutex::new(None),
             stderr: StderrLog::default(),
             commands: Mutex::new(Vec::new()),
             commands_sent: AtomicBool::new(false),
         }
+    }
+
+    pub(super) fn root(&self) -> PathBuf {
+        lock(&self.root).clone()
+    }
+
+    /// Confine a pre-started agent to the worktree of the session it is about to open.
+    pub(super) fn bind(&self, root: PathBuf) {
+        self.terminals.set_root(root.clone());
+        *lock(&self.root) = root;
     }
 
     pub(super) fn set_turn(&self, slot: Option<TurnSlot>) {

@@ -72,7 +72,7 @@ struct Term {
 
 /// The terminals of one agent connection.
 pub(super) struct Terminals {
-    root: PathBuf,
+    root: Mutex<PathBuf>,
     map: Mutex<HashMap<String, Term>>,
     next: AtomicU64,
 }
@@ -89,7 +89,7 @@ pub(super) struct Spawn<'a> {
 impl Terminals {
     pub(super) fn new(root: PathBuf) -> Terminals {
         Terminals {
-            root,
+            root: Mutex::new(root),
             map: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
         }
@@ -102,10 +102,15 @@ impl Terminals {
         }
     }
 
+    pub(super) fn set_root(&self, root: PathBuf) {
+        *super::state::lock(&self.root) = root;
+    }
+
     pub(super) fn create(&self, req: Spawn<'_>) -> Result<String, TerminalError> {
+        let root = super::state::lock(&self.root).clone();
         let cwd = match req.cwd {
-            Some(c) => guard::resolve(&self.root, &c.to_string_lossy())?,
-            None => self.root.clone(),
+            Some(c) => guard::resolve(&root, &c.to_string_lossy())?,
+            None => root,
         };
         let mut cmd = crate::backend::process::agent_command(req.command, &cwd);
         cmd.args(req.args).envs(req.env).stdin(Stdio::null());
