@@ -40,7 +40,7 @@ impl Engine {
         self.require_pending(&session, change).await?;
         let wt = worktree_path(&session)?;
         let project = PathBuf::from(&session.project_path);
-        super::requests::check_project_still_allowed(self, &project)?;
+        super::new_task::check_project_still_allowed(self, &project)?;
         let checkout =
             Arc::new(blocking(move || CheckoutLock::acquire(&project, APPLY_LOCK_WAIT)).await?);
         self.inner.settle_journal(&checkout).await?;

@@ -7,6 +7,7 @@ mod bootstrap;
 mod catalog;
 mod dispatcher;
 mod liveness;
+mod new_task;
 mod pool;
 mod requests;
 mod run;
@@ -27,7 +28,8 @@ use crate::store::{Store, StoreError};
 use crate::worktree::{self, ConflictReport, WorktreeError};
 
 pub use catalog::{ConfigureProvider, Configured};
-pub use requests::{ApplyResult, ListRequest, NewTask, OutputPage, OutputRequest, TaskListPage};
+pub use new_task::NewTask;
+pub use requests::{ApplyResult, ListRequest, OutputPage, OutputRequest, TaskListPage};
 
 /// A worktree directory without a session is reaped only once it is this old.
 const ORPHAN_MIN_AGE: Duration = Duration::from_secs(600);
@@ -240,12 +242,9 @@ impl Engine {
             return Err(EngineError::ShuttingDown);
         }
         let sampler = req.sampler.clone();
-        let row = requests::validate_new_task(self, req).await?;
+        let new_task::Validated { row, native } = new_task::validate_new_task(self, req).await?;
         // Registered before the row exists, so the dispatcher can never claim the task first.
-        if let Some(s) = sampler
-            && self.inner.config.llm.is_none()
-            && row.provider == "native"
-        {
+        if let (Some(s), Some(new_task::NativeRoute::Sampling)) = (sampler, native) {
             self.inner.backends.samplers.insert(&row.id, s);
         }
         let task = match self.inner.store.insert_task(&row).await {
