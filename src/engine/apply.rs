@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ApplyResult, Engine, EngineError, Inner, Result, blocking, worktree_path};
+use super::sessions::worktree_path;
+use super::{ApplyResult, Engine, EngineError, Inner, Result, blocking};
 use crate::domain::{ChangeStatus, PendingChange, Task};
 use crate::worktree::{self, ChangeTrees, CheckoutLock, WorktreeError};
 

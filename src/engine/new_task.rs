@@ -8,7 +8,7 @@ use super::requests::{invalid, opt};
 use super::{Engine, EngineError, Result, blocking, canonical_dir};
 use crate::backend::native::SamplerHandle;
 use crate::config::Config;
-use crate::domain::{PermissionPolicy, Session, new_id};
+use crate::domain::{PermissionPolicy, Session, Task, TaskState, new_id};
 use crate::providers::{Provider, ProviderError};
 use crate::store::NewTaskRow;
 use crate::worktree;
@@ -110,6 +110,32 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
         permission: options.permission,
     };
     Ok(Validated { row, native })
+}
+
+impl Engine {
+    /// Validate and queue a task; returns at once with the stored row.
+    pub async fn submit(&self, req: NewTask) -> Result<Task> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let sampler = req.sampler.clone();
+        let Validated { row, native } = validate_new_task(self, req).await?;
+        // Registered before the row exists, so the dispatcher can never claim the task first.
+        if let (Some(s), Some(NativeRoute::Sampling)) = (sampler, native) {
+            self.inner.backends.samplers.insert(&row.id, s);
+        }
+        let task = match self.inner.store.insert_task(&row).await {
+            Ok(t) => t,
+            Err(e) => {
+                drop(self.inner.backends.samplers.take(&row.id));
+                return Err(e.into());
+            }
+        };
+        tracing::info!(task_id = %task.id, session_id = %task.session_id, provider = %task.provider, "task queued");
+        self.inner.publish(&task.id, TaskState::Pending, None);
+        self.inner.wake.notify_one();
+        Ok(task)
+    }
 }
 
 fn check_prompt(prompt: &str) -> Result<()> {
