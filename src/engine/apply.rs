@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ApplyResult, Engine, EngineError, Inner, Result, blocking, worktree_path};
+use super::sessions::worktree_path;
+use super::{ApplyResult, Engine, EngineError, Inner, Result, blocking};
 use crate::domain::{ChangeStatus, PendingChange, Task};
 use crate::worktree::{self, ChangeTrees, CheckoutLock, WorktreeError};
 
@@ -40,7 +41,7 @@ impl Engine {
         self.require_pending(&session, change).await?;
         let wt = worktree_path(&session)?;
         let project = PathBuf::from(&session.project_path);
-        super::requests::check_project_still_allowed(self, &project)?;
+        super::new_task::check_project_still_allowed(self, &project)?;
         let checkout =
             Arc::new(blocking(move || CheckoutLock::acquire(&project, APPLY_LOCK_WAIT)).await?);
         self.inner.settle_journal(&checkout).await?;

@@ -58,22 +58,7 @@ impl Inner {
 pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: CancellationToken) {
     let task = match claimed {
         Claimed::Task(task) => *task,
-        Claimed::Unreadable { id, error } => {
-            tracing::error!(%error, "claimed task cannot be read");
-            record(
-                inner,
-                &id,
-                Outcome::Failed {
-                    error: "internal error: the claimed task could not be read".into(),
-                    summary: None,
-                },
-                Usage::default(),
-                &[],
-            )
-            .await;
-            inner.unregister(&id);
-            return;
-        }
+        Claimed::Unreadable { id, error } => return fail_unreadable(inner, &id, &error).await,
     };
     let id = task.id.as_str();
     inner.publish(
@@ -101,21 +86,53 @@ pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: Cancel
     .catch_unwind()
     .await;
     let usage = usage.lock().map(|u| *u).unwrap_or_default();
-
     // Whatever happened, the worktree is the truth: queue its cumulative diff.
-    let queued = match &session {
-        Ok(session) => queue_diff(inner, id, session).await,
-        Err(_) => Ok(Vec::new()),
+    let files = queue_diff_or_warn(inner, id, &session).await;
+    let outcome = outcome_of(inner, id, turn, &cancel);
+    record(inner, id, outcome, usage, &files).await;
+    // why: a turn that failed before its backend ran never took its sampler.
+    drop(inner.backends.samplers.take(id));
+    inner.unregister(id);
+}
+
+/// A claimed row that cannot be read still ends `failed`, so it is not claimed forever.
+async fn fail_unreadable(inner: &Inner, id: &str, error: &crate::store::StoreError) {
+    tracing::error!(%error, "claimed task cannot be read");
+    let outcome = Outcome::Failed {
+        error: "internal error: the claimed task could not be read".into(),
+        summary: None,
     };
-    let files = match queued {
+    record(inner, id, outcome, Usage::default(), &[]).await;
+    inner.unregister(id);
+}
+
+/// The session's pending change after the turn; a failure to compute it is logged, and the
+/// turn's outcome is recorded all the same.
+async fn queue_diff_or_warn(
+    inner: &Inner,
+    id: &str,
+    session: &Result<Session, String>,
+) -> Vec<crate::domain::FileChange> {
+    let Ok(session) = session else {
+        return Vec::new();
+    };
+    match queue_diff(inner, id, session).await {
         Ok(files) => files,
         Err(e) => {
             tracing::warn!(error = %e, "could not compute the pending change");
             Vec::new()
         }
-    };
+    }
+}
 
-    let outcome = match turn {
+/// The terminal state a turn's result (or panic) maps to.
+fn outcome_of(
+    inner: &Inner,
+    id: &str,
+    turn: std::thread::Result<Result<String, BackendError>>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    match turn {
         // why: a cancel that raced the turn's end wins; the caller was told it would stop.
         Ok(Ok(_)) if cancel.is_cancelled() => Outcome::Cancelled {
             reason: inner.cancel_reason(id),
@@ -153,11 +170,7 @@ pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: Cancel
                 summary: None,
             }
         }
-    };
-    record(inner, id, outcome, usage, &files).await;
-    // why: a turn that failed before its backend ran never took its sampler.
-    drop(inner.backends.samplers.take(id));
-    inner.unregister(id);
+    }
 }
 
 async fn record(

@@ -69,6 +69,31 @@ pub struct Provider {
     pub permission_timeout: Duration,
 }
 
+impl Provider {
+    /// The built-in native loop's id: the default agent when a model is reachable.
+    pub const NATIVE_ID: &'static str = "native";
+
+    /// Whether boocoder's own loop runs it (the built-in, or an entry extending it).
+    pub fn is_native(&self) -> bool {
+        self.transport == Transport::Native
+    }
+
+    /// Only ACP agents announce modes; the one-shot CLIs and the native loop have none.
+    pub fn takes_mode(&self) -> bool {
+        self.transport == Transport::Acp
+    }
+
+    /// A one-shot CLI takes a model only through its configured `model_args`.
+    pub fn takes_model(&self) -> bool {
+        self.transport != Transport::Cli || !self.model_args.is_empty()
+    }
+
+    /// Only ACP agents ask before acting, so only they take a permission policy.
+    pub fn asks_permissions(&self) -> bool {
+        self.transport == Transport::Acp
+    }
+}
+
 /// One entry of the providers file: every field optional, merged over the built-in of the
 /// same id field by field, or a whole custom agent when `extends` is given.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
@@ -186,7 +211,7 @@ fn builtins() -> Vec<Provider> {
     };
     vec![
         provider_defaults(
-            "native",
+            Provider::NATIVE_ID,
             "Native loop (OpenAI-compatible endpoint)",
             Transport::Native,
             &[],
