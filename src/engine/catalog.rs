@@ -251,6 +251,29 @@ impl Inner {
             Ok(mut r) => *r = fresh,
             Err(p) => *p.into_inner() = fresh,
         }
+        // an edited entry's parked agent is replaced by one with the new launch
+        self.prestart_agents();
+    }
+
+    /// Keep one agent of each `--prestart` provider started ahead of need.
+    pub(super) fn prestart_agents(&self) {
+        let registry = self.registry();
+        let dir = self.config.data_dir.join("prestart");
+        for id in &self.config.prestart {
+            let id = match (id.as_str(), &self.config.default_agent) {
+                ("default", Some(d)) => d.as_str(),
+                ("default", None) => continue,
+                (id, _) => id,
+            };
+            match registry.backend(id, &self.backends) {
+                Ok(crate::backend::Backend::Acp(agent)) => agent.prestart(&dir),
+                Ok(_) => tracing::warn!(
+                    provider = id,
+                    "--prestart: only ACP agents are pre-started; ignored"
+                ),
+                Err(e) => tracing::warn!(provider = id, error = %e, "--prestart: not pre-started"),
+            }
+        }
     }
 
     fn snapshot(&self) -> ProvidersSnapshot {

@@ -158,6 +158,7 @@ impl Engine {
         let engine = Engine::with_store(config, store);
         engine.recover().await?;
         engine.spawn_dispatcher();
+        engine.inner.prestart_agents();
         engine.start_probing().await;
         Ok(engine)
     }

@@ -10,6 +10,7 @@ mod native;
 mod native_guards;
 mod nodes;
 mod pool;
+mod prestart;
 mod project_cli;
 mod providers;
 mod providers_file;

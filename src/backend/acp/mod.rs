@@ -139,8 +139,11 @@ impl AcpBackend {
     /// Keep one agent of this provider started and initialized ahead of need, parked in
     /// `dir`, so a new session's first turn only opens its session.
     pub fn prestart(&self, dir: &std::path::Path) {
-        self.pool
-            .prestart(&self.spec.provider_id, self.launch(), &dir.join(&self.spec.provider_id));
+        self.pool.prestart(
+            &self.spec.provider_id,
+            self.launch(),
+            &dir.join(&self.spec.provider_id),
+        );
     }
 
     async fn announce(&self, lease: &pool::Lease, events: &EventSink) {

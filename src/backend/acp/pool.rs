@@ -444,7 +444,12 @@ impl Pool {
         let all: Vec<Arc<AgentConn>> = {
             let mut inner = self.lock();
             let parked: Vec<_> = inner.prestarted.drain().map(|(_, p)| p.conn).collect();
-            inner.live.drain().map(|(_, e)| e.conn).chain(parked).collect()
+            inner
+                .live
+                .drain()
+                .map(|(_, e)| e.conn)
+                .chain(parked)
+                .collect()
         };
         futures::future::join_all(all.iter().map(|c| c.close())).await;
     }
