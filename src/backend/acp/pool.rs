@@ -199,9 +199,8 @@ impl Pool {
             Some(conn) => (conn, true),
             None => (Arc::new(AgentConn::start(launch, root).await?), false),
         };
-        if prestarted {
-            self.refill(&key.1);
-        }
+        // the parked agent was taken, or (idle too long) stopped: park another
+        self.refill(&key.1);
         let session = match conn.open_session(previous.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
