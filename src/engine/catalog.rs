@@ -99,19 +99,7 @@ impl Engine {
         self.inner.reload_registry();
         let registry = self.registry();
         for id in &ids {
-            if registry.get(id).is_none() {
-                return Err(EngineError::Invalid {
-                    field: "ids",
-                    message: format!(
-                        "unknown provider `{id}`; known: {}",
-                        registry
-                            .all()
-                            .map(|p| p.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
+            known_provider(&registry, "ids", id)?;
         }
         let ids = if ids.is_empty() {
             registry.all().map(|p| p.id.clone()).collect()
@@ -173,20 +161,8 @@ impl Engine {
     /// probe and the probe's full log.
     pub async fn provider_diagnostic(&self, id: Option<&str>, wait: Duration) -> Result<String> {
         let registry = self.registry();
-        if let Some(id) = id
-            && registry.get(id).is_none()
-        {
-            return Err(EngineError::Invalid {
-                field: "id",
-                message: format!(
-                    "unknown provider `{id}`; known: {}",
-                    registry
-                        .all()
-                        .map(|p| p.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
+        if let Some(id) = id {
+            known_provider(&registry, "id", id)?;
         }
         let ids = id.map(|i| vec![i.to_string()]);
         self.inner.wait_probes(ids.as_deref(), wait).await;
@@ -427,4 +403,16 @@ impl Inner {
         // why: a timeout just means we answer with what is known, `probing` included.
         let _ = tokio::time::timeout(wait, rx.wait_for(done)).await;
     }
+}
+
+/// `id` names a provider of `registry`; else an error on `field` listing the known ones.
+fn known_provider(registry: &Registry, field: &'static str, id: &str) -> Result<()> {
+    if registry.get(id).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = registry.all().map(|p| p.id.as_str()).collect();
+    Err(EngineError::Invalid {
+        field,
+        message: format!("unknown provider `{id}`; known: {}", known.join(", ")),
+    })
 }

@@ -183,10 +183,7 @@ impl McpServer {
             })
             .await
             .map_err(fail)?;
-        Ok(Json(TaskList {
-            tasks: page.tasks.iter().map(TaskLine::from_task).collect(),
-            next_cursor: page.next_cursor,
-        }))
+        Ok(Json(TaskList::from_page(&page)))
     }
 
     /// A task's state, timings, short summary, changed files (+/- counts), token usage and
@@ -243,18 +240,7 @@ impl McpServer {
             })
             .await
             .map_err(fail)?;
-        let final_message = page.final_message;
-        Ok(Json(TaskOutput {
-            status: TaskStatus::from_task(&page.task),
-            final_message,
-            transcript: page.events,
-            next_after_seq: page.next_after_seq,
-            change_status: page.change.as_ref().map(|c| c.status.as_str().to_string()),
-            change_task_id: page.change.as_ref().map(|c| c.task_id.clone()),
-            diff: page.diff,
-            diff_total_bytes: page.diff_total_bytes,
-            next_diff_offset: page.next_diff_offset,
-        }))
+        Ok(Json(TaskOutput::from_page(page)))
     }
 
     /// Apply a session's pending change (by `task_id` or `session_id`) to the project checkout.
@@ -274,13 +260,8 @@ impl McpServer {
         let r = self.engine.apply(&target, p.dry_run).await.map_err(fail)?;
         let result = if r.dry_run { "would_apply" } else { "applied" };
         let mut out = ApplyOutcome::new(r, result);
-        if p.close_session {
-            self.engine
-                .close_session(&out.session_id, false)
-                .await
-                .map_err(|e| format!("applied, but the session was not closed: {e}"))?;
-            out.session_closed = true;
-        }
+        self.close_after(&mut out, p.close_session, "applied")
+            .await?;
         Ok(Json(out))
     }
 
@@ -294,13 +275,8 @@ impl McpServer {
         let target = target(p.task_id, p.session_id)?;
         let r = self.engine.discard(&target).await.map_err(fail)?;
         let mut out = ApplyOutcome::new(r, "discarded");
-        if p.close_session {
-            self.engine
-                .close_session(&out.session_id, false)
-                .await
-                .map_err(|e| format!("discarded, but the session was not closed: {e}"))?;
-            out.session_closed = true;
-        }
+        self.close_after(&mut out, p.close_session, "discarded")
+            .await?;
         Ok(Json(out))
     }
 
@@ -414,6 +390,24 @@ fn target(task_id: Option<String>, session_id: Option<String>) -> Result<String,
 }
 
 impl McpServer {
+    /// `close_session: true` after an apply or discard: the change already landed (or was
+    /// dropped), so a failed close says so rather than hiding what happened.
+    async fn close_after(
+        &self,
+        out: &mut ApplyOutcome,
+        close: bool,
+        done: &str,
+    ) -> Result<(), String> {
+        if close {
+            self.engine
+                .close_session(&out.session_id, false)
+                .await
+                .map_err(|e| format!("{done}, but the session was not closed: {e}"))?;
+            out.session_closed = true;
+        }
+        Ok(())
+    }
+
     /// Wait on the engine while forwarding progress lines as MCP progress notifications, when
     /// the client asked for them with a progress token.
     async fn wait_with_progress(

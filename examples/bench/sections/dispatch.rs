@@ -121,6 +121,13 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
     ));
     out.push(fig(
         "dispatch",
+        "ACP fixture: first turn of a new session, --prestart",
+        "ms",
+        prestarted_first_turns(opts).await?,
+        Some("ACP fixture: new_task→completed, warm follow-up"),
+    ));
+    out.push(fig(
+        "dispatch",
         "queued→claimed (row timestamps, ms resolution)",
         "ms",
         claim,
@@ -220,6 +227,32 @@ async fn new_sessions_without_pool(opts: &Opts) -> Result<Vec<f64>> {
         c.call("new_task", json!({"prompt": "noop", "wait_seconds": 30}))
             .await?;
         out.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(out)
+}
+
+/// First turns of new sessions with the fixture agent pre-started (`--prestart fixture`): the
+/// turn only opens its ACP session in the parked process. A pause between sessions lets the
+/// replacement be parked, as it would be between a person's tasks.
+async fn prestarted_first_turns(opts: &Opts) -> Result<Vec<f64>> {
+    let (_data, _repo, mut args) = setup(opts, "dispatch-prestart")?;
+    args.extend(["--prestart".into(), "fixture".into(), "serve".into()]);
+    let (c, _) = StdioClient::spawn(&opts.boocoder, &args).await?;
+    let mut out = Vec::new();
+    for _ in 0..opts.reps.max(3) * 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let t = Instant::now();
+        let r = c
+            .call(
+                "new_task",
+                json!({"prompt": "say hi", "agent": "fixture", "wait_seconds": 30}),
+            )
+            .await?;
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(
+            r["structuredContent"]["state"] == "completed",
+            "fixture turn: {r}"
+        );
     }
     Ok(out)
 }

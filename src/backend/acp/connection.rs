@@ -160,55 +160,50 @@ impl AgentConn {
     ) -> Result<SessionState, BackendError> {
         let root = self.shared.root();
         let caps = &self.init.agent_capabilities;
-        if let Some(prev) = previous {
-            if caps.load_session {
-                match self
-                    .call(
-                        s::LoadSessionRequest::new(prev.clone(), root.clone()),
-                        SETUP_TIMEOUT,
-                    )
-                    .await
-                {
-                    Ok(r) => {
-                        return Ok(self.set_session(
-                            prev.clone(),
-                            r.modes,
-                            r.config_options,
-                            "loaded",
-                        ));
-                    }
-                    Err(e) if self.is_dead() => return Err(e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "session/load failed; starting a new session")
-                    }
-                }
-            } else if caps.session_capabilities.resume.is_some() {
-                match self
-                    .call(
-                        s::ResumeSessionRequest::new(prev.clone(), root.clone()),
-                        SETUP_TIMEOUT,
-                    )
-                    .await
-                {
-                    Ok(r) => {
-                        return Ok(self.set_session(
-                            prev.clone(),
-                            r.modes,
-                            r.config_options,
-                            "resumed",
-                        ));
-                    }
-                    Err(e) if self.is_dead() => return Err(e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "session/resume failed; starting a new session")
-                    }
-                }
+        let reopened = match previous {
+            Some(prev) if caps.load_session => {
+                let req = s::LoadSessionRequest::new(prev.clone(), root.clone());
+                let r = self.call(req, SETUP_TIMEOUT).await;
+                self.reopened(prev, r.map(|r| (r.modes, r.config_options)), "loaded")?
             }
+            Some(prev) if caps.session_capabilities.resume.is_some() => {
+                let req = s::ResumeSessionRequest::new(prev.clone(), root.clone());
+                let r = self.call(req, SETUP_TIMEOUT).await;
+                self.reopened(prev, r.map(|r| (r.modes, r.config_options)), "resumed")?
+            }
+            _ => None,
+        };
+        if let Some(session) = reopened {
+            return Ok(session);
         }
         let r = self
             .call(s::NewSessionRequest::new(root), SETUP_TIMEOUT)
             .await?;
         Ok(self.set_session(r.session_id, r.modes, r.config_options, "new"))
+    }
+
+    /// The outcome of `session/load` or `session/resume`: the session, or `None` to start a
+    /// new one (the agent refused, but is alive).
+    fn reopened(
+        &self,
+        prev: &s::SessionId,
+        answer: Result<
+            (
+                Option<s::SessionModeState>,
+                Option<Vec<s::SessionConfigOption>>,
+            ),
+            BackendError,
+        >,
+        how: &'static str,
+    ) -> Result<Option<SessionState>, BackendError> {
+        match answer {
+            Ok((modes, options)) => Ok(Some(self.set_session(prev.clone(), modes, options, how))),
+            Err(e) if self.is_dead() => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, how, "reopening the session failed; starting a new one");
+                Ok(None)
+            }
+        }
     }
 
     fn set_session(
