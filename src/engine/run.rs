@@ -2,7 +2,7 @@
 //! session's worktree, runs the backend, persists the transcript as it streams, queues the
 //! diff as the session's pending change and records exactly one terminal state.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
@@ -75,6 +75,7 @@ pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: Cancel
         Ok(None) => Err(format!("session `{}` is missing", task.session_id)),
         Err(e) => Err(e.to_string()),
     };
+    let first_turn = session.as_ref().is_ok_and(|s| s.worktree_path.is_none());
     let usage = Arc::new(Mutex::new(Usage::default()));
     let turn = std::panic::AssertUnwindSafe(run_turn(
         inner,
@@ -90,6 +91,13 @@ pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: Cancel
     let files = queue_diff_or_warn(inner, id, &session).await;
     let outcome = outcome_of(inner, id, turn, &cancel);
     record(inner, id, outcome, usage, &files).await;
+    if let Ok(s) = &session
+        && first_turn
+        && s.worktree_path.is_some()
+    {
+        // after the turn, so making the next spare does not slow this one down
+        inner.session_started(Path::new(&s.project_path));
+    }
     // why: a turn that failed before its backend ran never took its sampler.
     drop(inner.backends.samplers.take(id));
     inner.unregister(id);
@@ -286,7 +294,6 @@ async fn ensure_worktree(
                 .map_err(|e| BackendError::internal("could not create the worktree", e))?
         }
     };
-    inner.session_started(&project);
     let path = info.path.to_string_lossy().into_owned();
     inner
         .store

@@ -117,6 +117,9 @@ impl Drop for Lease {
         }
         drop(inner);
         self.pool.enforce_cap();
+        // A parked agent taken (or stopped for idling) is replaced once this turn is over, so
+        // starting the replacement does not slow the turn down.
+        self.pool.refill(&self.key.1);
     }
 }
 
@@ -199,8 +202,6 @@ impl Pool {
             Some(conn) => (conn, true),
             None => (Arc::new(AgentConn::start(launch, root).await?), false),
         };
-        // the parked agent was taken, or (idle too long) stopped: park another
-        self.refill(&key.1);
         let session = match conn.open_session(previous.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
