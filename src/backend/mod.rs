@@ -227,6 +227,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Runs turns: the one seam the engine calls, whichever transport the provider uses. Each
 /// backend owns only its transport; it must return promptly once `cancel` fires (with
 /// [`BackendError::Cancelled`]) and leave no process behind.
+/// How long work made ahead of need (a spare worktree, a pre-started agent) waits after the
+/// turn that used the previous one: on a small machine starting it at once competes with that
+/// turn's last steps (its diff, its answer to the caller) for the CPU.
+pub const YIELD_TO_CALLER: std::time::Duration = std::time::Duration::from_millis(25);
+
 pub enum Backend {
     Cli(oneshot::OneShotBackend),
     Acp(acp::AcpBackend),

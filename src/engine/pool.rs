@@ -89,6 +89,8 @@ impl Inner {
         }
         let (inner, project) = (self.clone(), project.to_path_buf());
         self.tracker.spawn(async move {
+            // let the turn that triggered this answer its caller first
+            tokio::time::sleep(crate::backend::YIELD_TO_CALLER).await;
             inner.fill_pool(&project).await;
             if let Ok(mut f) = inner.pool.filling.lock() {
                 f.remove(&project);

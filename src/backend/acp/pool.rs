@@ -278,6 +278,8 @@ impl Pool {
         self.start_reaper();
         let (pool, provider) = (self.clone(), provider.to_string());
         rt.spawn(async move {
+            // let the turn that took the parked agent answer its caller first
+            tokio::time::sleep(crate::backend::YIELD_TO_CALLER).await;
             let started = match std::fs::create_dir_all(&dir) {
                 Ok(()) => AgentConn::start(&launch, &dir).await,
                 Err(e) => Err(e.into()),
