@@ -186,8 +186,69 @@ fn register(env: &Env, agent: &str, command: Value, agent_env: Value) {
     std::fs::write(&file, providers.to_string()).expect("write providers");
 }
 
+/// A pre-started agent (`--prestart`) serves a new session: its first turn takes the parked
+/// process, and the edit must land in the session's worktree although the process was started
+/// elsewhere (the agent works in the session's `cwd`, not its own).
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn opencode_pre_started_serves_a_new_session() {
+    run_prestarted("opencode").await
+}
+
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn qwen_pre_started_serves_a_new_session() {
+    run_prestarted("qwen").await
+}
+
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn claude_code_pre_started_serves_a_new_session() {
+    run_prestarted("claude-code").await
+}
+
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn gemini_pre_started_serves_a_new_session() {
+    run_prestarted("gemini").await
+}
+
+async fn run_prestarted(id: &str) {
+    let (env, script) = install(id).await;
+    let park = env.data.join("prestart").join(id);
+    let transcripts = two_turns(&env, id, &script, &["--prestart", id], Some(&park)).await;
+    assert!(
+        transcripts[0].contains(&format!("pre-started agent `{id}`")),
+        "{}",
+        transcripts[0]
+    );
+}
+
 /// Install and register the agent, run two turns, and check what its table row expects.
 async fn run(id: &str) {
+    let agent = AGENTS.iter().find(|a| a.id == id).expect("agent in table");
+    let (env, script) = install(id).await;
+    let transcripts = two_turns(&env, agent.id, &script, &[], None).await;
+    for t in &transcripts {
+        if let Some(client_fs) = agent.client_fs {
+            assert_eq!(
+                t.contains(CLIENT_FS_WRITE),
+                client_fs,
+                "{}: expected writes through client fs: {client_fs}\n{t}",
+                agent.id
+            );
+        }
+        if agent.asks_permission {
+            assert!(
+                t.contains(POLICY_ALLOW),
+                "no recorded permission decision:\n{t}"
+            );
+        }
+    }
+}
+
+/// Install the agent, start the scripted model server, and register the agent against it.
+async fn install(id: &str) -> (Env, model_server::Script) {
     let agent = AGENTS.iter().find(|a| a.id == id).expect("agent in table");
     let bin = agent_bin(agent);
     let env = Env::new();
@@ -206,23 +267,7 @@ async fn run(id: &str) {
     let mut command = vec![bin.display().to_string()];
     command.extend(agent.args.iter().map(|a| a.to_string()));
     register(&env, agent.id, json!(command), agent_env);
-    let transcripts = two_turns(&env, agent.id, &script).await;
-    for t in &transcripts {
-        if let Some(client_fs) = agent.client_fs {
-            assert_eq!(
-                t.contains(CLIENT_FS_WRITE),
-                client_fs,
-                "{}: expected writes through client fs: {client_fs}\n{t}",
-                agent.id
-            );
-        }
-        if agent.asks_permission {
-            assert!(
-                t.contains(POLICY_ALLOW),
-                "no recorded permission decision:\n{t}"
-            );
-        }
-    }
+    (env, script)
 }
 
 /// First update and end of a turn, in ms after its start, and its permission decisions.
@@ -252,9 +297,18 @@ fn figures(s: &TaskStatus, events: &[TaskEvent]) -> (i64, i64, usize) {
 
 /// Two turns in one session, each writing a file; prints (first update, done) per turn.
 /// Returns the transcripts.
-async fn two_turns(env: &Env, agent: &str, script: &model_server::Script) -> Vec<String> {
-    let server = Server::stdio(env, &[]).await;
+async fn two_turns(
+    env: &Env,
+    agent: &str,
+    script: &model_server::Script,
+    extra: &[&str],
+    parked_in: Option<&Path>,
+) -> Vec<String> {
+    let server = Server::stdio(env, extra).await;
     let c = &server.client;
+    if let Some(dir) = parked_in {
+        wait_parked(&server, dir).await;
+    }
     let mut figs = Vec::new();
     let mut transcripts = Vec::new();
     let mut session: Option<String> = None;
@@ -288,7 +342,12 @@ async fn two_turns(env: &Env, agent: &str, script: &model_server::Script) -> Vec
         figs.push(figures(&s, &out.transcript));
     }
     eprintln!(
-        "FIGURES {agent} first turn: first update {} ms, done {} ms; second (warm) turn: first update {} ms, done {} ms; permission decisions {}+{}; model requests {}",
+        "FIGURES {agent}{} first turn: first update {} ms, done {} ms; second (warm) turn: first update {} ms, done {} ms; permission decisions {}+{}; model requests {}",
+        if parked_in.is_some() {
+            " (pre-started)"
+        } else {
+            ""
+        },
         figs[0].0,
         figs[0].1,
         figs[1].0,
@@ -299,4 +358,19 @@ async fn two_turns(env: &Env, agent: &str, script: &model_server::Script) -> Vec
     );
     server.stop().await;
     transcripts
+}
+
+/// Until the server says it parked an initialized agent (started in `dir`).
+async fn wait_parked(server: &Server, dir: &Path) {
+    for _ in 0..1200 {
+        if server.log().contains("agent pre-started") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no agent was parked in {}:\n{}",
+        dir.display(),
+        server.log()
+    );
 }
