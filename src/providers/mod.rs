@@ -67,6 +67,10 @@ pub struct Provider {
     pub permission: PermissionPolicy,
     /// ACP: how long an `ask` permission waits before it is denied.
     pub permission_timeout: Duration,
+    /// ACP, measured (the real-agent suite's `*_pre_started_*` tests): the agent works when
+    /// pre-started (`--prestart`), i.e. it edits in the session's `cwd`, not its process's.
+    /// `None`: not measured.
+    pub prestart: Option<bool>,
 }
 
 impl Provider {
@@ -183,6 +187,7 @@ fn provider_defaults(id: &str, label: &str, transport: Transport, command: &[&st
         client_fs: true,
         permission: PermissionPolicy::Allow,
         permission_timeout: DEFAULT_PERMISSION_TIMEOUT,
+        prestart: None,
     }
 }
 
@@ -194,6 +199,12 @@ fn builtins() -> Vec<Provider> {
     };
     let acp = |id: &str, label: &str, command: &[&str]| {
         provider_defaults(id, label, Transport::Acp, command)
+    };
+    // Measured on 2026-11-29 with opencode-ai 1.18.33, qwen-code 0.24.4, gemini-cli 0.61.0 and
+    // claude-code-acp 0.16.2: each edits the session's worktree when pre-started elsewhere.
+    let measured = |p: Provider| Provider {
+        prestart: Some(true),
+        ..p
     };
     // `codex` is one id with two launchers: the ACP adapter when it is installed (warm
     // sessions, streaming, permissions), else the one-shot CLI. Override with the providers
@@ -225,20 +236,20 @@ fn builtins() -> Vec<Provider> {
             "--model",
         ),
         codex,
-        acp("opencode", "opencode (ACP)", &["opencode", "acp"]),
+        measured(acp("opencode", "opencode (ACP)", &["opencode", "acp"])),
         acp("goose", "goose (ACP)", &["goose", "acp"]),
-        acp("qwen", "Qwen Code (ACP)", &["qwen", "--acp"]),
-        Provider {
+        measured(acp("qwen", "Qwen Code (ACP)", &["qwen", "--acp"])),
+        measured(Provider {
             // gemini-cli 0.61 mishandles the client's fs error replies (a missing file looks
             // like a failure), so it reads and writes files itself.
             client_fs: false,
             ..acp("gemini", "Gemini CLI (ACP)", &["gemini", "--acp"])
-        },
-        acp(
+        }),
+        measured(acp(
             "claude-code",
             "Claude Code (claude-code-acp)",
             &["claude-code-acp"],
-        ),
+        )),
     ]
 }
 
@@ -497,6 +508,10 @@ fn merge_entry(
         p.description = Some(v.clone());
     }
     if let Some(v) = &o.command {
+        // another program: what was measured of the built-in says nothing about it
+        if *v != p.command {
+            p.prestart = None;
+        }
         p.command = v.clone();
     }
     if let Some(v) = &o.env {

@@ -117,6 +117,10 @@ pub struct ProviderInfo {
     /// When the shown probe ran (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probed_at: Option<String>,
+    /// Measured: whether the agent works pre-started (`--prestart`: started ahead of need in
+    /// another directory, it still edits the session's worktree). Absent: not measured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prestart: Option<bool>,
 }
 
 /// Every provider plus what is wrong with the providers file.
@@ -187,6 +191,7 @@ fn info(p: &Provider, r: Option<&ProbeResult>, probing: bool) -> ProviderInfo {
         auth_methods: r.auth_methods,
         auth_required: r.auth_required,
         probed_at: (r.probed_at > 0).then(|| rfc3339(r.probed_at)),
+        prestart: p.prestart,
     }
 }
 

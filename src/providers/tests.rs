@@ -352,3 +352,21 @@ fn a_wrong_type_names_its_field() {
         "{all}"
     );
 }
+
+#[test]
+fn measured_pre_start_fitness_stays_with_the_measured_program() {
+    let (_d, reg) = load(
+        r#"{"providers":{"qwen":{"env":{"A":"b"}},"gemini":{"command":["my-gemini","--acp"]},
+            "mine":{"extends":"opencode"}}}"#,
+    );
+    let fit = |id: &str| reg.all().find(|p| p.id == id).expect(id).prestart;
+    assert_eq!(fit("opencode"), Some(true));
+    assert_eq!(fit("claude-code"), Some(true));
+    // same program, another environment: still measured
+    assert_eq!(fit("qwen"), Some(true));
+    assert_eq!(fit("mine"), Some(true));
+    // another program, not measured; nor agents nobody measured
+    assert_eq!(fit("gemini"), None);
+    assert_eq!(fit("goose"), None);
+    assert_eq!(fit("claude"), None);
+}
