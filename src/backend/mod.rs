@@ -149,6 +149,10 @@ pub enum BackendError {
     Exited { status: String, stderr_tail: String },
     #[error("agent timed out after {secs} s{}", stderr_suffix(.stderr_tail))]
     Timeout { secs: u64, stderr_tail: String },
+    /// The agent sent nothing for the stall limit while a turn ran (and waited on nothing of
+    /// ours); it was cancelled and stopped.
+    #[error("agent stalled for {secs} s (nothing received from it){}", stderr_suffix(.stderr_tail))]
+    Stalled { secs: u64, stderr_tail: String },
     #[error("cancelled")]
     Cancelled,
     /// The agent answered a protocol request with an error, or broke the protocol.

@@ -53,6 +53,15 @@ pub struct Global {
         global = true
     )]
     pub acp_max_live: usize,
+    /// Cancel a turn whose ACP agent sent nothing for this many seconds (time it spends
+    /// waiting on a permission answer or a terminal does not count).
+    #[arg(
+        long,
+        env = "BOOCODER_AGENT_STALL_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub agent_stall_secs: u64,
     /// Longest one provider probe (`--version`, ACP handshake, model list) may take; a
     /// provider that overruns shows as `error`.
     #[arg(
@@ -270,12 +279,13 @@ impl Global {
             bail!("--max-concurrent must be at least 1");
         }
         config.max_concurrent = self.max_concurrent;
-        if self.acp_idle_secs == 0 || self.acp_max_live == 0 {
-            bail!("--acp-idle-secs and --acp-max-live must be at least 1");
+        if self.acp_idle_secs == 0 || self.acp_max_live == 0 || self.agent_stall_secs == 0 {
+            bail!("--acp-idle-secs, --acp-max-live and --agent-stall-secs must be at least 1");
         }
         config.acp_pool = boocoder::backend::acp::PoolConfig {
             idle_ttl: Duration::from_secs(self.acp_idle_secs),
             max_live: self.acp_max_live,
+            stall: Duration::from_secs(self.agent_stall_secs),
         };
         if !(self.probe_timeout_secs > 0.0 && self.probe_timeout_secs <= 600.0) {
             bail!("--probe-timeout-secs must be between 0 and 600");

@@ -1,4 +1,5 @@
 mod acp;
+mod agents_stay_right;
 mod architecture;
 mod bootstrap;
 mod cli;

@@ -343,6 +343,7 @@ async fn clean_stdout(
             Ok(Some(skipped)) => skipped,
             Ok(None) | Err(_) => return,
         };
+        shared.activity.touch();
         if skipped > 0 {
             shared.notice(format!(
                 "dropped a {} byte message from the agent (the limit is {MESSAGE_CAP})",

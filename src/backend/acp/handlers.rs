@@ -148,7 +148,9 @@ async fn on_request_permission(
 ) -> Answered {
     let ctx = sh.turn().map(|t| t.perm);
     let withdrawn = r.cancellation();
+    let hold = sh.activity.hold();
     cx.spawn(async move {
+        let _hold = hold;
         let outcome = tokio::select! {
             o = permissions::decide(ctx.clone(), &req) => o,
             () = withdrawn_by_agent(&withdrawn) => {
@@ -266,11 +268,15 @@ async fn on_wait_for_terminal_exit(
     cx: ConnectionTo<Agent>,
 ) -> Answered {
     match sh.terminals.waiter(&req.terminal_id.0) {
-        Ok(w) => cx.spawn(async move {
-            let exit = w.await;
-            let resp = s::WaitForTerminalExitResponse::new(exit_status(exit));
-            answer(r, Ok(resp))
-        }),
+        Ok(w) => {
+            let hold = sh.activity.hold();
+            cx.spawn(async move {
+                let _hold = hold;
+                let exit = w.await;
+                let resp = s::WaitForTerminalExitResponse::new(exit_status(exit));
+                answer(r, Ok(resp))
+            })
+        }
         Err(e) => answer(r, Err(invalid_params(e))),
     }
 }

@@ -176,6 +176,13 @@ impl AcpBackend {
                 self.spec.provider_id, session.id.0
             )
         };
+        if lease.relaunched {
+            let note = format!(
+                "provider `{}` changed since this session's agent started (command, arguments or environment): started it again",
+                self.spec.provider_id
+            );
+            emit(events, TurnEvent::Notice(note)).await;
+        }
         emit(events, TurnEvent::Notice(note)).await;
         if lease.restarted && session.how == "new" {
             let note = "the restarted agent did not reload this session's earlier conversation (no session/load or session/resume, or it failed); this turn starts without it, the worktree is unchanged";
@@ -195,6 +202,7 @@ impl AcpBackend {
         events: &EventSink,
     ) -> Result<s::StopReason, (BackendError, bool)> {
         let req = s::PromptRequest::new(session.id.clone(), vec![turn.prompt.clone().into()]);
+        conn.shared.activity.touch();
         let sent = conn.call(req, self.spec.timeout);
         tokio::pin!(sent);
         tokio::select! {
@@ -210,6 +218,13 @@ impl AcpBackend {
                 };
             }
             _ = cancel.cancelled() => {}
+            silent = conn.shared.activity.stalled(self.pool.stall()) => {
+                let stderr_tail = conn.shared.stderr_tail();
+                cancel_agent(conn, session, perm_cancel).await;
+                conn.close().await;
+                let secs = silent.as_secs();
+                return Err((BackendError::Stalled { secs, stderr_tail }, false));
+            }
         }
         cancel_agent(conn, session, perm_cancel).await;
         let keep = match tokio::time::timeout(CANCEL_GRACE, &mut sent).await {

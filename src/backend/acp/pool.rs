@@ -25,6 +25,9 @@ pub struct PoolConfig {
     pub idle_ttl: Duration,
     /// Most live agents; the least recently used idle ones go first.
     pub max_live: usize,
+    /// A turn whose agent sends nothing this long (while it waits on nothing of ours) is
+    /// cancelled as stalled.
+    pub stall: Duration,
 }
 
 impl Default for PoolConfig {
@@ -32,12 +35,15 @@ impl Default for PoolConfig {
         PoolConfig {
             idle_ttl: Duration::from_secs(10 * 60),
             max_live: 8,
+            stall: Duration::from_secs(300),
         }
     }
 }
 
 struct Entry {
     conn: Arc<AgentConn>,
+    /// What started it: a changed provider entry restarts the agent at its next turn.
+    launch: Launch,
     busy: bool,
     last_used: Instant,
 }
@@ -88,6 +94,8 @@ pub(super) struct Lease {
     /// True when an earlier agent of this key died or was evicted (its session was offered
     /// to the new one via `session/load`/`session/resume`).
     pub restarted: bool,
+    /// True when the earlier agent was stopped because its provider entry changed.
+    pub relaunched: bool,
     keep: bool,
 }
 
@@ -148,6 +156,10 @@ impl Pool {
         }
     }
 
+    pub(super) fn stall(&self) -> Duration {
+        self.cfg.stall
+    }
+
     /// Live agent processes (for diagnostics and tests).
     pub fn live(&self) -> usize {
         self.lock().live.len()
@@ -164,10 +176,15 @@ impl Pool {
             return Err(BackendError::Cancelled);
         }
         self.start_reaper();
-        let previous = {
+        let (previous, relaunched) = {
             let mut inner = self.lock();
+            let mut relaunched = false;
             let stale = match inner.live.get_mut(&key) {
                 Some(e) if e.conn.is_dead() => true,
+                Some(e) if e.launch != *launch && !e.busy => {
+                    relaunched = true;
+                    true
+                }
                 Some(e) if e.busy => {
                     return Err(BackendError::Agent(
                         "this session's agent is busy with another turn".into(),
@@ -185,6 +202,7 @@ impl Pool {
                             prestarted: false,
                             took: Duration::ZERO,
                             restarted: false,
+                            relaunched: false,
                             keep: true,
                         });
                     }
@@ -192,10 +210,10 @@ impl Pool {
                 }
                 None => false,
             };
-            if stale {
-                inner.live.remove(&key);
+            if stale && let Some(old) = inner.live.remove(&key) {
+                close_later(old.conn);
             }
-            inner.sessions.get(&key).cloned()
+            (inner.sessions.get(&key).cloned(), relaunched)
         };
         let began = Instant::now();
         let (conn, prestarted) = match self.take_prestarted(&key.1, launch, root) {
@@ -216,6 +234,7 @@ impl Pool {
                 key.clone(),
                 Entry {
                     conn: conn.clone(),
+                    launch: launch.clone(),
                     busy: true,
                     last_used: Instant::now(),
                 },
@@ -233,6 +252,7 @@ impl Pool {
             prestarted,
             took: began.elapsed(),
             restarted: previous.is_some(),
+            relaunched,
             keep: true,
         })
     }

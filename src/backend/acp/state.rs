@@ -3,8 +3,9 @@
 //! neither needs the other for it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::permissions::PermissionCtx;
 use super::terminals::Terminals;
@@ -33,6 +34,64 @@ pub(super) struct Shared {
     /// Whether `commands` reached a transcript; agents announce them right after
     /// `session/new`, before any turn listens.
     commands_sent: AtomicBool,
+    pub activity: Arc<Activity>,
+}
+
+/// When the agent last sent anything, and how many of its requests we are still answering
+/// (a permission question waiting on a person, a terminal it waits for): silence while it
+/// waits on us is ours, not a stall.
+pub(super) struct Activity {
+    last: Mutex<Instant>,
+    waiting_on_us: AtomicUsize,
+}
+
+/// One agent request we are answering; the agent is not silent on its own account meanwhile.
+pub(super) struct Hold(Arc<Activity>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.waiting_on_us.fetch_sub(1, Ordering::SeqCst);
+        self.0.touch();
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            last: Mutex::new(Instant::now()),
+            waiting_on_us: AtomicUsize::new(0),
+        }
+    }
+
+    pub(super) fn touch(&self) {
+        *lock(&self.last) = Instant::now();
+    }
+
+    pub(super) fn hold(self: &Arc<Self>) -> Hold {
+        self.waiting_on_us.fetch_add(1, Ordering::SeqCst);
+        Hold(self.clone())
+    }
+
+    /// How long the agent has been silent on its own account (`None` while it waits on us).
+    fn silent_for(&self) -> Option<Duration> {
+        if self.waiting_on_us.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(lock(&self.last).elapsed())
+    }
+
+    /// Resolves once the agent has been silent for `limit`, with how long.
+    pub(super) async fn stalled(&self, limit: Duration) -> Duration {
+        let step = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(step).await;
+            if let Some(silent) = self.silent_for()
+                && silent >= limit
+            {
+                return silent;
+            }
+        }
+    }
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -52,6 +111,7 @@ impl Shared {
             stderr: StderrLog::default(),
             commands: Mutex::new(Vec::new()),
             commands_sent: AtomicBool::new(false),
+            activity: Arc::new(Activity::new()),
         }
     }
 
