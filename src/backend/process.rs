@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -303,6 +303,8 @@ pub struct StderrLog {
     tail: Mutex<Tail>,
     /// Bytes the running turn's transcript took so far.
     sent: AtomicUsize,
+    /// A line has started arriving and is not recorded yet (a long one takes a while).
+    reading: AtomicBool,
 }
 
 impl Default for StderrLog {
@@ -310,6 +312,7 @@ impl Default for StderrLog {
         StderrLog {
             tail: Mutex::new(Tail::new(STDERR_TAIL)),
             sent: AtomicUsize::new(0),
+            reading: AtomicBool::new(false),
         }
     }
 }
@@ -318,6 +321,15 @@ impl StderrLog {
     /// A new turn gets a transcript budget of its own (a warm ACP agent serves many).
     pub fn new_turn(&self) {
         self.sent.store(0, Ordering::Relaxed);
+    }
+
+    /// Wait (at most `max`) for a line that has started arriving to be recorded, so what the
+    /// agent wrote during a turn reaches that turn's transcript. Free when none is.
+    pub async fn settled(&self, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        while self.reading.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The last lines, for an error message.
@@ -366,14 +378,26 @@ pub async fn read_stderr<F, Fut>(
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
+        let arrived = tokio::select! {
+            r = reader.fill_buf() => r.is_ok_and(|b| !b.is_empty()),
+            _ = stop.cancelled() => false,
+        };
+        if !arrived {
+            return;
+        }
+        log.reading.store(true, Ordering::SeqCst);
         let read = tokio::select! {
             r = read_line_capped(&mut reader, LINE_CAP, &mut line) => r,
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => Ok(None),
         };
-        let Ok(Some(skipped)) = read else { return };
+        let Ok(Some(skipped)) = read else {
+            log.reading.store(false, Ordering::SeqCst);
+            return;
+        };
         for ev in log.record(capped_text(&line, skipped)) {
             deliver(ev).await;
         }
+        log.reading.store(false, Ordering::SeqCst);
     }
 }
 
