@@ -113,7 +113,10 @@ impl AcpBackend {
             .prompt(&conn, &session, &turn, &cancel, &perm_cancel, &events)
             .await;
         // a long stderr line written during the turn still belongs to its transcript
-        conn.shared.stderr.settled(crate::backend::process::PIPE_DRAIN).await;
+        conn.shared
+            .stderr
+            .settled(crate::backend::process::PIPE_DRAIN)
+            .await;
         conn.shared.set_turn(None);
         perm_cancel.cancel();
         let stop = match result {
