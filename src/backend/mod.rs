@@ -224,6 +224,19 @@ pub trait SessionMemory: Send + Sync {
         task_id: &'a str,
         items: Vec<serde_json::Value>,
     ) -> BoxFuture<'a, Result<(), String>>;
+    /// The ACP session the session's agent of `provider_id` last had (it outlives the
+    /// process: a restarted server's agent loads it).
+    fn acp_session<'a>(
+        &'a self,
+        session_id: &'a str,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    fn set_acp_session<'a>(
+        &'a self,
+        session_id: &'a str,
+        provider_id: &'a str,
+        acp_session: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

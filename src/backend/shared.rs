@@ -28,7 +28,7 @@ impl BackendShared {
         let endpoint = config.llm.clone();
         let limits = config.native.clone();
         let samplers = Arc::new(Samplers::default());
-        let acp = Arc::new(Pool::new(config.acp_pool));
+        let acp = Arc::new(Pool::new(config.acp_pool, memory.clone()));
         let native_endpoint = endpoint.is_some();
         match NativeShared::new(endpoint, limits, memory, samplers.clone()) {
             Ok(n) => BackendShared {

@@ -108,6 +108,33 @@ impl crate::backend::SessionMemory for StoreMemory {
                 .map_err(|e| e.to_string())
         })
     }
+
+    fn acp_session<'a>(
+        &'a self,
+        session_id: &'a str,
+        provider_id: &'a str,
+    ) -> crate::backend::BoxFuture<'a, std::result::Result<Option<String>, String>> {
+        Box::pin(async move {
+            self.0
+                .acp_session(session_id, provider_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn set_acp_session<'a>(
+        &'a self,
+        session_id: &'a str,
+        provider_id: &'a str,
+        acp_session: &'a str,
+    ) -> crate::backend::BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .set_acp_session(session_id, provider_id, acp_session)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// A state change or progress line of one task, broadcast to waiters.

@@ -1,5 +1,5 @@
-//! The native loop's session memory: chat messages as opaque JSON text, in order. The store
-//! does not interpret them; the backend owns their shape.
+//! What backends remember of a session between turns: the native loop's chat messages (opaque
+//! JSON text, in order; the backend owns their shape) and each ACP agent's last session id.
 
 use super::{Db, Result, Store, on_pool, on_write};
 use crate::domain::now_ms;
@@ -45,6 +45,47 @@ impl Store {
                 .await?;
             }
             tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The ACP session id an agent of this session last had, if any.
+    pub async fn acp_session(&self, session_id: &str, provider_id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT acp_session FROM acp_sessions WHERE session_id = $1 AND provider_id = $2",
+            )
+            .bind(session_id)
+            .bind(provider_id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// Remember the ACP session an agent of this session now has.
+    pub async fn set_acp_session(
+        &self,
+        session_id: &str,
+        provider_id: &str,
+        acp_session: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        on_write!(self, p => {
+            sqlx::query(
+                "INSERT INTO acp_sessions (session_id, provider_id, acp_session, updated_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (session_id, provider_id) \
+                 DO UPDATE SET acp_session = excluded.acp_session, updated_at = excluded.updated_at",
+            )
+            .bind(session_id)
+            .bind(provider_id)
+            .bind(acp_session)
+            .bind(now)
+            .execute(p)
+            .await?;
         });
         Ok(())
     }

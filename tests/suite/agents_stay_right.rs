@@ -89,3 +89,28 @@ async fn an_edited_provider_entry_restarts_the_warm_agent_which_loads_the_sessio
     let text3 = transcript_text(c, &third.task_id).await;
     assert_eq!(pid(&text3), pid(&text), "{text3}");
 }
+
+crate::both_stores!(a_restarted_server_s_agent_loads_the_session_s_conversation);
+async fn a_restarted_server_s_agent_loads_the_session_s_conversation(env: Env) {
+    let server = Server::stdio(&env, &[]).await;
+    let first = run_task(
+        &server.client,
+        json!({"prompt": "say remember the number 42", "agent": "fake"}),
+    )
+    .await;
+    assert_eq!(first.state, TaskState::Completed, "{first:#?}");
+    server.stop().await;
+
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let second = run_task(
+        c,
+        json!({"prompt": "history", "session_id": first.session_id}),
+    )
+    .await;
+    assert_eq!(second.state, TaskState::Completed, "{second:#?}");
+    let text = transcript_text(c, &second.task_id).await;
+    assert!(text.contains("turns=2 how=loaded"), "{text}");
+    assert!(text.contains("(loaded) ready after"), "{text}");
+    assert!(!text.contains("did not reload"), "{text}");
+}

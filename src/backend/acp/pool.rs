@@ -73,6 +73,8 @@ struct Inner {
 /// The engine-wide pool (held in `BackendShared`).
 pub struct Pool {
     cfg: PoolConfig,
+    /// Where each key's ACP session id is kept beyond this process (the store).
+    memory: Arc<dyn crate::backend::SessionMemory>,
     inner: Mutex<Inner>,
     reaper: AtomicBool,
     closed: CancellationToken,
@@ -140,9 +142,10 @@ fn close_later(conn: Arc<AgentConn>) {
 }
 
 impl Pool {
-    pub fn new(cfg: PoolConfig) -> Pool {
+    pub fn new(cfg: PoolConfig, memory: Arc<dyn crate::backend::SessionMemory>) -> Pool {
         Pool {
             cfg,
+            memory,
             inner: Mutex::new(Inner::default()),
             reaper: AtomicBool::new(false),
             closed: CancellationToken::new(),
@@ -215,6 +218,17 @@ impl Pool {
             }
             (inner.sessions.get(&key).cloned(), relaunched)
         };
+        // After a restart (or on another node), only the store knows the conversation.
+        let previous = match previous {
+            Some(p) => Some(p),
+            None => match self.memory.acp_session(&key.0, &key.1).await {
+                Ok(stored) => stored.map(s::SessionId::new),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the stored ACP session");
+                    None
+                }
+            },
+        };
         let began = Instant::now();
         let (conn, prestarted) = match self.take_prestarted(&key.1, launch, root) {
             Some(conn) => (conn, true),
@@ -227,6 +241,14 @@ impl Pool {
                 return Err(e);
             }
         };
+        if previous.as_ref() != Some(&session.id)
+            && let Err(e) = self
+                .memory
+                .set_acp_session(&key.0, &key.1, &session.id.0)
+                .await
+        {
+            tracing::warn!(error = %e, "could not store the ACP session id");
+        }
         {
             let mut inner = self.lock();
             inner.sessions.insert(key.clone(), session.id.clone());
