@@ -55,6 +55,15 @@ impl TaskState {
         TaskState::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// A state filter as callers write it: a state, or `needs_attention` (the inbox: tasks
+    /// waiting on an answer and tasks that failed).
+    pub fn parse_filter(s: &str) -> Option<Vec<TaskState>> {
+        match s {
+            NEEDS_ATTENTION => Some(vec![TaskState::Blocked, TaskState::Failed]),
+            _ => TaskState::parse(s).map(|st| vec![st]),
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         match self {
             TaskState::Completed | TaskState::Failed | TaskState::Cancelled => true,
@@ -124,6 +133,9 @@ impl PermissionPolicy {
     }
 }
 
+/// The state filter naming blocked and failed tasks together.
+pub const NEEDS_ATTENTION: &str = "needs_attention";
+
 /// Token counts, summed per task. Zero when the agent does not report usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
@@ -163,6 +175,8 @@ pub struct Task {
     pub files: Vec<FileChange>,
     /// The boocoder process that ran (or runs) the turn.
     pub node_id: Option<String>,
+    /// The failed or cancelled task this one runs again (`retry_task`).
+    pub retry_of: Option<String>,
 }
 
 /// A session groups the turns that share one worktree (and, for ACP agents, one warm agent).

@@ -235,7 +235,7 @@ pub async fn remote(target: &Target) -> Result<i32> {
     if let Some(server) = target.server() {
         out(&format!("ok   server: {server}\n"));
     }
-    let page = target.list(None, 1, None).await?;
+    let page = target.list(Vec::new(), 1, None).await?;
     out(&format!(
         "ok   tools answer (list_tasks: {} task(s) on the first page)\n",
         page.len()

@@ -65,11 +65,28 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Run a failed or cancelled task again in its session (same agent, model and mode).
+    Retry {
+        /// The failed or cancelled task.
+        id: String,
+        /// A new prompt instead of the original.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Run it now and wait for it, showing progress.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// List tasks, newest first.
     Ls {
-        /// Only tasks in this state (pending, running, blocked, completed, failed, cancelled).
+        /// Only tasks in this state (pending, running, blocked, completed, failed, cancelled,
+        /// or needs_attention: blocked and failed).
         #[arg(long)]
         state: Option<String>,
+        /// The inbox: blocked and failed tasks (`--state needs_attention`).
+        #[arg(long, conflicts_with = "state")]
+        attention: bool,
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[arg(long)]
@@ -154,7 +171,10 @@ pub async fn main(cli: Cli) -> Result<i32> {
             verb,
         ),
         (verb, None) => {
-            let dispatching = matches!(verb, Verb::Run { wait: true, .. });
+            let dispatching = matches!(
+                verb,
+                Verb::Run { wait: true, .. } | Verb::Retry { wait: true, .. }
+            );
             (Target::local(g.config()?, dispatching).await?, verb)
         }
     };

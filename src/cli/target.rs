@@ -117,6 +117,19 @@ impl Target {
         }
     }
 
+    /// Run a failed or cancelled task again (optionally with an amended prompt).
+    pub async fn retry(&self, id: &str, prompt: Option<String>) -> Result<TaskStatus> {
+        match self {
+            Target::Local { engine, .. } => Ok(TaskStatus::from_task(
+                &engine.retry(id, prompt, None).await?,
+            )),
+            Target::Remote { client, .. } => {
+                let args = json!({"task_id": id, "prompt": prompt});
+                Ok(client.call("retry_task", args).await?)
+            }
+        }
+    }
+
     /// Wait until `task` ends, showing progress on stderr; Ctrl-C cancels it.
     pub async fn wait(&mut self, task: &TaskStatus) -> Result<TaskStatus> {
         match self {
@@ -136,7 +149,7 @@ impl Target {
 
     pub async fn list(
         &self,
-        state: Option<TaskState>,
+        states: Vec<TaskState>,
         limit: u32,
         session: Option<String>,
     ) -> Result<Vec<Listed>> {
@@ -144,7 +157,7 @@ impl Target {
             Target::Local { engine, .. } => {
                 let page = engine
                     .list(ListRequest {
-                        state,
+                        states,
                         session_id: session,
                         limit: Some(limit),
                         ..Default::default()
@@ -160,8 +173,13 @@ impl Target {
                     .collect())
             }
             Target::Remote { client, .. } => {
-                let args = json!({"state": state.map(|s| s.as_str()), "limit": limit,
-                    "session_id": session});
+                // the server reads `needs_attention` as blocked and failed, as here
+                let state = match states.as_slice() {
+                    [] => None,
+                    [one] => Some(one.as_str()),
+                    _ => Some(boocoder::domain::NEEDS_ATTENTION),
+                };
+                let args = json!({"state": state, "limit": limit, "session_id": session});
                 let page: TaskList = client.call("list_tasks", args).await?;
                 Ok(page
                     .tasks

@@ -33,18 +33,32 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
                 session_id: session,
                 ..Default::default()
             };
-            if wait {
-                run_and_wait(target, req, json).await
-            } else {
-                queue(target, req, json).await
-            }
+            let task = target.submit(req).await?;
+            submitted(target, task, wait, json).await
+        }
+        Verb::Retry {
+            id,
+            prompt,
+            wait,
+            json,
+        } => {
+            let task = target.retry(&id, prompt).await?;
+            submitted(target, task, wait, json).await
         }
         Verb::Ls {
             state,
+            attention,
             limit,
             session,
             json,
-        } => ls(target, state, limit, session, json).await,
+        } => {
+            let state = if attention {
+                Some(boocoder::domain::NEEDS_ATTENTION.to_string())
+            } else {
+                state
+            };
+            ls(target, state, limit, session, json).await
+        }
         Verb::Show { id, json } => show(target, &id, json).await,
         Verb::Apply { id, dry_run } => apply(target, &id, dry_run).await,
         Verb::Discard { id } => {
@@ -77,8 +91,16 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
     }
 }
 
-async fn queue(target: &Target, req: NewTask, json: bool) -> Result<i32> {
-    let task = target.submit(req).await?;
+/// After `run` or `retry`: wait for the task here (`--wait`), or say it is queued.
+async fn submitted(target: &mut Target, task: TaskStatus, wait: bool, json: bool) -> Result<i32> {
+    if wait {
+        waited(target, task, json).await
+    } else {
+        queued(target, task, json).await
+    }
+}
+
+async fn queued(target: &Target, task: TaskStatus, json: bool) -> Result<i32> {
     if json {
         print_json(&task)?;
         return Ok(0);
@@ -95,8 +117,7 @@ async fn queue(target: &Target, req: NewTask, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-async fn run_and_wait(target: &mut Target, req: NewTask, json: bool) -> Result<i32> {
-    let task = target.submit(req).await?;
+async fn waited(target: &mut Target, task: TaskStatus, json: bool) -> Result<i32> {
     eprintln!("task {} (session {})", task.task_id, task.session_id);
     let task = target.wait(&task).await?;
     if json {
@@ -122,16 +143,17 @@ async fn ls(
     session: Option<String>,
     json: bool,
 ) -> Result<i32> {
-    let state = match state {
-        Some(s) => Some(TaskState::parse(&s).with_context(|| {
+    let states = match state {
+        Some(s) => TaskState::parse_filter(&s).with_context(|| {
             format!(
-                "--state {s}: expected one of {}",
-                TaskState::ALL.map(|s| s.as_str()).join(", ")
+                "--state {s}: expected one of {}, {}",
+                TaskState::ALL.map(|s| s.as_str()).join(", "),
+                boocoder::domain::NEEDS_ATTENTION
             )
-        })?),
-        None => None,
+        })?,
+        None => Vec::new(),
     };
-    let rows = target.list(state, limit, session).await?;
+    let rows = target.list(states, limit, session).await?;
     if json {
         let lines: Vec<_> = rows.into_iter().map(|r| r.line).collect();
         print_json(&lines)?;

@@ -28,6 +28,8 @@ pub struct NewTask {
     pub parent_task_id: Option<String>,
     pub session_id: Option<String>,
     pub continue_task_id: Option<String>,
+    /// The failed or cancelled task this one runs again (set by `retry`).
+    pub retry_of: Option<String>,
     /// The submitting MCP client's sampling, when it offers it: the native loop's model when
     /// no endpoint is configured.
     pub sampler: Option<SamplerHandle>,
@@ -108,11 +110,48 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
         model: options.model,
         mode: options.mode,
         permission: options.permission,
+        retry_of: req.retry_of,
     };
     Ok(Validated { row, native })
 }
 
 impl Engine {
+    /// Run a failed or cancelled task again, as a new task in its session (same agent, model,
+    /// mode, permission and parent), linked by `retry_of`; `prompt` replaces the original
+    /// when given. The worktree keeps whatever the earlier turn left in it.
+    pub async fn retry(
+        &self,
+        task_id: &str,
+        prompt: Option<String>,
+        sampler: Option<SamplerHandle>,
+    ) -> Result<Task> {
+        let id = opt(Some(task_id.to_string())).ok_or_else(|| invalid("task_id", "is empty"))?;
+        let old = self.task(&id).await?;
+        if !matches!(old.state, TaskState::Failed | TaskState::Cancelled) {
+            return Err(invalid(
+                "task_id",
+                format!(
+                    "task `{id}` is {}; only a failed or cancelled task can be retried",
+                    old.state.as_str()
+                ),
+            ));
+        }
+        self.submit(NewTask {
+            prompt: opt(prompt).unwrap_or(old.prompt),
+            agent: Some(old.provider),
+            model: old.model,
+            mode: old.mode,
+            permission: old.permission.map(|p| p.as_str().to_string()),
+            project: None,
+            parent_task_id: old.parent_task_id,
+            session_id: Some(old.session_id),
+            continue_task_id: None,
+            retry_of: Some(old.id),
+            sampler,
+        })
+        .await
+    }
+
     /// Validate and queue a task; returns at once with the stored row.
     pub async fn submit(&self, req: NewTask) -> Result<Task> {
         if self.inner.shutdown.is_cancelled() {

@@ -21,7 +21,8 @@ pub(super) fn opt(v: Option<String>) -> Option<String> {
 
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
-    pub state: Option<TaskState>,
+    /// Any of these states (none: any state).
+    pub states: Vec<TaskState>,
     pub project: Option<String>,
     pub parent_task_id: Option<String>,
     pub session_id: Option<String>,
@@ -60,7 +61,7 @@ pub(super) async fn list(engine: &Engine, req: ListRequest) -> Result<TaskListPa
         None => None,
     };
     let filter = TaskFilter {
-        state: req.state,
+        states: req.states,
         project_path,
         parent_task_id: opt(req.parent_task_id),
         session_id: opt(req.session_id),

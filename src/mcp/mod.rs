@@ -144,6 +144,7 @@ impl McpServer {
                 parent_task_id: p.parent_task_id,
                 session_id: p.session_id,
                 continue_task_id: p.continue_task_id,
+                retry_of: None,
                 sampler: sampling::sampler_for(&ctx.peer),
             })
             .await
@@ -162,19 +163,20 @@ impl McpServer {
     /// or session; page with `cursor`.
     #[tool(annotations(read_only_hint = true))]
     async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> ToolResult<TaskList> {
-        let state = match p.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
+        let states = match p.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => TaskState::parse_filter(s).ok_or_else(|| {
                 format!(
-                    "invalid `state`: unknown state `{s}`; one of: {}",
-                    TaskState::ALL.map(|s| s.as_str()).join(", ")
+                    "invalid `state`: unknown state `{s}`; one of: {}, {}",
+                    TaskState::ALL.map(|s| s.as_str()).join(", "),
+                    crate::domain::NEEDS_ATTENTION
                 )
-            })?),
-            None => None,
+            })?,
+            None => Vec::new(),
         };
         let page = self
             .engine
             .list(crate::engine::ListRequest {
-                state,
+                states,
                 project: p.project,
                 parent_task_id: p.parent_task_id,
                 session_id: p.session_id,
@@ -212,6 +214,30 @@ impl McpServer {
                 .map_err(fail)?,
         );
         Ok(Json(status))
+    }
+
+    /// Run a failed or cancelled task again as a new task in the same session (same agent,
+    /// model, mode and parent; its worktree as the earlier turn left it), linked by
+    /// `retry_of`. Pass `prompt` to amend what it should do.
+    #[tool(annotations(destructive_hint = false, open_world_hint = true))]
+    async fn retry_task(
+        &self,
+        Parameters(p): Parameters<RetryTaskParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<TaskStatus> {
+        let task = self
+            .engine
+            .retry(&p.task_id, p.prompt, sampling::sampler_for(&ctx.peer))
+            .await
+            .map_err(fail)?;
+        let task = match wait_for(p.wait_seconds) {
+            Some(d) => self
+                .wait_with_progress(&task.id, d, &ctx, |t| t.state.is_terminal())
+                .await
+                .map_err(fail)?,
+            None => task,
+        };
+        Ok(Json(TaskStatus::from_task(&task)))
     }
 
     /// Stop a pending or running task. The agent is stopped (its whole process group), the task

@@ -54,12 +54,27 @@ pub struct NewTaskParams {
     pub wait_seconds: Option<u32>,
 }
 
+/// The values `list_tasks`' `state` accepts (its schema; the engine parses the string).
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)] // why: describes the wire format only, never built
+enum StateFilter {
+    Pending,
+    Running,
+    Blocked,
+    Completed,
+    Failed,
+    Cancelled,
+    NeedsAttention,
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListTasksParams {
-    /// Only tasks in this state.
+    /// Only tasks in this state; `needs_attention` lists blocked and failed tasks together
+    /// (the inbox).
     #[serde(default)]
-    #[schemars(with = "Option<TaskState>")]
+    #[schemars(with = "Option<StateFilter>")]
     pub state: Option<String>,
     /// Only tasks of this project (path of its repository).
     #[serde(default)]
@@ -85,6 +100,20 @@ pub struct CheckTaskStatusParams {
     pub task_id: String,
     /// Long-poll: wait up to this many seconds (capped at 50) for the task's state to change
     /// before answering. Omit for an immediate answer.
+    #[serde(default)]
+    pub wait_seconds: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryTaskParams {
+    /// A failed or cancelled task.
+    pub task_id: String,
+    /// A new prompt instead of the original (e.g. with what to do differently).
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Block up to this many seconds (capped at 50) and return the finished result if the task
+    /// ends in time.
     #[serde(default)]
     pub wait_seconds: Option<u32>,
 }
@@ -184,6 +213,9 @@ pub struct TaskStatus {
     /// The boocoder node (host-pid) that ran the turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The failed or cancelled task this one runs again (`retry_task`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_of: Option<String>,
     /// What to do next.
     pub next: String,
 }
@@ -204,12 +236,13 @@ impl TaskStatus {
                 t.id, t.session_id
             ),
             TaskState::Failed | TaskState::Cancelled if !t.files.is_empty() => format!(
-                "{}; the worktree's partial edits are a pending change (apply_pending or discard_pending)",
-                t.state
+                "{}; the worktree's partial edits are a pending change (apply_pending or discard_pending); retry_task(task_id=\"{}\") runs it again on top of them",
+                t.state, t.id
             ),
-            TaskState::Failed | TaskState::Cancelled => {
-                format!("{}; see `error`, or get_task_output for the transcript", t.state)
-            }
+            TaskState::Failed | TaskState::Cancelled => format!(
+                "{}; see `error`, or get_task_output for the transcript; retry_task(task_id=\"{}\") runs it again",
+                t.state, t.id
+            ),
         };
         TaskStatus {
             task_id: t.id.clone(),
@@ -229,6 +262,7 @@ impl TaskStatus {
             usage: t.usage,
             session_usage: None,
             node: t.node_id.clone(),
+            retry_of: t.retry_of.clone(),
             next,
         }
     }

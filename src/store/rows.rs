@@ -28,6 +28,7 @@ pub(super) struct TaskRow {
     output_tokens: i64,
     files: String,
     node_id: Option<String>,
+    retry_of: Option<String>,
 }
 
 impl TaskRow {
@@ -75,6 +76,7 @@ impl TaskRow {
             },
             files,
             node_id: self.node_id,
+            retry_of: self.retry_of,
         })
     }
 }

@@ -19,12 +19,14 @@ pub struct NewTaskRow {
     pub model: Option<String>,
     pub mode: Option<String>,
     pub permission: Option<crate::domain::PermissionPolicy>,
+    pub retry_of: Option<String>,
 }
 
-/// Filters for `list_tasks`; `None` means any.
+/// Filters for `list_tasks`; `None` (or no states) means any.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
-    pub state: Option<TaskState>,
+    /// Any of these states.
+    pub states: Vec<TaskState>,
     pub project_path: Option<String>,
     pub parent_task_id: Option<String>,
     pub session_id: Option<String>,
@@ -68,7 +70,7 @@ pub enum Outcome {
 
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
      t.model, t.mode, t.permission, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
-     t.input_tokens, t.output_tokens, t.files, t.node_id";
+     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of";
 
 impl Store {
     /// Insert a task (and its project, and its session when new) in one transaction, so a
@@ -97,8 +99,8 @@ impl Store {
                     .await?;
             }
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10)",
+                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at, retry_of) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10, $11)",
                 SQL.pending
             )))
             .bind(&row.id)
@@ -111,6 +113,7 @@ impl Store {
             .bind(&row.mode)
             .bind(row.permission.map(|p| p.as_str()))
             .bind(now)
+            .bind(&row.retry_of)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -144,8 +147,11 @@ impl Store {
             n += 1;
             n
         };
-        if f.state.is_some() {
-            sql.push_str(&format!(" AND t.state = ${}", next()));
+        if !f.states.is_empty() {
+            sql.push_str(&format!(
+                " AND t.state IN ({})",
+                super::states_sql(&f.states)
+            ));
         }
         if f.project_path.is_some() {
             sql.push_str(&format!(" AND p.path = ${}", next()));
@@ -168,9 +174,6 @@ impl Store {
         ));
         let rows: Vec<TaskRow> = on_pool!(self, p => {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            if let Some(s) = f.state {
-                q = q.bind(s.as_str());
-            }
             if let Some(v) = &f.project_path {
                 q = q.bind(v);
             }

@@ -21,6 +21,7 @@ mod reliability_apply;
 mod reliability_escapes;
 mod reliability_http;
 mod resources;
+mod retry;
 mod schemas;
 mod store_schema;
 mod transport;

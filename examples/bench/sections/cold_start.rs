@@ -19,6 +19,7 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
             let sid = format!("s-{i:012}");
             store
                 .insert_task(&boocoder::store::NewTaskRow {
+                    retry_of: None,
                     id: format!("t-{i:012}"),
                     project_path: repo.display().to_string(),
                     session_id: sid,

@@ -39,6 +39,7 @@ async fn transitions(store: &boocoder::store::Store, n: usize, tag: &str) -> Res
     for i in 0..n {
         store
             .insert_task(&boocoder::store::NewTaskRow {
+                retry_of: None,
                 id: format!("t-{tag}-{i}"),
                 project_path: "/bench".into(),
                 session_id: format!("s-{tag}-{i}"),
