@@ -78,6 +78,12 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// A task and everything delegated under it (`parent_task_id`), drawn as a tree.
+    Tree {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List tasks, newest first.
     Ls {
         /// Only tasks in this state (pending, running, blocked, completed, failed, cancelled,

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use boocoder::domain::{Task, TaskState, now_ms};
-use boocoder::mcp::types::{ApplyOutcome, TaskOutput, TaskStatus};
+use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskOutput, TaskStatus};
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use boocoder::worktree::FileChange;
 
@@ -248,6 +248,33 @@ pub fn tasks(rows: &[Listed]) -> String {
         &["ID", "STATE", "AGENT", "AGE", "TOOK", "FILES", "SUMMARY"],
         &rows,
     )
+}
+
+/// `tree`: one line per task, indented under the task that delegated it.
+pub fn tree(lines: &[TaskLine]) -> String {
+    let mut out = String::new();
+    // For each open level: whether a later sibling still follows (draw `│`).
+    let mut open: Vec<bool> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let depth = l.depth.unwrap_or(0) as usize;
+        let later_sibling = lines[i + 1..]
+            .iter()
+            .map(|n| n.depth.unwrap_or(0) as usize)
+            .take_while(|d| *d >= depth)
+            .any(|d| d == depth);
+        open.truncate(depth.saturating_sub(1));
+        let mut prefix: String = open
+            .iter()
+            .map(|more| if *more { "│  " } else { "   " })
+            .collect();
+        if depth > 0 {
+            prefix += if later_sibling { "├─ " } else { "└─ " };
+            open.push(later_sibling);
+        }
+        let what = l.result.clone().unwrap_or_else(|| l.prompt.clone());
+        out += &format!("{prefix}{} {} {} {what}\n", l.task_id, l.state, l.agent);
+    }
+    out
 }
 
 /// `show`: the task's fields, its transcript and the session's diff.

@@ -117,6 +117,18 @@ impl Target {
         }
     }
 
+    /// A task and everything delegated under it, in reading order, with depths.
+    pub async fn tree(&self, id: &str) -> Result<Vec<TaskLine>> {
+        match self {
+            Target::Local { engine, .. } => Ok(TaskList::from_tree(&engine.tree(id).await?).tasks),
+            Target::Remote { client, .. } => {
+                let args = json!({"parent_task_id": id, "tree": true});
+                let list: TaskList = client.call("list_tasks", args).await?;
+                Ok(list.tasks)
+            }
+        }
+    }
+
     /// Run a failed or cancelled task again (optionally with an amended prompt).
     pub async fn retry(&self, id: &str, prompt: Option<String>) -> Result<TaskStatus> {
         match self {

@@ -60,6 +60,15 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
             ls(target, state, limit, session, json).await
         }
         Verb::Show { id, json } => show(target, &id, json).await,
+        Verb::Tree { id, json } => {
+            let lines = target.tree(&id).await?;
+            if json {
+                print_json(&lines)?;
+            } else {
+                out(&render::tree(&lines));
+            }
+            Ok(0)
+        }
         Verb::Apply { id, dry_run } => apply(target, &id, dry_run).await,
         Verb::Discard { id } => {
             let r = target.discard(&id).await?;

@@ -14,6 +14,7 @@ mod requests;
 mod run;
 mod sessions;
 mod tasks;
+mod tree;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

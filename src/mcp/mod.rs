@@ -163,6 +163,14 @@ impl McpServer {
     /// or session; page with `cursor`.
     #[tool(annotations(read_only_hint = true))]
     async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> ToolResult<TaskList> {
+        if p.tree {
+            let root = p
+                .parent_task_id
+                .filter(|r| !r.trim().is_empty())
+                .ok_or("invalid `tree`: give `parent_task_id`, the root of the tree")?;
+            let tree = self.engine.tree(&root).await.map_err(fail)?;
+            return Ok(Json(TaskList::from_tree(&tree)));
+        }
         let states = match p.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(s) => TaskState::parse_filter(s).ok_or_else(|| {
                 format!(
@@ -213,6 +221,12 @@ impl McpServer {
                 .await
                 .map_err(fail)?,
         );
+        let counts = self
+            .engine
+            .descendant_counts(&task.id)
+            .await
+            .map_err(fail)?;
+        status.descendants = (!counts.is_empty()).then_some(counts);
         Ok(Json(status))
     }
 

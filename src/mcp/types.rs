@@ -85,6 +85,11 @@ pub struct ListTasksParams {
     /// Only turns of this session.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// With `parent_task_id`: that task and everything delegated under it, transitively,
+    /// each task followed by its children (with `depth`); other filters and paging do not
+    /// apply.
+    #[serde(default)]
+    pub tree: bool,
     /// `next_cursor` from the previous page.
     #[serde(default)]
     pub cursor: Option<String>,
@@ -216,6 +221,10 @@ pub struct TaskStatus {
     /// The failed or cancelled task this one runs again (`retry_task`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub retry_of: Option<String>,
+    /// The tasks delegated under this one (`parent_task_id`, transitively), counted by state;
+    /// absent when it delegated nothing.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub descendants: Option<std::collections::BTreeMap<String, u32>>,
     /// What to do next.
     pub next: String,
 }
@@ -263,6 +272,7 @@ impl TaskStatus {
             session_usage: None,
             node: t.node_id.clone(),
             retry_of: t.retry_of.clone(),
+            descendants: None,
             next,
         }
     }
@@ -284,6 +294,9 @@ pub struct TaskLine {
     /// The first line of the summary or error, shortened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// With `tree: true`: how far below the listed root (0 for the root itself).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub depth: Option<u32>,
 }
 
 /// Lines joined with single spaces.
@@ -317,6 +330,7 @@ impl TaskLine {
                 .as_deref()
                 .or(t.summary.as_deref())
                 .map(|s| first_line(&fold(s.trim_start_matches('…')), 100)),
+            depth: None,
         }
     }
 }
@@ -330,6 +344,20 @@ pub struct TaskList {
 }
 
 impl TaskList {
+    /// A subtree in reading order, each line with its depth.
+    pub fn from_tree(tree: &[(crate::domain::Task, u32)]) -> TaskList {
+        TaskList {
+            tasks: tree
+                .iter()
+                .map(|(t, d)| TaskLine {
+                    depth: Some(*d),
+                    ..TaskLine::from_task(t)
+                })
+                .collect(),
+            next_cursor: None,
+        }
+    }
+
     pub fn from_page(page: &crate::engine::TaskListPage) -> TaskList {
         TaskList {
             tasks: page.tasks.iter().map(TaskLine::from_task).collect(),

@@ -363,3 +363,42 @@ impl Store {
         Ok(())
     }
 }
+
+/// Most tasks a tree listing returns (a runaway delegation loop cannot flood the caller).
+pub const MAX_TREE: i64 = 1000;
+
+impl Store {
+    /// `root` and every task delegated under it (`parent_task_id`, transitively), each with
+    /// its depth below `root`, in no particular order.
+    pub async fn subtree(&self, root: &str) -> Result<Vec<(Task, u32)>> {
+        const SUB: &str = "WITH RECURSIVE sub(id, depth) AS ( \
+             SELECT id, CAST(0 AS BIGINT) FROM tasks WHERE id = $1 \
+             UNION ALL \
+             SELECT t.id, sub.depth + 1 FROM tasks t JOIN sub ON t.parent_task_id = sub.id \
+             WHERE sub.depth < 64) ";
+        let depths: Vec<(String, i64)> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SUB} SELECT id, depth FROM sub LIMIT $2")))
+                .bind(root)
+                .bind(MAX_TREE)
+                .fetch_all(p)
+                .await?
+        });
+        let rows: Vec<TaskRow> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SUB} SELECT {TASK_COLUMNS} FROM tasks t JOIN projects p ON p.id = t.project_id \
+                 WHERE t.id IN (SELECT id FROM sub LIMIT $2)"
+            )))
+            .bind(root)
+            .bind(MAX_TREE)
+            .fetch_all(p)
+            .await?
+        });
+        let depth: std::collections::HashMap<String, i64> = depths.into_iter().collect();
+        rows.into_iter()
+            .map(|r| {
+                let d = depth.get(r.id()).copied().unwrap_or(0).max(0) as u32;
+                r.into_task().map(|t| (t, d))
+            })
+            .collect()
+    }
+}

@@ -25,3 +25,4 @@ mod retry;
 mod schemas;
 mod store_schema;
 mod transport;
+mod tree;
