@@ -8,9 +8,8 @@ use serde_json::json;
 
 use crate::support::*;
 
-#[tokio::test]
-async fn a_three_level_tree_is_listed_counted_and_drawn() {
-    let env = Env::new();
+crate::both_stores!(a_three_level_tree_is_listed_counted_and_drawn);
+async fn a_three_level_tree_is_listed_counted_and_drawn(env: Env) {
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let root = run_task(c, json!({"prompt": "say root"})).await;
