@@ -78,6 +78,16 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Tasks, success rate, durations and tokens grouped by agent, project, day or parent.
+    Stats {
+        #[arg(long, value_parser = ["agent", "project", "day", "parent"], default_value = "agent")]
+        by: String,
+        /// Only tasks created since: `7d`, `12h`, `30m`, or a date `2026-11-01`.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// A task and everything delegated under it (`parent_task_id`), drawn as a tree.
     Tree {
         id: String,

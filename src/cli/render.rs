@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use boocoder::domain::{Task, TaskState, now_ms};
-use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskOutput, TaskStatus};
+use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskOutput, TaskStatus, UsageStats};
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use boocoder::worktree::FileChange;
 
@@ -248,6 +248,52 @@ pub fn tasks(rows: &[Listed]) -> String {
         &["ID", "STATE", "AGENT", "AGE", "TOOK", "FILES", "SUMMARY"],
         &rows,
     )
+}
+
+/// `stats`: one row per group.
+pub fn stats(s: &UsageStats) -> String {
+    if s.groups.is_empty() {
+        return "no tasks\n".into();
+    }
+    let secs = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}s"));
+    let rows: Vec<Vec<String>> = s
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.key.clone(),
+                g.tasks.to_string(),
+                g.completed.to_string(),
+                g.failed.to_string(),
+                g.cancelled.to_string(),
+                g.success_rate
+                    .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+                secs(g.median_seconds),
+                secs(g.p90_seconds),
+                g.input_tokens.to_string(),
+                g.output_tokens.to_string(),
+            ]
+        })
+        .collect();
+    let by = serde_json::to_value(s.group_by)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_uppercase))
+        .unwrap_or_default();
+    table(
+        &[
+            &by,
+            "TASKS",
+            "DONE",
+            "FAILED",
+            "CANCELLED",
+            "SUCCESS",
+            "MEDIAN",
+            "P90",
+            "IN TOKENS",
+            "OUT TOKENS",
+        ],
+        &rows,
+    ) + &format!("({})\n", s.note)
 }
 
 /// `tree`: one line per task, indented under the task that delegated it.

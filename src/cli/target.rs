@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use boocoder::config::Config;
 use boocoder::domain::{Task, TaskState};
+use boocoder::engine::GroupBy;
 use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate};
 use boocoder::mcp::client::{RemoteClient, RemoteError};
-use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus};
+use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus, UsageStats};
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
@@ -113,6 +114,25 @@ impl Target {
                 let args = json!({"prompt": req.prompt, "agent": req.agent, "model": req.model,
                     "mode": req.mode, "project": req.project, "session_id": req.session_id});
                 Ok(client.call("new_task", args).await?)
+            }
+        }
+    }
+
+    /// Usage statistics grouped by `by` (`agent`, `project`, `day`, `parent`).
+    pub async fn stats(&self, by: &str, since: Option<String>) -> Result<UsageStats> {
+        match self {
+            Target::Local { engine, .. } => {
+                let group_by: GroupBy = serde_json::from_value(json!(by))?;
+                let groups = engine.usage_stats(group_by, since.as_deref()).await?;
+                Ok(UsageStats {
+                    group_by,
+                    groups,
+                    note: boocoder::mcp::USAGE_NOTE.into(),
+                })
+            }
+            Target::Remote { client, .. } => {
+                let args = json!({"group_by": by, "since": since});
+                Ok(client.call("usage_stats", args).await?)
             }
         }
     }

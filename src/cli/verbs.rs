@@ -60,6 +60,15 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
             ls(target, state, limit, session, json).await
         }
         Verb::Show { id, json } => show(target, &id, json).await,
+        Verb::Stats { by, since, json } => {
+            let stats = target.stats(&by, since).await?;
+            if json {
+                print_json(&stats)?;
+            } else {
+                out(&render::stats(&stats));
+            }
+            Ok(0)
+        }
         Verb::Tree { id, json } => {
             let lines = target.tree(&id).await?;
             if json {

@@ -13,6 +13,7 @@ mod reap;
 mod requests;
 mod run;
 mod sessions;
+mod stats;
 mod tasks;
 mod tree;
 
@@ -34,6 +35,7 @@ use crate::worktree::{ConflictReport, WorktreeError};
 pub use catalog::{ConfigureProvider, Configured};
 pub use new_task::NewTask;
 pub use requests::{ApplyResult, ListRequest, OutputPage, OutputRequest, TaskListPage};
+pub use stats::{GroupBy, StatsRow};
 
 /// Longest a caller may block in one call: Claude Desktop drops results after ~60 s.
 pub const MAX_WAIT: Duration = Duration::from_secs(50);

@@ -41,6 +41,10 @@ pub enum Profile {
     Orchestrator,
 }
 
+/// What `usage_stats` cannot say yet.
+pub const USAGE_NOTE: &str =
+    "tokens are what agents reported (0 for agents that report none); cost is not recorded yet";
+
 const ORCHESTRATOR_TOOLS: [&str; 4] = [
     "new_task",
     "list_tasks",
@@ -252,6 +256,26 @@ impl McpServer {
             None => task,
         };
         Ok(Json(TaskStatus::from_task(&task)))
+    }
+
+    /// Where the work went: tasks grouped by project, agent, day or parent task, each group
+    /// with its task count by outcome, success rate, median and p90 duration, and tokens.
+    #[tool(annotations(read_only_hint = true))]
+    async fn usage_stats(
+        &self,
+        Parameters(p): Parameters<UsageStatsParams>,
+    ) -> ToolResult<UsageStats> {
+        let group_by = p.group_by.unwrap_or(crate::engine::GroupBy::Agent);
+        let groups = self
+            .engine
+            .usage_stats(group_by, p.since.as_deref())
+            .await
+            .map_err(fail)?;
+        Ok(Json(UsageStats {
+            group_by,
+            groups,
+            note: USAGE_NOTE.into(),
+        }))
     }
 
     /// Stop a pending or running task. The agent is stopped (its whole process group), the task

@@ -111,6 +111,27 @@ pub struct CheckTaskStatusParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct UsageStatsParams {
+    /// `project`, `agent` (default), `day` (UTC, by creation) or `parent` (the delegating task).
+    #[serde(default)]
+    pub group_by: Option<crate::engine::GroupBy>,
+    /// Only tasks created since: a duration back from now (`7d`, `12h`, `30m`) or a date
+    /// (`2026-11-01`). Omit for all tasks.
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+/// Tasks, success rate, durations and tokens per group, largest groups first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UsageStats {
+    pub group_by: crate::engine::GroupBy,
+    pub groups: Vec<crate::engine::StatsRow>,
+    /// Cost is not among the figures yet: agents' reported costs are not recorded.
+    pub note: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetryTaskParams {
     /// A failed or cancelled task.
     pub task_id: String,

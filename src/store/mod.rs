@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::domain::{ChangeStatus, TaskState};
 pub use rows::StoredEvent;
-pub use tasks::{Claimed, NewTaskRow, Outcome, TaskFilter};
+pub use tasks::{Claimed, NewTaskRow, Outcome, StatRow, TaskFilter};
 pub use wakeups::Wakeup;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

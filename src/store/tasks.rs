@@ -402,3 +402,58 @@ impl Store {
             .collect()
     }
 }
+
+/// What usage statistics need of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatRow {
+    pub project_path: String,
+    pub provider: String,
+    pub parent_task_id: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+impl Store {
+    /// Every task created at or after `since` (Unix ms), with what statistics need.
+    pub async fn stat_rows(&self, since: i64) -> Result<Vec<StatRow>> {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT p.path, t.provider, t.parent_task_id, t.state, t.created_at, t.started_at, \
+                 t.ended_at, t.input_tokens, t.output_tokens \
+                 FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.created_at >= $1",
+            )
+            .bind(since)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| StatRow {
+                project_path: r.0,
+                provider: r.1,
+                parent_task_id: r.2,
+                state: r.3,
+                created_at: r.4,
+                started_at: r.5,
+                ended_at: r.6,
+                input_tokens: r.7,
+                output_tokens: r.8,
+            })
+            .collect())
+    }
+}

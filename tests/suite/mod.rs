@@ -23,6 +23,7 @@ mod reliability_http;
 mod resources;
 mod retry;
 mod schemas;
+mod stats;
 mod store_schema;
 mod transport;
 mod tree;
