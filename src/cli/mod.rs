@@ -88,6 +88,9 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a task live: its transcript as it is written, then the result. Ctrl-C detaches
+    /// and leaves the task running.
+    Attach { id: String },
     /// A task and everything delegated under it (`parent_task_id`), drawn as a tree.
     Tree {
         id: String,

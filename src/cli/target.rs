@@ -118,6 +118,31 @@ impl Target {
         }
     }
 
+    /// Returns once `id` has probably changed (a new transcript line or state): a running
+    /// server's progress notification (`--url`), or a short pause for a store shared with
+    /// another process.
+    pub async fn until_changed(&mut self, id: &str) -> Result<()> {
+        match self {
+            Target::Local { .. } => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Ok(())
+            }
+            Target::Remote {
+                client, progress, ..
+            } => {
+                let wait = client.call::<TaskStatus>(
+                    "check_task_status",
+                    json!({"task_id": id, "wait_seconds": 20}),
+                );
+                tokio::select! {
+                    s = wait => { s?; }
+                    Some(_) = progress.recv() => {}
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Usage statistics grouped by `by` (`agent`, `project`, `day`, `parent`).
     pub async fn stats(&self, by: &str, since: Option<String>) -> Result<UsageStats> {
         match self {

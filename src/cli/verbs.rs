@@ -69,6 +69,7 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
             }
             Ok(0)
         }
+        Verb::Attach { id } => attach(target, &id).await,
         Verb::Tree { id, json } => {
             let lines = target.tree(&id).await?;
             if json {
@@ -247,4 +248,44 @@ async fn providers(target: &Target, json: bool, refresh: bool) -> Result<i32> {
         eprintln!("warning: {d}");
     }
     Ok(0)
+}
+
+/// `attach`: print the transcript as it grows until the task ends (then its result), or until
+/// Ctrl-C, which only detaches.
+async fn attach(target: &mut Target, id: &str) -> Result<i32> {
+    let mut after_seq = None;
+    loop {
+        // Everything written so far, page by page.
+        let status = loop {
+            let page = target
+                .output(OutputRequest {
+                    task_id: id.to_string(),
+                    after_seq,
+                    max_events: Some(200),
+                    max_diff_bytes: Some(0),
+                    ..Default::default()
+                })
+                .await?;
+            for e in &page.transcript {
+                out(&format!("[{}] {}\n", e.kind.as_str(), e.text.trim_end()));
+            }
+            if let Some(last) = page.transcript.last() {
+                after_seq = Some(last.seq);
+            }
+            if page.next_after_seq.is_none() {
+                break page.status;
+            }
+        };
+        if status.state.is_terminal() {
+            out(&format!("\n{}", render::result(&status)));
+            return Ok(exit_code(&status));
+        }
+        tokio::select! {
+            changed = target.until_changed(id) => changed?,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("detached from {id}; it keeps running (`boocoder attach {id}` to follow it again)");
+                return Ok(0);
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 mod acp;
 mod agents_stay_right;
 mod architecture;
+mod attach;
 mod bootstrap;
 mod cli;
 mod environment;
