@@ -353,12 +353,24 @@ pub fn output(o: &TaskOutput, colour: bool) -> String {
 /// What `apply` (or its dry run) wrote.
 pub fn applied(o: &ApplyOutcome) -> String {
     let verb = if o.dry_run { "would apply" } else { "applied" };
-    format!(
+    let mut out = format!(
         "{verb} {} file(s) from session {}:\n{}",
         o.files.len(),
         o.session_id,
         file_lines(&o.files)
-    )
+    );
+    for ov in &o.overlapping {
+        out += &format!(
+            "note: session {} (task {}) also changes {}\n",
+            ov.session_id,
+            ov.task_id,
+            ov.files.join(", ")
+        );
+    }
+    for s in &o.now_stale {
+        out += &format!("note: session {s}'s pending change no longer applies cleanly\n");
+    }
+    out
 }
 
 /// Why `apply` wrote nothing (for stderr).

@@ -76,11 +76,24 @@ impl Engine {
                 .await?;
             tracing::info!(session_id = %session.id, task_id = %change.task_id, files = files.len(), "pending change applied");
         }
+        let overlaps = self
+            .inner
+            .overlaps(&session.project_path, &session.id, &files)
+            .await?;
+        let now_stale = if dry_run {
+            Vec::new()
+        } else {
+            self.inner
+                .mark_stale_siblings(&checkout, &session.project_path, &session.id)
+                .await?
+        };
         Ok(ApplyResult {
             session_id: session.id,
             task_id: change.task_id,
             dry_run,
             files,
+            overlaps,
+            now_stale,
         })
     }
 

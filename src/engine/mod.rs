@@ -5,6 +5,7 @@
 mod apply;
 mod bootstrap;
 mod catalog;
+mod conflicts;
 mod dispatcher;
 mod liveness;
 mod new_task;
@@ -33,6 +34,7 @@ use crate::store::{Store, StoreError};
 use crate::worktree::{ConflictReport, WorktreeError};
 
 pub use catalog::{ConfigureProvider, Configured};
+pub use conflicts::Overlap;
 pub use new_task::NewTask;
 pub use requests::{ApplyResult, ListRequest, OutputPage, OutputRequest, TaskListPage};
 pub use stats::{GroupBy, StatsRow};

@@ -247,6 +247,10 @@ pub struct ApplyResult {
     pub task_id: String,
     pub dry_run: bool,
     pub files: Vec<FileChange>,
+    /// Other sessions whose pending changes touch the same files.
+    pub overlaps: Vec<super::Overlap>,
+    /// Other sessions whose pending changes no longer apply cleanly after this apply.
+    pub now_stale: Vec<String>,
 }
 
 #[cfg(test)]

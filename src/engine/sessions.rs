@@ -8,6 +8,12 @@ use crate::domain::{ChangeStatus, PendingChange, Session};
 use crate::worktree;
 
 impl Engine {
+    /// Files of the session's pending change found not to apply cleanly any more (after
+    /// another session's change was applied to the checkout).
+    pub async fn stale_against_checkout(&self, session_id: &str) -> Result<Option<Vec<String>>> {
+        Ok(self.inner.store.stale_files(session_id).await?)
+    }
+
     pub async fn session(&self, id: &str) -> Result<Session> {
         self.inner
             .store
@@ -59,6 +65,8 @@ impl Engine {
             task_id: change.task_id,
             dry_run: false,
             files: change.files,
+            overlaps: Vec::new(),
+            now_stale: Vec::new(),
         })
     }
 

@@ -231,6 +231,11 @@ impl McpServer {
             .await
             .map_err(fail)?;
         status.descendants = (!counts.is_empty()).then_some(counts);
+        status.stale_against_checkout = self
+            .engine
+            .stale_against_checkout(&task.session_id)
+            .await
+            .map_err(fail)?;
         Ok(Json(status))
     }
 

@@ -246,6 +246,10 @@ pub struct TaskStatus {
     /// absent when it delegated nothing.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub descendants: Option<std::collections::BTreeMap<String, u32>>,
+    /// Files of the session's pending change that no longer apply cleanly, found when another
+    /// session's change was applied; a follow-up turn can redo them. Absent when it applies.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stale_against_checkout: Option<Vec<String>>,
     /// What to do next.
     pub next: String,
 }
@@ -294,6 +298,7 @@ impl TaskStatus {
             node: t.node_id.clone(),
             retry_of: t.retry_of.clone(),
             descendants: None,
+            stale_against_checkout: None,
             next,
         }
     }
@@ -439,6 +444,14 @@ pub struct ApplyOutcome {
     /// Whether the session was closed (its worktree removed).
     pub session_closed: bool,
     pub files: Vec<FileChange>,
+    /// Other sessions whose pending changes touch the same files (they may not apply after
+    /// this one).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub overlapping: Vec<crate::engine::Overlap>,
+    /// Other sessions whose pending changes no longer apply cleanly after this apply
+    /// (`check_task_status` shows their `stale_against_checkout`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub now_stale: Vec<String>,
 }
 
 impl ApplyOutcome {
@@ -450,6 +463,8 @@ impl ApplyOutcome {
             result: result.into(),
             session_closed: false,
             files: r.files,
+            overlapping: r.overlaps,
+            now_stale: r.now_stale,
         }
     }
 }

@@ -127,3 +127,73 @@ impl Store {
         Ok(row.and_then(|(s,)| ChangeStatus::parse(&s)))
     }
 }
+
+/// Another session's live pending change on the same project.
+#[derive(Debug, Clone)]
+pub struct SiblingChange {
+    pub change: PendingChange,
+    pub worktree_path: Option<String>,
+}
+
+impl Store {
+    /// The live pending changes of every open session of `project_path` except `session_id`.
+    pub async fn sibling_changes(
+        &self,
+        project_path: &str,
+        session_id: &str,
+    ) -> Result<Vec<SiblingChange>> {
+        let rows: Vec<(String,)> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT c.session_id FROM pending_changes c JOIN sessions s ON s.id = c.session_id \
+                 JOIN projects p ON p.id = s.project_id \
+                 WHERE p.path = $1 AND c.session_id <> $2 AND c.status = {} AND s.closed = 0",
+                SQL.change_pending
+            )))
+            .bind(project_path)
+            .bind(session_id)
+            .fetch_all(p)
+            .await?
+        });
+        let mut out = Vec::new();
+        for (sid,) in rows {
+            let Some(change) = self.pending_change(&sid).await? else {
+                continue;
+            };
+            let worktree_path = self.session(&sid).await?.and_then(|s| s.worktree_path);
+            out.push(SiblingChange {
+                change,
+                worktree_path,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Record which files of a pending change no longer apply cleanly (`None`: it applies).
+    pub async fn mark_stale(&self, change_id: i64, files: Option<&[String]>) -> Result<()> {
+        let files = files.map(|f| serde_json::to_string(f).unwrap_or_else(|_| "[]".into()));
+        on_write!(self, p => {
+            sqlx::query("UPDATE pending_changes SET stale_files = $1 WHERE id = $2")
+                .bind(&files)
+                .bind(change_id)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The files of the session's live pending change found not to apply cleanly any more.
+    pub async fn stale_files(&self, session_id: &str) -> Result<Option<Vec<String>>> {
+        let row: Option<(Option<String>,)> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT stale_files FROM pending_changes WHERE session_id = $1 AND status = {}",
+                SQL.change_pending
+            )))
+            .bind(session_id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(row
+            .and_then(|(f,)| f)
+            .and_then(|f| serde_json::from_str(&f).ok()))
+    }
+}

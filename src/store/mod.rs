@@ -24,6 +24,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::{ChangeStatus, TaskState};
+pub use changes::SiblingChange;
 pub use rows::StoredEvent;
 pub use tasks::{Claimed, NewTaskRow, Outcome, StatRow, TaskFilter};
 pub use wakeups::Wakeup;

@@ -4,6 +4,7 @@ mod architecture;
 mod attach;
 mod bootstrap;
 mod cli;
+mod conflicts;
 mod environment;
 mod errors;
 mod flow;
