@@ -153,14 +153,7 @@ impl McpServer {
             })
             .await
             .map_err(fail)?;
-        let task = match wait_for(p.wait_seconds) {
-            Some(d) => self
-                .wait_with_progress(&task.id, d, &ctx, |t| t.state.is_terminal())
-                .await
-                .map_err(fail)?,
-            None => task,
-        };
-        Ok(Json(TaskStatus::from_task(&task)))
+        self.submitted(task, p.wait_seconds, &ctx).await
     }
 
     /// List tasks, newest first, one compact line each; filter by state, project, parent task
@@ -253,14 +246,7 @@ impl McpServer {
             .retry(&p.task_id, p.prompt, sampling::sampler_for(&ctx.peer))
             .await
             .map_err(fail)?;
-        let task = match wait_for(p.wait_seconds) {
-            Some(d) => self
-                .wait_with_progress(&task.id, d, &ctx, |t| t.state.is_terminal())
-                .await
-                .map_err(fail)?,
-            None => task,
-        };
-        Ok(Json(TaskStatus::from_task(&task)))
+        self.submitted(task, p.wait_seconds, &ctx).await
     }
 
     /// Where the work went: tasks grouped by project, agent, day or parent task, each group
@@ -459,6 +445,24 @@ fn target(task_id: Option<String>, session_id: Option<String>) -> Result<String,
 }
 
 impl McpServer {
+    /// A task just queued (`new_task`, `retry_task`): its status now, or once it ended when
+    /// the caller waits (`wait_seconds`).
+    async fn submitted(
+        &self,
+        task: crate::domain::Task,
+        wait_seconds: Option<u32>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> ToolResult<TaskStatus> {
+        let task = match wait_for(wait_seconds) {
+            Some(d) => self
+                .wait_with_progress(&task.id, d, ctx, |t| t.state.is_terminal())
+                .await
+                .map_err(fail)?,
+            None => task,
+        };
+        Ok(Json(TaskStatus::from_task(&task)))
+    }
+
     /// `close_session: true` after an apply or discard: the change already landed (or was
     /// dropped), so a failed close says so rather than hiding what happened.
     async fn close_after(

@@ -81,18 +81,8 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
     // initialize and session/new; a follow-up reuses all of it.
     let (mut cold, mut hot) = (Vec::new(), Vec::new());
     for _ in 0..opts.reps.max(3) {
-        let t = Instant::now();
-        let r = c
-            .call(
-                "new_task",
-                json!({"prompt": "say hi", "agent": "fixture", "wait_seconds": 30}),
-            )
-            .await?;
-        cold.push(t.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(
-            r["structuredContent"]["state"] == "completed",
-            "fixture turn: {r}"
-        );
+        let (ms, r) = fixture_first_turn(&c).await?;
+        cold.push(ms);
         let sid = r["structuredContent"]["session_id"]
             .as_str()
             .context("session")?
@@ -241,18 +231,24 @@ async fn prestarted_first_turns(opts: &Opts) -> Result<Vec<f64>> {
     let mut out = Vec::new();
     for _ in 0..opts.reps.max(3) * 2 {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let t = Instant::now();
-        let r = c
-            .call(
-                "new_task",
-                json!({"prompt": "say hi", "agent": "fixture", "wait_seconds": 30}),
-            )
-            .await?;
-        out.push(t.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(
-            r["structuredContent"]["state"] == "completed",
-            "fixture turn: {r}"
-        );
+        out.push(fixture_first_turn(&c).await?.0);
     }
     Ok(out)
+}
+
+/// A new session's first turn with the fixture agent: its round trip in ms, and the result.
+async fn fixture_first_turn(c: &StdioClient) -> Result<(f64, serde_json::Value)> {
+    let t = Instant::now();
+    let r = c
+        .call(
+            "new_task",
+            json!({"prompt": "say hi", "agent": "fixture", "wait_seconds": 30}),
+        )
+        .await?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        r["structuredContent"]["state"] == "completed",
+        "fixture turn: {r}"
+    );
+    Ok((ms, r))
 }
