@@ -10,12 +10,13 @@ pub mod provider_types;
 mod resources;
 pub mod sampling;
 pub mod types;
+mod waiting;
 
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Json;
-use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
@@ -29,6 +30,7 @@ use pre_init::PreInit;
 use provider_types::*;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use types::*;
+use waiting::wait_for;
 
 /// Which tools a client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -92,12 +94,6 @@ fn probe_wait(seconds: Option<u32>, default: Duration) -> Duration {
         .map(|s| Duration::from_secs(u64::from(s)))
         .unwrap_or(default)
         .min(MAX_WAIT)
-}
-
-fn wait_for(seconds: Option<u32>) -> Option<Duration> {
-    seconds
-        .filter(|s| *s > 0)
-        .map(|s| Duration::from_secs(u64::from(s)).min(MAX_WAIT))
 }
 
 #[tool_router]
@@ -441,75 +437,6 @@ fn target(task_id: Option<String>, session_id: Option<String>) -> Result<String,
             Err("invalid `task_id`: give either `task_id` or `session_id`, not both".into())
         }
         (None, None) => Err("invalid `task_id`: give `task_id` or `session_id`".into()),
-    }
-}
-
-impl McpServer {
-    /// A task just queued (`new_task`, `retry_task`): its status now, or once it ended when
-    /// the caller waits (`wait_seconds`).
-    async fn submitted(
-        &self,
-        task: crate::domain::Task,
-        wait_seconds: Option<u32>,
-        ctx: &RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
-        let task = match wait_for(wait_seconds) {
-            Some(d) => self
-                .wait_with_progress(&task.id, d, ctx, |t| t.state.is_terminal())
-                .await
-                .map_err(fail)?,
-            None => task,
-        };
-        Ok(Json(TaskStatus::from_task(&task)))
-    }
-
-    /// `close_session: true` after an apply or discard: the change already landed (or was
-    /// dropped), so a failed close says so rather than hiding what happened.
-    async fn close_after(
-        &self,
-        out: &mut ApplyOutcome,
-        close: bool,
-        done: &str,
-    ) -> Result<(), String> {
-        if close {
-            self.engine
-                .close_session(&out.session_id, false)
-                .await
-                .map_err(|e| format!("{done}, but the session was not closed: {e}"))?;
-            out.session_closed = true;
-        }
-        Ok(())
-    }
-
-    /// Wait on the engine while forwarding progress lines as MCP progress notifications, when
-    /// the client asked for them with a progress token.
-    async fn wait_with_progress(
-        &self,
-        id: &str,
-        timeout: Duration,
-        ctx: &RequestContext<RoleServer>,
-        done: impl Fn(&crate::domain::Task) -> bool,
-    ) -> Result<crate::domain::Task, EngineError> {
-        let Some(token) = ctx.meta.get_progress_token() else {
-            return self.engine.wait_until(id, timeout, done, None).await;
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let peer = ctx.peer.clone();
-        let forward = tokio::spawn(async move {
-            let mut n = 0.0;
-            while let Some(line) = rx.recv().await {
-                n += 1.0;
-                let param = ProgressNotificationParam::new(token.clone(), n).with_message(line);
-                if peer.notify_progress(param).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let r = self.engine.wait_until(id, timeout, done, Some(&tx)).await;
-        drop(tx);
-        // why: the forwarder only ends early when the client went away.
-        let _ = forward.await;
-        r
     }
 }
 

@@ -80,6 +80,15 @@ pub struct Pool {
     closed: CancellationToken,
 }
 
+/// What the key's warm agent offers a new turn.
+enum Warm {
+    Lease(Box<Lease>),
+    None {
+        previous: Option<s::SessionId>,
+        relaunched: bool,
+    },
+}
+
 /// A checked-out agent; returned to the pool (or stopped) when dropped.
 pub(super) struct Lease {
     pool: Arc<Pool>,
@@ -179,56 +188,14 @@ impl Pool {
             return Err(BackendError::Cancelled);
         }
         self.start_reaper();
-        let (previous, relaunched) = {
-            let mut inner = self.lock();
-            let mut relaunched = false;
-            let stale = match inner.live.get_mut(&key) {
-                Some(e) if e.conn.is_dead() => true,
-                Some(e) if e.launch != *launch && !e.busy => {
-                    relaunched = true;
-                    true
-                }
-                Some(e) if e.busy => {
-                    return Err(BackendError::Agent(
-                        "this session's agent is busy with another turn".into(),
-                    ));
-                }
-                Some(e) => {
-                    if let Some(session) = e.conn.session() {
-                        e.busy = true;
-                        return Ok(Lease {
-                            pool: self.clone(),
-                            key,
-                            conn: e.conn.clone(),
-                            session,
-                            fresh: false,
-                            prestarted: false,
-                            took: Duration::ZERO,
-                            restarted: false,
-                            relaunched: false,
-                            keep: true,
-                        });
-                    }
-                    true
-                }
-                None => false,
-            };
-            if stale && let Some(old) = inner.live.remove(&key) {
-                close_later(old.conn);
-            }
-            (inner.sessions.get(&key).cloned(), relaunched)
+        let (previous, relaunched) = match self.warm(&key, launch)? {
+            Warm::Lease(lease) => return Ok(*lease),
+            Warm::None {
+                previous,
+                relaunched,
+            } => (previous, relaunched),
         };
-        // After a restart (or on another node), only the store knows the conversation.
-        let previous = match previous {
-            Some(p) => Some(p),
-            None => match self.memory.acp_session(&key.0, &key.1).await {
-                Ok(stored) => stored.map(s::SessionId::new),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not read the stored ACP session");
-                    None
-                }
-            },
-        };
+        let previous = self.stored_session(&key, previous).await;
         let began = Instant::now();
         let (conn, prestarted) = match self.take_prestarted(&key.1, launch, root) {
             Some(conn) => (conn, true),
@@ -249,22 +216,7 @@ impl Pool {
         {
             tracing::warn!(error = %e, "could not store the ACP session id");
         }
-        {
-            let mut inner = self.lock();
-            inner.sessions.insert(key.clone(), session.id.clone());
-            if let Some(old) = inner.live.insert(
-                key.clone(),
-                Entry {
-                    conn: conn.clone(),
-                    launch: launch.clone(),
-                    busy: true,
-                    last_used: Instant::now(),
-                },
-            ) {
-                close_later(old.conn);
-            }
-        }
-        self.enforce_cap();
+        self.register(&key, &conn, launch, &session.id);
         Ok(Lease {
             pool: self.clone(),
             key,
@@ -277,6 +229,85 @@ impl Pool {
             relaunched,
             keep: true,
         })
+    }
+
+    /// The key's warm agent checked out, if it has a live one with the current launch;
+    /// otherwise what a fresh agent needs: the ACP session to load, and whether the old agent
+    /// was stopped because its provider entry changed.
+    fn warm(self: &Arc<Self>, key: &Key, launch: &Launch) -> Result<Warm, BackendError> {
+        let mut inner = self.lock();
+        let mut relaunched = false;
+        let stale = match inner.live.get_mut(key) {
+            Some(e) if e.conn.is_dead() => true,
+            Some(e) if e.launch != *launch && !e.busy => {
+                relaunched = true;
+                true
+            }
+            Some(e) if e.busy => {
+                return Err(BackendError::Agent(
+                    "this session's agent is busy with another turn".into(),
+                ));
+            }
+            Some(e) => match e.conn.session() {
+                Some(session) => {
+                    e.busy = true;
+                    return Ok(Warm::Lease(Box::new(Lease {
+                        pool: self.clone(),
+                        key: key.clone(),
+                        conn: e.conn.clone(),
+                        session,
+                        fresh: false,
+                        prestarted: false,
+                        took: Duration::ZERO,
+                        restarted: false,
+                        relaunched: false,
+                        keep: true,
+                    })));
+                }
+                None => true,
+            },
+            None => false,
+        };
+        if stale && let Some(old) = inner.live.remove(key) {
+            close_later(old.conn);
+        }
+        Ok(Warm::None {
+            previous: inner.sessions.get(key).cloned(),
+            relaunched,
+        })
+    }
+
+    /// The session to load: this process's memory, else the store's (after a restart, or on
+    /// another node, only the store knows the conversation).
+    async fn stored_session(&self, key: &Key, known: Option<s::SessionId>) -> Option<s::SessionId> {
+        if known.is_some() {
+            return known;
+        }
+        match self.memory.acp_session(&key.0, &key.1).await {
+            Ok(stored) => stored.map(s::SessionId::new),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stored ACP session");
+                None
+            }
+        }
+    }
+
+    /// Keep a freshly started agent as the key's warm agent (busy: a turn holds it).
+    fn register(&self, key: &Key, conn: &Arc<AgentConn>, launch: &Launch, session: &s::SessionId) {
+        {
+            let mut inner = self.lock();
+            inner.sessions.insert(key.clone(), session.clone());
+            let entry = Entry {
+                conn: conn.clone(),
+                launch: launch.clone(),
+                busy: true,
+                last_used: Instant::now(),
+            };
+            if let Some(old) = inner.live.insert(key.clone(), entry) {
+                close_later(old.conn);
+            }
+        }
+        self.enforce_cap();
     }
 
     /// Keep one agent of `provider` started and `initialize`d ahead of need, parked in `dir`
