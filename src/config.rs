@@ -50,6 +50,8 @@ pub struct Config {
     /// Read a repository's committed `.boocoder/project.json` (its setup command is code from
     /// whoever can push); otherwise only projects whose server entry trusts it.
     pub trust_repo_setup: bool,
+    /// Applied to tasks that set no budget of their own.
+    pub task_budget: crate::domain::Budget,
     /// ACP providers kept with one agent started and initialized ahead of need, so a new
     /// session's first turn only opens its session (`default`: the default agent).
     pub prestart: Vec<String>,
@@ -150,6 +152,7 @@ impl Config {
             pool_size: 0,
             pool_ttl: Duration::from_secs(3600),
             trust_repo_setup: false,
+            task_budget: Default::default(),
             prestart: Vec::new(),
         }
     }

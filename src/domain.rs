@@ -177,6 +177,24 @@ pub struct Task {
     pub node_id: Option<String>,
     /// The failed or cancelled task this one runs again (`retry_task`).
     pub retry_of: Option<String>,
+    pub budget: Budget,
+}
+
+/// Limits on one task, and on everything delegated under it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Budget {
+    /// Input plus output tokens, as the agent reports them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_tokens: Option<u64>,
+    /// Wall-clock minutes of running.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_minutes: Option<u64>,
+}
+
+impl Budget {
+    pub fn is_empty(&self) -> bool {
+        self.max_tokens.is_none() && self.max_minutes.is_none()
+    }
 }
 
 /// A session groups the turns that share one worktree (and, for ACP agents, one warm agent).

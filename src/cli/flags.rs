@@ -130,6 +130,12 @@ pub struct Global {
     /// whoever can push to it; off by default, or per project with `boocoder project trust`).
     #[arg(long, env = "BOOCODER_TRUST_REPO_SETUP", global = true)]
     pub trust_repo_setup: bool,
+    /// Default `max_tokens` of tasks that set none (their agent's reported input + output).
+    #[arg(long, env = "BOOCODER_MAX_TASK_TOKENS", global = true)]
+    pub max_task_tokens: Option<u64>,
+    /// Default `max_minutes` of tasks that set none.
+    #[arg(long, env = "BOOCODER_MAX_TASK_MINUTES", global = true)]
+    pub max_task_minutes: Option<u64>,
     /// ACP agents to keep one process started and initialized ahead of need, so a new
     /// session's first turn only opens its session (`default` names the default agent).
     /// Use it for agents that work in the session's cwd, not their process's.
@@ -307,6 +313,13 @@ impl Global {
         config.pool_size = self.pool_size;
         config.pool_ttl = Duration::from_secs(self.pool_ttl_secs.max(1));
         config.trust_repo_setup = self.trust_repo_setup;
+        if self.max_task_tokens == Some(0) || self.max_task_minutes == Some(0) {
+            bail!("--max-task-tokens and --max-task-minutes must be at least 1");
+        }
+        config.task_budget = boocoder::domain::Budget {
+            max_tokens: self.max_task_tokens,
+            max_minutes: self.max_task_minutes,
+        };
         config.prestart = self.prestart.clone();
         if let Some(s) = self.reap_secs {
             config.reap_interval = Duration::from_secs(s.max(1));

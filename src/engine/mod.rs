@@ -4,6 +4,7 @@
 
 mod apply;
 mod bootstrap;
+mod budget;
 mod catalog;
 mod conflicts;
 mod dispatcher;

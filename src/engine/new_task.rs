@@ -30,6 +30,7 @@ pub struct NewTask {
     pub continue_task_id: Option<String>,
     /// The failed or cancelled task this one runs again (set by `retry`).
     pub retry_of: Option<String>,
+    pub budget: crate::domain::Budget,
     /// The submitting MCP client's sampling, when it offers it: the native loop's model when
     /// no endpoint is configured.
     pub sampler: Option<SamplerHandle>,
@@ -84,6 +85,10 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
     let project_path = resolve_project(engine, session.as_ref(), opt(req.project)).await?;
     let parent_task_id = opt(req.parent_task_id);
     check_parent(engine, parent_task_id.as_deref()).await?;
+    let budget = super::budget::check_budget(req.budget, engine.inner.config.task_budget)?;
+    if let Some(parent) = &parent_task_id {
+        engine.check_tree_budget(parent).await?;
+    }
     let has_sampler = req.sampler.is_some();
     let provider = resolve_provider(engine, opt(req.agent), session.as_ref(), has_sampler)?;
     let native = NativeRoute::of(&provider, &engine.inner.config);
@@ -111,6 +116,7 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
         mode: options.mode,
         permission: options.permission,
         retry_of: req.retry_of,
+        budget,
     };
     Ok(Validated { row, native })
 }
@@ -147,6 +153,7 @@ impl Engine {
             session_id: Some(old.session_id),
             continue_task_id: None,
             retry_of: Some(old.id),
+            budget: old.budget,
             sampler,
         })
         .await

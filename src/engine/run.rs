@@ -256,10 +256,28 @@ async fn run_turn(
         mode: task.mode.clone(),
         permission: task.permission,
     };
-    let result = backend.run(turn, tx, cancel).await;
+    // Past its budget the turn is stopped like a cancel, but fails (its edits are kept).
+    let stop = cancel.child_token();
+    let (result, over) = super::budget::bounded(
+        task.budget,
+        usage.clone(),
+        &stop,
+        backend.run(turn, tx, stop.clone()),
+    )
+    .await;
     // The sender is gone with the backend's future; wait for the last events to be stored.
     if let Err(e) = persister.await {
         tracing::warn!(error = %e, "transcript writer failed");
+    }
+    if let Some(reason) = over
+        && !cancel.is_cancelled()
+    {
+        let partial = match result {
+            Ok(o) => o.final_message,
+            Err(BackendError::Stopped { partial, .. }) => partial,
+            Err(_) => String::new(),
+        };
+        return Err(BackendError::Stopped { reason, partial });
     }
     let outcome = result?;
     if let Ok(mut u) = usage.lock()

@@ -82,6 +82,7 @@ mod tests {
             files: Vec::new(),
             node_id: None,
             retry_of: None,
+            budget: Default::default(),
         }
     }
 

@@ -145,6 +145,10 @@ impl McpServer {
                 session_id: p.session_id,
                 continue_task_id: p.continue_task_id,
                 retry_of: None,
+                budget: crate::domain::Budget {
+                    max_tokens: p.max_tokens,
+                    max_minutes: p.max_minutes,
+                },
                 sampler: sampling::sampler_for(&ctx.peer),
             })
             .await

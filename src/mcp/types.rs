@@ -52,6 +52,14 @@ pub struct NewTaskParams {
     /// ends in time; otherwise the task keeps running and you poll `check_task_status`.
     #[serde(default)]
     pub wait_seconds: Option<u32>,
+    /// Stop the task once its agent reported this many tokens (input plus output); also
+    /// bounds everything delegated under it. Agents that report no usage: not enforced.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Stop the task after this many minutes of running; also bounds everything delegated
+    /// under it (a child cannot start once the tree has run this long).
+    #[serde(default)]
+    pub max_minutes: Option<u64>,
 }
 
 /// The values `list_tasks`' `state` accepts (its schema; the engine parses the string).
@@ -250,6 +258,13 @@ pub struct TaskStatus {
     /// session's change was applied; a follow-up turn can redo them. Absent when it applies.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub stale_against_checkout: Option<Vec<String>>,
+    /// The task's limits (`max_tokens`, `max_minutes`), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub budget: Option<crate::domain::Budget>,
+    /// What the budget cannot see: set when `max_tokens` is given to an agent that reports
+    /// no token usage (only `max_minutes` applies to it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub budget_note: Option<String>,
     /// What to do next.
     pub next: String,
 }
@@ -299,6 +314,15 @@ impl TaskStatus {
             retry_of: t.retry_of.clone(),
             descendants: None,
             stale_against_checkout: None,
+            budget: (!t.budget.is_empty()).then_some(t.budget),
+            budget_note: (t.budget.max_tokens.is_some()
+                && t.provider != crate::providers::Provider::NATIVE_ID)
+                .then(|| {
+                    format!(
+                        "`{}` reports no token usage: max_tokens is not enforced, only max_minutes",
+                        t.provider
+                    )
+                }),
             next,
         }
     }

@@ -29,6 +29,8 @@ pub(super) struct TaskRow {
     files: String,
     node_id: Option<String>,
     retry_of: Option<String>,
+    max_tokens: Option<i64>,
+    max_minutes: Option<i64>,
 }
 
 impl TaskRow {
@@ -77,6 +79,10 @@ impl TaskRow {
             files,
             node_id: self.node_id,
             retry_of: self.retry_of,
+            budget: crate::domain::Budget {
+                max_tokens: self.max_tokens.map(|v| v.max(0) as u64),
+                max_minutes: self.max_minutes.map(|v| v.max(0) as u64),
+            },
         })
     }
 }

@@ -20,6 +20,7 @@ pub struct NewTaskRow {
     pub mode: Option<String>,
     pub permission: Option<crate::domain::PermissionPolicy>,
     pub retry_of: Option<String>,
+    pub budget: crate::domain::Budget,
 }
 
 /// Filters for `list_tasks`; `None` (or no states) means any.
@@ -70,7 +71,7 @@ pub enum Outcome {
 
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
      t.model, t.mode, t.permission, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
-     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of";
+     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of, t.max_tokens, t.max_minutes";
 
 impl Store {
     /// Insert a task (and its project, and its session when new) in one transaction, so a
@@ -99,8 +100,8 @@ impl Store {
                     .await?;
             }
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at, retry_of) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10, $11)",
+                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at, retry_of, max_tokens, max_minutes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10, $11, $12, $13)",
                 SQL.pending
             )))
             .bind(&row.id)
@@ -114,6 +115,8 @@ impl Store {
             .bind(row.permission.map(|p| p.as_str()))
             .bind(now)
             .bind(&row.retry_of)
+            .bind(row.budget.max_tokens.map(|v| v.min(i64::MAX as u64) as i64))
+            .bind(row.budget.max_minutes.map(|v| v.min(i64::MAX as u64) as i64))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -12,6 +12,7 @@ async fn store() -> (tempfile::TempDir, Store) {
 fn row(id: &str, session: &str, new_session: bool) -> NewTaskRow {
     NewTaskRow {
         retry_of: None,
+        budget: Default::default(),
         id: id.into(),
         project_path: "/repo".into(),
         session_id: session.into(),

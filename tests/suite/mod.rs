@@ -3,6 +3,7 @@ mod agents_stay_right;
 mod architecture;
 mod attach;
 mod bootstrap;
+mod budgets;
 mod cli;
 mod conflicts;
 mod environment;

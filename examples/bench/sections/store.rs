@@ -40,6 +40,7 @@ async fn transitions(store: &boocoder::store::Store, n: usize, tag: &str) -> Res
         store
             .insert_task(&boocoder::store::NewTaskRow {
                 retry_of: None,
+                budget: Default::default(),
                 id: format!("t-{tag}-{i}"),
                 project_path: "/bench".into(),
                 session_id: format!("s-{tag}-{i}"),
