@@ -136,17 +136,105 @@ impl PermissionPolicy {
 /// The state filter naming blocked and failed tasks together.
 pub const NEEDS_ATTENTION: &str = "needs_attention";
 
-/// Token counts, summed per task. Zero when the agent does not report usage.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// What an agent reported a turn (or a task, a session) consumed. Every field is absent when
+/// the agent did not report it: an unknown is never shown as 0. Cached tokens are part of
+/// the input, reasoning tokens part of the output, as the agents count them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_tokens: Option<u64>,
+    /// Input tokens read from the model's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cached_tokens: Option<u64>,
+    /// Output tokens spent thinking.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reasoning_tokens: Option<u64>,
+    /// Cost in US dollars, as the agent computed it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cost_usd: Option<f64>,
+    /// Tokens in the agent's context at its last report (some agents report only this).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub context_used: Option<u64>,
+    /// The size of that context window.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub context_size: Option<u64>,
 }
 
 impl Usage {
+    /// Input and output tokens as reported.
+    pub fn tokens(input: u64, output: u64) -> Usage {
+        Usage {
+            input_tokens: Some(input),
+            output_tokens: Some(output),
+            ..Usage::default()
+        }
+    }
+
+    /// Add a later report: counts and cost are summed (a side reported by either counts), the
+    /// context is the latest one reported.
     pub fn add(&mut self, other: Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (None, None) => None,
+                _ => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+            }
+        }
+        self.input_tokens = sum(self.input_tokens, other.input_tokens);
+        self.output_tokens = sum(self.output_tokens, other.output_tokens);
+        self.cached_tokens = sum(self.cached_tokens, other.cached_tokens);
+        self.reasoning_tokens = sum(self.reasoning_tokens, other.reasoning_tokens);
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+        if other.context_used.is_some() {
+            self.context_used = other.context_used;
+            self.context_size = other.context_size.or(self.context_size);
+        }
+    }
+
+    /// Input plus output tokens, when the agent reported either.
+    pub fn total_tokens(&self) -> Option<u64> {
+        match (self.input_tokens, self.output_tokens) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        }
+    }
+
+    /// Nothing was reported.
+    pub fn is_empty(&self) -> bool {
+        *self == Usage::default()
+    }
+
+    /// One line for people: `1200 in (800 cached) / 300 out (40 reasoning) tokens, $0.0123,
+    /// context 5000/200000`; only what was reported.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.total_tokens().is_some() {
+            let with = |n: Option<u64>, what: &str| match n {
+                Some(n) if n > 0 => format!(" ({n} {what})"),
+                _ => String::new(),
+            };
+            parts.push(format!(
+                "{} in{} / {} out{} tokens",
+                self.input_tokens.unwrap_or(0),
+                with(self.cached_tokens, "cached"),
+                self.output_tokens.unwrap_or(0),
+                with(self.reasoning_tokens, "reasoning"),
+            ));
+        }
+        if let Some(c) = self.cost_usd {
+            parts.push(format!("${c:.4}"));
+        }
+        if let Some(used) = self.context_used {
+            match self.context_size {
+                Some(size) => parts.push(format!("context {used}/{size}")),
+                None => parts.push(format!("context {used}")),
+            }
+        }
+        parts.join(", ")
     }
 }
 
@@ -181,11 +269,14 @@ pub struct Task {
 }
 
 /// Limits on one task, and on everything delegated under it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Budget {
     /// Input plus output tokens, as the agent reports them.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub max_tokens: Option<u64>,
+    /// US dollars, as the agent reports its cost.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_cost_usd: Option<f64>,
     /// Wall-clock minutes of running.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub max_minutes: Option<u64>,
@@ -193,7 +284,7 @@ pub struct Budget {
 
 impl Budget {
     pub fn is_empty(&self) -> bool {
-        self.max_tokens.is_none() && self.max_minutes.is_none()
+        self.max_tokens.is_none() && self.max_cost_usd.is_none() && self.max_minutes.is_none()
     }
 }
 

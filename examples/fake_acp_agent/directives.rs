@@ -245,3 +245,41 @@ pub fn env(names: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// `usage USED SIZE [COST]`: a `usage_update` (context, and the session's cumulative cost in
+/// USD when given), as codex-acp and claude-agent-acp send.
+pub fn usage_update(t: &Turn, rest: &str) -> Res {
+    let mut it = rest.split_whitespace();
+    let mut n = || it.next().and_then(|v| v.parse::<f64>().ok());
+    let (used, size, cost) = (n().unwrap_or(0.0), n().unwrap_or(0.0), n());
+    let mut u = s::UsageUpdate::new(used as u64, size as u64);
+    if let Some(c) = cost {
+        u = u.cost(s::Cost::new(c, "USD"));
+    }
+    update(&t.cx, &t.sid, s::SessionUpdate::UsageUpdate(u))
+}
+
+/// `tokens IN OUT`: the turn's usage in the prompt response (opencode's way);
+/// `gemini-tokens IN OUT`: in its `_meta.quota`; `qwen-tokens IN OUT`: on an empty agent
+/// message chunk's `_meta.usage`, sent now.
+pub fn tokens(t: &mut Turn, how: &str, rest: &str) -> Res {
+    let (i, o) = rest.split_once(' ').unwrap_or((rest, "0"));
+    let (input, output): (u64, u64) = (i.parse().unwrap_or(0), o.trim().parse().unwrap_or(0));
+    match how {
+        "gemini-tokens" => {
+            let meta = serde_json::json!({"quota": {"token_count":
+                {"input_tokens": input, "output_tokens": output}, "model_usage": []}});
+            t.meta = meta.as_object().cloned();
+            Ok(())
+        }
+        "qwen-tokens" => {
+            let meta = serde_json::json!({"usage": {"inputTokens": input, "outputTokens": output}});
+            let chunk = s::ContentChunk::new(String::new().into()).meta(meta.as_object().cloned());
+            update(&t.cx, &t.sid, s::SessionUpdate::AgentMessageChunk(chunk))
+        }
+        _ => {
+            t.usage = Some(s::Usage::new(input + output, input, output));
+            Ok(())
+        }
+    }
+}

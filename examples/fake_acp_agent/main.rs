@@ -182,7 +182,7 @@ async fn main() -> Res {
                 let (st, cx2) = (st5.clone(), cx.clone());
                 cx.spawn(async move {
                     match run_prompt(st, cx2, req).await {
-                        Ok(stop) => r.respond(s::PromptResponse::new(stop)),
+                        Ok(resp) => r.respond(resp),
                         Err(e) => r.respond_with_error(e),
                     }
                 })

@@ -19,6 +19,9 @@ pub struct Turn {
     pub sid: s::SessionId,
     pub sess: Session,
     pub tool_n: u32,
+    /// What the turn's `session/prompt` response reports (`tokens` / `gemini-tokens`).
+    pub usage: Option<s::Usage>,
+    pub meta: Option<s::Meta>,
 }
 
 /// Whether the prompt goes on after a directive.
@@ -31,7 +34,7 @@ pub async fn run_prompt(
     state: Arc<State>,
     cx: ConnectionTo<Client>,
     req: s::PromptRequest,
-) -> Res<s::StopReason> {
+) -> Res<s::PromptResponse> {
     let sid = req.session_id.clone();
     let sess = begin_turn(&state, &sid)?;
     let mut turn = Turn {
@@ -39,21 +42,26 @@ pub async fn run_prompt(
         sid,
         sess,
         tool_n: 0,
+        usage: None,
+        meta: None,
     };
     for line in prompt_text(&req).lines() {
         if state.cancelled.load(Ordering::SeqCst) {
-            return Ok(s::StopReason::Cancelled);
+            return Ok(s::PromptResponse::new(s::StopReason::Cancelled));
         }
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
         if let Flow::Cancelled = directive(&state, &mut turn, cmd, rest).await? {
-            return Ok(s::StopReason::Cancelled);
+            return Ok(s::PromptResponse::new(s::StopReason::Cancelled));
         }
     }
-    Ok(if state.cancelled.load(Ordering::SeqCst) {
+    let stop = if state.cancelled.load(Ordering::SeqCst) {
         s::StopReason::Cancelled
     } else {
         s::StopReason::EndTurn
-    })
+    };
+    Ok(s::PromptResponse::new(stop)
+        .usage(turn.usage)
+        .meta(turn.meta))
 }
 
 /// Count the turn in the session, in memory and on disk (for a later `session/load`).
@@ -122,17 +130,8 @@ async fn directive(state: &State, t: &mut Turn, cmd: &str, rest: &str) -> Res<Fl
         "sleep-hard" => {
             tokio::time::sleep(Duration::from_millis(rest.parse().unwrap_or(0))).await;
         }
-        "usage" => {
-            let (u, sz) = rest.split_once(' ').unwrap_or(("0", "0"));
-            update(
-                cx,
-                sid,
-                s::SessionUpdate::UsageUpdate(s::UsageUpdate::new(
-                    u.parse().unwrap_or(0),
-                    sz.parse().unwrap_or(0),
-                )),
-            )?;
-        }
+        "usage" => directives::usage_update(t, rest)?,
+        "tokens" | "gemini-tokens" | "qwen-tokens" => directives::tokens(t, cmd, rest)?,
         "pid" => say(cx, sid, format!("pid={}", std::process::id()))?,
         "env" => say(cx, sid, directives::env(rest))?,
         "unknown" => directives::unknown(t).await?,

@@ -94,11 +94,7 @@ impl TurnEvent {
                 entries.join("; "),
                 Some(json!({ "entries": entries })),
             ),
-            TurnEvent::Usage(u) => (
-                EventKind::Usage,
-                format!("{} in / {} out tokens", u.input_tokens, u.output_tokens),
-                Some(json!(u)),
-            ),
+            TurnEvent::Usage(u) => (EventKind::Usage, u.describe(), Some(json!(u))),
             TurnEvent::Commands(c) => (
                 EventKind::Commands,
                 c.join(" "),

@@ -136,6 +136,9 @@ pub struct Global {
     /// Default `max_minutes` of tasks that set none.
     #[arg(long, env = "BOOCODER_MAX_TASK_MINUTES", global = true)]
     pub max_task_minutes: Option<u64>,
+    /// Default `max_cost_usd` of tasks that set none (the cost their agent reports).
+    #[arg(long, env = "BOOCODER_MAX_TASK_COST_USD", global = true)]
+    pub max_task_cost_usd: Option<f64>,
     /// ACP agents to keep one process started and initialized ahead of need, so a new
     /// session's first turn only opens its session (`default` names the default agent).
     /// Use it for agents that work in the session's cwd, not their process's.
@@ -316,8 +319,15 @@ impl Global {
         if self.max_task_tokens == Some(0) || self.max_task_minutes == Some(0) {
             bail!("--max-task-tokens and --max-task-minutes must be at least 1");
         }
+        if self
+            .max_task_cost_usd
+            .is_some_and(|c| !(c.is_finite() && c > 0.0))
+        {
+            bail!("--max-task-cost-usd must be a positive number of dollars");
+        }
         config.task_budget = boocoder::domain::Budget {
             max_tokens: self.max_task_tokens,
+            max_cost_usd: self.max_task_cost_usd,
             max_minutes: self.max_task_minutes,
         };
         config.prestart = self.prestart.clone();

@@ -214,6 +214,9 @@ pub fn result(s: &TaskStatus) -> String {
     if let Some(e) = &s.error {
         out += &format!("\nerror: {e}\n");
     }
+    if !s.usage.is_empty() {
+        out += &format!("\nusage: {}\n", s.usage.describe());
+    }
     if !s.files_changed.is_empty() {
         out += &format!(
             "\nchanged files (pending; `boocoder apply {}` to land them):\n",
@@ -229,25 +232,38 @@ pub fn tasks(rows: &[Listed]) -> String {
     if rows.is_empty() {
         return "no tasks\n".into();
     }
+    // The cost column only when some agent reported one.
+    let costs = rows.iter().any(|r| r.line.cost_usd.is_some());
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let l = &r.line;
-            vec![
+            let mut row = vec![
                 l.task_id.clone(),
                 l.state.to_string(),
                 l.agent.clone(),
                 age_of(&l.created_at),
                 r.took.clone().unwrap_or_else(|| "-".into()),
                 l.files_changed.to_string(),
-                l.result.clone().unwrap_or_else(|| l.prompt.clone()),
-            ]
+            ];
+            if costs {
+                row.push(dollars(l.cost_usd));
+            }
+            row.push(l.result.clone().unwrap_or_else(|| l.prompt.clone()));
+            row
         })
         .collect();
-    table(
-        &["ID", "STATE", "AGENT", "AGE", "TOOK", "FILES", "SUMMARY"],
-        &rows,
-    )
+    let mut headers = vec!["ID", "STATE", "AGENT", "AGE", "TOOK", "FILES"];
+    if costs {
+        headers.push("COST");
+    }
+    headers.push("SUMMARY");
+    table(&headers, &rows)
+}
+
+/// `$0.0123`, or `-` when not reported.
+fn dollars(c: Option<f64>) -> String {
+    c.map_or("-".into(), |c| format!("${c:.4}"))
 }
 
 /// `stats`: one row per group.
@@ -272,6 +288,7 @@ pub fn stats(s: &UsageStats) -> String {
                 secs(g.p90_seconds),
                 g.input_tokens.to_string(),
                 g.output_tokens.to_string(),
+                dollars(g.cost_usd),
             ]
         })
         .collect();
@@ -291,6 +308,7 @@ pub fn stats(s: &UsageStats) -> String {
             "P90",
             "IN TOKENS",
             "OUT TOKENS",
+            "COST",
         ],
         &rows,
     ) + &format!("({})\n", s.note)

@@ -1,5 +1,5 @@
-//! Budgets: a task stops when it has run `max_minutes` or its agent reported `max_tokens`
-//! (input plus output), failing "budget exceeded: …" with its edits kept as the pending
+//! Budgets: a task stops when it has run `max_minutes`, or its agent reported `max_tokens`
+//! (input plus output) or `max_cost_usd`, failing "budget exceeded: …" with its edits kept as the pending
 //! change; a budget also bounds the tasks delegated under it, which cannot start once the
 //! tree has spent it. Agents that report no usage are bounded by time only.
 
@@ -23,8 +23,17 @@ pub(super) fn check_budget(given: Budget, defaults: Budget) -> Result<Budget> {
     if given.max_minutes == Some(0) {
         return Err(invalid("max_minutes", "must be at least 1"));
     }
+    if let Some(c) = given.max_cost_usd
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(invalid(
+            "max_cost_usd",
+            "must be a positive number of dollars",
+        ));
+    }
     Ok(Budget {
         max_tokens: given.max_tokens.or(defaults.max_tokens),
+        max_cost_usd: given.max_cost_usd.or(defaults.max_cost_usd),
         max_minutes: given.max_minutes.or(defaults.max_minutes),
     })
 }
@@ -40,25 +49,11 @@ impl Engine {
                 break;
             };
             if !task.budget.is_empty() {
-                let (tokens, minutes) = self.tree_spent(&task.id).await?;
-                if let Some(max) = task.budget.max_tokens
-                    && tokens >= max
-                {
+                let spent = self.tree_spent(&task.id).await?;
+                if let Some(why) = spent.over(&task.budget) {
                     return Err(invalid(
                         "parent_task_id",
-                        format!(
-                            "budget exceeded: the task tree of `{id}` used {tokens} of its max_tokens {max}"
-                        ),
-                    ));
-                }
-                if let Some(max) = task.budget.max_minutes
-                    && minutes >= max as f64
-                {
-                    return Err(invalid(
-                        "parent_task_id",
-                        format!(
-                            "budget exceeded: the task tree of `{id}` ran {minutes:.1} of its max_minutes {max}"
-                        ),
+                        format!("budget exceeded: the task tree of `{id}` {why}"),
                     ));
                 }
             }
@@ -67,40 +62,64 @@ impl Engine {
         Ok(())
     }
 
-    /// Tokens and running minutes of a task and everything delegated under it.
-    async fn tree_spent(&self, root: &str) -> Result<(u64, f64)> {
+    /// What a task and everything delegated under it used so far.
+    async fn tree_spent(&self, root: &str) -> Result<Spent> {
         let now = now_ms();
-        let mut tokens = 0;
+        let mut spent = Spent::default();
         let mut ms = 0;
         for (t, _) in self.inner.store.subtree(root).await? {
-            tokens += t.usage.input_tokens + t.usage.output_tokens;
+            spent.usage.add(t.usage);
             if let Some(start) = t.started_at {
                 ms += (t.ended_at.unwrap_or(now) - start).max(0);
             }
         }
-        Ok((tokens, ms as f64 / 60_000.0))
+        spent.minutes = ms as f64 / 60_000.0;
+        Ok(spent)
+    }
+}
+
+/// Usage and running time, measured against a budget.
+#[derive(Debug, Default)]
+struct Spent {
+    usage: Usage,
+    minutes: f64,
+}
+
+impl Spent {
+    /// Why `budget` is spent (`used 1200 of its max_tokens 1000`), if it is.
+    fn over(&self, budget: &Budget) -> Option<String> {
+        if let (Some(max), Some(used)) = (budget.max_tokens, self.usage.total_tokens())
+            && used >= max
+        {
+            return Some(format!("used {used} tokens of its max_tokens {max}"));
+        }
+        if let (Some(max), Some(cost)) = (budget.max_cost_usd, self.usage.cost_usd)
+            && cost >= max
+        {
+            return Some(format!("spent ${cost:.4} of its max_cost_usd {max}"));
+        }
+        if let Some(max) = budget.max_minutes
+            && self.minutes >= max as f64
+        {
+            return Some(format!(
+                "ran {:.1} min of its max_minutes {max}",
+                self.minutes
+            ));
+        }
+        None
     }
 }
 
 /// Watches a running turn against its budget; resolves with why it must stop.
 pub(super) async fn exceeded(budget: Budget, usage: Arc<Mutex<Usage>>) -> String {
-    let deadline = budget
-        .max_minutes
-        .map(|m| tokio::time::Instant::now() + Duration::from_secs(m.saturating_mul(60)));
+    let started = tokio::time::Instant::now();
     loop {
-        if let Some(max) = budget.max_tokens {
-            let used = usage
-                .lock()
-                .map(|u| u.input_tokens + u.output_tokens)
-                .unwrap_or(0);
-            if used >= max {
-                return format!("budget exceeded: {used} tokens used, max_tokens {max}");
-            }
-        }
-        if let (Some(d), Some(m)) = (deadline, budget.max_minutes)
-            && tokio::time::Instant::now() >= d
-        {
-            return format!("budget exceeded: ran {m} min, max_minutes {m}");
+        let spent = Spent {
+            usage: usage.lock().map(|u| *u).unwrap_or_default(),
+            minutes: started.elapsed().as_secs_f64() / 60.0,
+        };
+        if let Some(why) = spent.over(&budget) {
+            return format!("budget exceeded: {why}");
         }
         if budget.is_empty() {
             std::future::pending::<()>().await;

@@ -42,6 +42,15 @@ pub struct StatsRow {
     pub p90_seconds: Option<f64>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of the input tokens, read from the prompt cache.
+    pub cached_tokens: u64,
+    /// Of the output tokens, spent thinking.
+    pub reasoning_tokens: u64,
+    /// US dollars, summed over the tasks whose agent reported a cost; absent when none did.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cost_usd: Option<f64>,
+    /// Finished tasks whose agent reported no token count (their tokens are not in the sums).
+    pub without_tokens: u32,
 }
 
 impl Engine {
@@ -122,6 +131,9 @@ fn figures(key: String, rows: &[&StatRow]) -> StatsRow {
         })
         .collect();
     secs.sort_by(f64::total_cmp);
+    let sum = |field: fn(&crate::domain::Usage) -> Option<u64>| {
+        rows.iter().filter_map(|r| field(&r.usage)).sum::<u64>()
+    };
     StatsRow {
         key,
         tasks: rows.len() as u32,
@@ -132,8 +144,18 @@ fn figures(key: String, rows: &[&StatRow]) -> StatsRow {
         success_rate: (finished > 0).then(|| f64::from(completed) / f64::from(finished)),
         median_seconds: percentile(&secs, 50.0),
         p90_seconds: percentile(&secs, 90.0),
-        input_tokens: rows.iter().map(|r| r.input_tokens.max(0) as u64).sum(),
-        output_tokens: rows.iter().map(|r| r.output_tokens.max(0) as u64).sum(),
+        input_tokens: sum(|u| u.input_tokens),
+        output_tokens: sum(|u| u.output_tokens),
+        cached_tokens: sum(|u| u.cached_tokens),
+        reasoning_tokens: sum(|u| u.reasoning_tokens),
+        cost_usd: rows
+            .iter()
+            .filter_map(|r| r.usage.cost_usd)
+            .fold(None, |acc, c| Some(acc.unwrap_or(0.0) + c)),
+        without_tokens: rows
+            .iter()
+            .filter(|r| r.ended_at.is_some() && r.usage.total_tokens().is_none())
+            .count() as u32,
     }
 }
 
@@ -150,7 +172,7 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn row(provider: &str, state: &str, secs: Option<i64>, tokens: i64) -> StatRow {
+    fn row(provider: &str, state: &str, secs: Option<i64>, tokens: u64) -> StatRow {
         StatRow {
             project_path: "/p".into(),
             provider: provider.into(),
@@ -159,8 +181,14 @@ mod tests {
             created_at: 1_795_900_000_000,
             started_at: secs.map(|_| 1_000),
             ended_at: secs.map(|s| 1_000 + s * 1000),
-            input_tokens: tokens,
-            output_tokens: tokens / 10,
+            usage: if tokens > 0 {
+                crate::domain::Usage {
+                    cost_usd: Some(0.5),
+                    ..crate::domain::Usage::tokens(tokens, tokens / 10)
+                }
+            } else {
+                crate::domain::Usage::default()
+            },
         }
     }
 
@@ -183,6 +211,9 @@ mod tests {
         assert_eq!(a.success_rate, Some(2.0 / 3.0));
         assert_eq!((a.median_seconds, a.p90_seconds), (Some(2.0), Some(10.0)));
         assert_eq!((a.input_tokens, a.output_tokens), (250, 25));
+        assert_eq!(a.cost_usd, Some(1.5), "three tasks reported $0.5 each");
+        assert_eq!(a.without_tokens, 0, "the pending task has not finished");
+        assert_eq!((stats[1].cost_usd, stats[1].without_tokens), (None, 1));
         assert_eq!(stats[1].success_rate, Some(0.0));
         assert_eq!(group(GroupBy::Day, &rows)[0].key, "2026-11-28");
     }

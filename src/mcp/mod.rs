@@ -147,6 +147,7 @@ impl McpServer {
                 retry_of: None,
                 budget: crate::domain::Budget {
                     max_tokens: p.max_tokens,
+                    max_cost_usd: p.max_cost_usd,
                     max_minutes: p.max_minutes,
                 },
                 sampler: sampling::sampler_for(&ctx.peer),

@@ -56,6 +56,10 @@ pub struct NewTaskParams {
     /// bounds everything delegated under it. Agents that report no usage: not enforced.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// Stop the task once its agent reported this cost in US dollars; also bounds everything
+    /// delegated under it. Agents that report no cost: not enforced.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
     /// Stop the task after this many minutes of running; also bounds everything delegated
     /// under it (a child cannot start once the tree has run this long).
     #[serde(default)]
@@ -239,6 +243,8 @@ pub struct TaskStatus {
     pub error: Option<String>,
     /// Files in the session's pending change when this turn ended.
     pub files_changed: Vec<FileChange>,
+    /// Tokens, cost and context as the agent reported them; absent when it reported nothing.
+    #[serde(skip_serializing_if = "Usage::is_empty", default)]
     pub usage: Usage,
     /// Tokens of all the session's turns so far (present when the session has more than this
     /// one or when asked through check_task_status).
@@ -258,11 +264,11 @@ pub struct TaskStatus {
     /// session's change was applied; a follow-up turn can redo them. Absent when it applies.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub stale_against_checkout: Option<Vec<String>>,
-    /// The task's limits (`max_tokens`, `max_minutes`), when it has any.
+    /// The task's limits (`max_tokens`, `max_cost_usd`, `max_minutes`), when it has any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub budget: Option<crate::domain::Budget>,
-    /// What the budget cannot see: set when `max_tokens` is given to an agent that reports
-    /// no token usage (only `max_minutes` applies to it).
+    /// What the budget cannot see: set when `max_tokens` or `max_cost_usd` is given and the
+    /// agent has reported no tokens or no cost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub budget_note: Option<String>,
     /// What to do next.
@@ -315,14 +321,7 @@ impl TaskStatus {
             descendants: None,
             stale_against_checkout: None,
             budget: (!t.budget.is_empty()).then_some(t.budget),
-            budget_note: (t.budget.max_tokens.is_some()
-                && t.provider != crate::providers::Provider::NATIVE_ID)
-                .then(|| {
-                    format!(
-                        "`{}` reports no token usage: max_tokens is not enforced, only max_minutes",
-                        t.provider
-                    )
-                }),
+            budget_note: budget_note(t),
             next,
         }
     }
@@ -347,6 +346,9 @@ pub struct TaskLine {
     /// With `tree: true`: how far below the listed root (0 for the root itself).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub depth: Option<u32>,
+    /// US dollars, when the agent reported a cost.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// Lines joined with single spaces.
@@ -381,6 +383,7 @@ impl TaskLine {
                 .or(t.summary.as_deref())
                 .map(|s| first_line(&fold(s.trim_start_matches('…')), 100)),
             depth: None,
+            cost_usd: t.usage.cost_usd,
         }
     }
 }
@@ -491,4 +494,37 @@ impl ApplyOutcome {
             now_stale: r.now_stale,
         }
     }
+}
+
+/// What a task's budget cannot see: limits on usage its agent did not report.
+fn budget_note(t: &crate::domain::Task) -> Option<String> {
+    let b = &t.budget;
+    if b.max_tokens.is_none() && b.max_cost_usd.is_none() {
+        return None;
+    }
+    if t.ended_at.is_none() {
+        return (t.provider != crate::providers::Provider::NATIVE_ID).then(|| {
+            format!(
+                "`{}` may report usage only at the end of a turn, or not at all: token and cost limits apply to what it reports, max_minutes always",
+                t.provider
+            )
+        });
+    }
+    let mut blind = Vec::new();
+    if b.max_tokens.is_some() && t.usage.total_tokens().is_none() {
+        blind.push(("token usage", "max_tokens"));
+    }
+    if b.max_cost_usd.is_some() && t.usage.cost_usd.is_none() {
+        blind.push(("cost", "max_cost_usd"));
+    }
+    (!blind.is_empty()).then(|| {
+        let what: Vec<_> = blind.iter().map(|(w, _)| *w).collect();
+        let limits: Vec<_> = blind.iter().map(|(_, l)| *l).collect();
+        format!(
+            "`{}` reported no {}: {} is not enforced, only max_minutes",
+            t.provider,
+            what.join(" and no "),
+            limits.join(" and ")
+        )
+    })
 }

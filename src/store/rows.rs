@@ -31,6 +31,8 @@ pub(super) struct TaskRow {
     retry_of: Option<String>,
     max_tokens: Option<i64>,
     max_minutes: Option<i64>,
+    usage: Option<String>,
+    max_cost_usd: Option<f64>,
 }
 
 impl TaskRow {
@@ -56,6 +58,12 @@ impl TaskRow {
             table: "tasks",
             detail: format!("task {} files: {e}", self.id),
         })?;
+        let usage = usage_of(
+            &self.id,
+            self.usage.as_deref(),
+            self.input_tokens,
+            self.output_tokens,
+        )?;
         Ok(Task {
             id: self.id,
             project_path: self.project_path,
@@ -72,18 +80,31 @@ impl TaskRow {
             ended_at: self.ended_at,
             summary: self.summary,
             error: self.error,
-            usage: Usage {
-                input_tokens: self.input_tokens.max(0) as u64,
-                output_tokens: self.output_tokens.max(0) as u64,
-            },
+            usage,
             files,
             node_id: self.node_id,
             retry_of: self.retry_of,
             budget: crate::domain::Budget {
                 max_tokens: self.max_tokens.map(|v| v.max(0) as u64),
                 max_minutes: self.max_minutes.map(|v| v.max(0) as u64),
+                max_cost_usd: self.max_cost_usd,
             },
         })
+    }
+}
+
+/// A task's usage: the JSON column when the turn recorded one; before it existed (migration
+/// 0010) only the two counts were kept, and 0 / 0 meant nothing was reported.
+pub(super) fn usage_of(id: &str, json: Option<&str>, input: i64, output: i64) -> Result<Usage> {
+    match json {
+        Some(j) => serde_json::from_str(j).map_err(|e| StoreError::Corrupt {
+            table: "tasks",
+            detail: format!("task {id} usage: {e}"),
+        }),
+        None if input > 0 || output > 0 => {
+            Ok(Usage::tokens(input.max(0) as u64, output.max(0) as u64))
+        }
+        None => Ok(Usage::default()),
     }
 }
 

@@ -85,21 +85,22 @@ impl Store {
         Ok(rows.into_iter().map(SessionRow::into_session).collect())
     }
 
-    /// Tokens summed over the session's turns.
+    /// What the session's turns reported, summed (the context as of the latest report).
     pub async fn session_usage(&self, session_id: &str) -> Result<Usage> {
-        let (input, output): (i64, i64) = on_pool!(self, p => {
+        let rows: Vec<(String, Option<String>, i64, i64)> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) \
-                 FROM tasks WHERE session_id = $1",
+                "SELECT id, usage, input_tokens, output_tokens FROM tasks \
+                 WHERE session_id = $1 ORDER BY created_at, id",
             )
             .bind(session_id)
-            .fetch_one(p)
+            .fetch_all(p)
             .await?
         });
-        Ok(Usage {
-            input_tokens: input.max(0) as u64,
-            output_tokens: output.max(0) as u64,
-        })
+        let mut total = Usage::default();
+        for (id, json, input, output) in rows {
+            total.add(super::rows::usage_of(&id, json.as_deref(), input, output)?);
+        }
+        Ok(total)
     }
 
     /// Whether the session has a turn queued or in flight.

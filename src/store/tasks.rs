@@ -71,7 +71,7 @@ pub enum Outcome {
 
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
      t.model, t.mode, t.permission, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
-     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of, t.max_tokens, t.max_minutes";
+     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of, t.max_tokens, t.max_minutes, t.usage, t.max_cost_usd";
 
 impl Store {
     /// Insert a task (and its project, and its session when new) in one transaction, so a
@@ -100,8 +100,8 @@ impl Store {
                     .await?;
             }
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at, retry_of, max_tokens, max_minutes) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10, $11, $12, $13)",
+                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at, retry_of, max_tokens, max_minutes, max_cost_usd) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10, $11, $12, $13, $14)",
                 SQL.pending
             )))
             .bind(&row.id)
@@ -117,6 +117,7 @@ impl Store {
             .bind(&row.retry_of)
             .bind(row.budget.max_tokens.map(|v| v.min(i64::MAX as u64) as i64))
             .bind(row.budget.max_minutes.map(|v| v.min(i64::MAX as u64) as i64))
+            .bind(row.budget.max_cost_usd)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -300,21 +301,25 @@ impl Store {
             }
         };
         let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        let usage_json = (!usage.is_empty())
+            .then(|| serde_json::to_string(&usage).ok())
+            .flatten();
         let done = on_write!(self, p => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE tasks SET state = $1, ended_at = $2, summary = $3, error = $4, \
-                 input_tokens = $5, output_tokens = $6, files = $7, final_message = $8 \
-                 WHERE id = $9 AND state IN ({})",
+                 input_tokens = $5, output_tokens = $6, files = $7, final_message = $8, usage = $9 \
+                 WHERE id = $10 AND state IN ({})",
                 SQL.live
             )))
             .bind(state.as_str())
             .bind(now_ms())
             .bind(summary)
             .bind(error)
-            .bind(usage.input_tokens as i64)
-            .bind(usage.output_tokens as i64)
+            .bind(usage.input_tokens.unwrap_or(0).min(i64::MAX as u64) as i64)
+            .bind(usage.output_tokens.unwrap_or(0).min(i64::MAX as u64) as i64)
             .bind(files)
             .bind(message)
+            .bind(usage_json)
             .bind(id)
             .execute(p)
             .await?
@@ -416,8 +421,7 @@ pub struct StatRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+    pub usage: Usage,
 }
 
 impl Store {
@@ -426,37 +430,39 @@ impl Store {
         type Row = (
             String,
             String,
+            String,
             Option<String>,
             String,
             i64,
             Option<i64>,
             Option<i64>,
+            Option<String>,
             i64,
             i64,
         );
         let rows: Vec<Row> = on_pool!(self, p => {
             sqlx::query_as(
-                "SELECT p.path, t.provider, t.parent_task_id, t.state, t.created_at, t.started_at, \
-                 t.ended_at, t.input_tokens, t.output_tokens \
+                "SELECT t.id, p.path, t.provider, t.parent_task_id, t.state, t.created_at, \
+                 t.started_at, t.ended_at, t.usage, t.input_tokens, t.output_tokens \
                  FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.created_at >= $1",
             )
             .bind(since)
             .fetch_all(p)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|r| StatRow {
-                project_path: r.0,
-                provider: r.1,
-                parent_task_id: r.2,
-                state: r.3,
-                created_at: r.4,
-                started_at: r.5,
-                ended_at: r.6,
-                input_tokens: r.7,
-                output_tokens: r.8,
+        rows.into_iter()
+            .map(|r| {
+                Ok(StatRow {
+                    usage: super::rows::usage_of(&r.0, r.8.as_deref(), r.9, r.10)?,
+                    project_path: r.1,
+                    provider: r.2,
+                    parent_task_id: r.3,
+                    state: r.4,
+                    created_at: r.5,
+                    started_at: r.6,
+                    ended_at: r.7,
+                })
             })
-            .collect())
+            .collect()
     }
 }

@@ -143,7 +143,15 @@ async fn turn_streams_mapped_updates_and_queues_the_fixture_edits(env: Env) {
         dump.contains("terminal exit=0 output=hello-world"),
         "{dump}"
     );
-    assert!(dump.contains("context: 120 of 8000 tokens used"), "{dump}");
+    assert!(dump.contains("[usage] context 120/8000"), "{dump}");
+    assert_eq!(
+        (
+            s.usage.context_used,
+            s.usage.context_size,
+            s.usage.total_tokens()
+        ),
+        (Some(120), Some(8000), None)
+    );
     assert!(
         dump.contains("[plan] [pending] read; [pending] write"),
         "{dump}"

@@ -32,6 +32,7 @@ async fn a_task_over_its_token_budget_fails_keeps_its_change_and_bounds_its_tree
         t.budget,
         Some(boocoder::domain::Budget {
             max_tokens: Some(250),
+            max_cost_usd: None,
             max_minutes: None
         })
     );
@@ -40,7 +41,7 @@ async fn a_task_over_its_token_budget_fails_keeps_its_change_and_bounds_its_tree
     assert_eq!(s.state, TaskState::Failed, "{s:#?}");
     let error = s.error.as_deref().unwrap_or("");
     assert!(
-        error.starts_with("budget exceeded: 300 tokens used, max_tokens 250"),
+        error.starts_with("budget exceeded: used 300 tokens of its max_tokens 250"),
         "{error}"
     );
     assert_eq!(
@@ -60,7 +61,7 @@ async fn a_task_over_its_token_budget_fails_keeps_its_change_and_bounds_its_tree
     assert!(
         err.contains("invalid `parent_task_id`")
             && err.contains(&format!(
-                "the task tree of `{}` used 300 of its max_tokens 250",
+                "the task tree of `{}` used 300 tokens of its max_tokens 250",
                 t.task_id
             )),
         "{err}"
@@ -83,6 +84,7 @@ async fn a_budget_the_agent_cannot_see_is_flagged() {
         t.budget,
         Some(boocoder::domain::Budget {
             max_tokens: Some(1000),
+            max_cost_usd: None,
             max_minutes: Some(30)
         }),
         "the server's default minutes fill in"

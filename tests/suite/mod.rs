@@ -30,3 +30,4 @@ mod stats;
 mod store_schema;
 mod transport;
 mod tree;
+mod usage;

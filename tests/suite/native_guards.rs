@@ -98,13 +98,7 @@ async fn token_budget_stops_with_a_partial_summary() {
         "{summary}"
     );
     assert!(summary.contains("2 tool calls made"), "{summary}");
-    assert_eq!(
-        s.usage,
-        Usage {
-            input_tokens: 200,
-            output_tokens: 100
-        }
-    );
+    assert_eq!(s.usage, Usage::tokens(200, 100));
     assert_eq!(
         changed(&s),
         vec![("notes.txt".to_string(), 1, 0)],

@@ -220,6 +220,7 @@ impl AgentConn {
             how,
         };
         *lock(&self.session) = Some(st.clone());
+        *lock(&self.shared.cost) = super::usage::CostSeen::opened(how == "new");
         st
     }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{Shared, lock};
 use super::terminals::Spawn;
-use super::{fs, permissions, updates};
+use super::{fs, permissions, updates, usage};
 use crate::backend::TurnEvent;
 
 /// Resolves only when the agent really cancelled the request (`$/cancel_request`).
@@ -123,10 +123,13 @@ async fn on_session_update(sh: &Shared, n: s::SessionNotification) -> Answered {
             .map(|c| format!("/{}", c.name))
             .collect();
     }
+    // The cost baseline moves even between turns (a loaded session replays its history).
+    let reported = usage::of_update(&n.update, |c| lock(&sh.cost).advance(c));
     let Some(turn) = sh.turn() else {
         return Ok(());
     };
-    for ev in updates::map_update(n.update) {
+    let usage = reported.map(TurnEvent::Usage);
+    for ev in usage.into_iter().chain(updates::map_update(n.update)) {
         if let TurnEvent::Text(t) = &ev {
             push_capped(&mut lock(&turn.text), t);
         }

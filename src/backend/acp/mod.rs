@@ -15,6 +15,7 @@ mod probe;
 mod state;
 mod terminals;
 mod updates;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -120,7 +121,12 @@ impl AcpBackend {
         conn.shared.set_turn(None);
         perm_cancel.cancel();
         let stop = match result {
-            Ok(stop) => stop,
+            Ok((stop, usage)) => {
+                if let Some(u) = usage {
+                    emit(&events, TurnEvent::Usage(u)).await;
+                }
+                stop
+            }
             Err((e, keep)) => {
                 if !keep || conn.is_dead() {
                     lease.discard();
@@ -205,7 +211,7 @@ impl AcpBackend {
         cancel: &CancellationToken,
         perm_cancel: &CancellationToken,
         events: &EventSink,
-    ) -> Result<s::StopReason, (BackendError, bool)> {
+    ) -> Result<(s::StopReason, Option<Usage>), (BackendError, bool)> {
         let req = s::PromptRequest::new(session.id.clone(), vec![turn.prompt.clone().into()]);
         conn.shared.activity.touch();
         let sent = conn.call(req, self.spec.timeout);
@@ -213,7 +219,7 @@ impl AcpBackend {
         tokio::select! {
             r = &mut sent => {
                 return match r {
-                    Ok(resp) => Ok(resp.stop_reason),
+                    Ok(resp) => Ok((resp.stop_reason, usage::of_response(&resp))),
                     Err(e @ BackendError::Timeout { .. }) => {
                         cancel_agent(conn, session, perm_cancel).await;
                         conn.close().await;

@@ -35,6 +35,8 @@ pub(super) struct Shared {
     /// `session/new`, before any turn listens.
     commands_sent: AtomicBool,
     pub activity: Arc<Activity>,
+    /// The open session's cumulative cost as last reported (`usage_update`).
+    pub cost: Mutex<super::usage::CostSeen>,
 }
 
 /// When the agent last sent anything, and how many of its requests we are still answering
@@ -112,6 +114,7 @@ impl Shared {
             commands: Mutex::new(Vec::new()),
             commands_sent: AtomicBool::new(false),
             activity: Arc::new(Activity::new()),
+            cost: Mutex::new(super::usage::CostSeen::default()),
         }
     }
 

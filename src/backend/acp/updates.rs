@@ -76,16 +76,15 @@ pub(super) fn map_update(update: s::SessionUpdate) -> Vec<TurnEvent> {
             }
             _ => Vec::new(),
         },
-        // ACP reports context-window occupancy, not per-turn token counts: recorded as a
-        // notice, not added to the task's usage (which sums per-turn tokens).
-        s::SessionUpdate::UsageUpdate(u) => vec![TurnEvent::Notice(format!(
-            "context: {} of {} tokens used{}",
-            u.used,
-            u.size,
-            u.cost
-                .map(|c| format!(", cost {:.4} {}", c.amount, c.currency))
-                .unwrap_or_default()
-        ))],
+        // Context and a cost in dollars become the turn's usage (`usage.rs`); another unit
+        // of cost is only told.
+        s::SessionUpdate::UsageUpdate(u) => match u.cost {
+            Some(c) if !c.currency.eq_ignore_ascii_case("USD") => vec![TurnEvent::Notice(format!(
+                "session cost so far: {} {}",
+                c.amount, c.currency
+            ))],
+            _ => Vec::new(),
+        },
         s::SessionUpdate::Notice(n) => vec![TurnEvent::Notice(match n.description {
             Some(d) => format!("{}: {d}", n.title),
             None => n.title,
@@ -237,9 +236,13 @@ mod tests {
             vec![TurnEvent::Notice("agent mode is now `ask`".into())]
         );
         let usage = map_update(s::SessionUpdate::UsageUpdate(s::UsageUpdate::new(10, 100)));
+        assert_eq!(usage, vec![], "the turn's usage, not a notice");
+        let credits = map_update(s::SessionUpdate::UsageUpdate(
+            s::UsageUpdate::new(10, 100).cost(s::Cost::new(3.0, "credits")),
+        ));
         assert_eq!(
-            usage,
-            vec![TurnEvent::Notice("context: 10 of 100 tokens used".into())]
+            credits,
+            vec![TurnEvent::Notice("session cost so far: 3 credits".into())]
         );
         assert!(
             map_update(s::SessionUpdate::UserMessageChunk(s::ContentChunk::new(

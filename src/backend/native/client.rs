@@ -316,9 +316,14 @@ impl Accumulator {
     pub fn absorb(&mut self, chunk: &Value) -> Vec<Delta> {
         let mut out = Vec::new();
         if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+            // OpenAI's shape; cached and reasoning counts only where the server sends them.
             self.usage = Some(Usage {
-                input_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
-                output_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+                cached_tokens: u["prompt_tokens_details"]["cached_tokens"].as_u64(),
+                reasoning_tokens: u["completion_tokens_details"]["reasoning_tokens"].as_u64(),
+                ..Usage::tokens(
+                    u["prompt_tokens"].as_u64().unwrap_or(0),
+                    u["completion_tokens"].as_u64().unwrap_or(0),
+                )
             });
         }
         let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) else {
@@ -458,10 +463,7 @@ mod tests {
                         arguments: "{}".into()
                     },
                 ],
-                usage: Some(Usage {
-                    input_tokens: 12,
-                    output_tokens: 5
-                }),
+                usage: Some(Usage::tokens(12, 5)),
                 finish_reason: Some("tool_calls".into()),
             }
         );

@@ -309,7 +309,7 @@ async fn load_prior(shared: &NativeShared, session_id: &str) -> Result<Vec<Messa
 
 /// The stop reason once the task has spent its token budget.
 fn over_budget(limits: &NativeLimits, progress: &Progress) -> Option<String> {
-    let spent = progress.usage.input_tokens + progress.usage.output_tokens;
+    let spent = progress.usage.total_tokens().unwrap_or(0);
     let budget = limits.max_tokens_total?;
     (spent >= budget).then(|| {
         format!(
