@@ -34,6 +34,7 @@ use crate::providers::{ProviderError, Registry};
 use crate::store::{Store, StoreError};
 use crate::worktree::{ConflictReport, WorktreeError};
 
+pub use crate::store::UnappliedChange;
 pub use catalog::{ConfigureProvider, Configured};
 pub use conflicts::Overlap;
 pub use new_task::NewTask;

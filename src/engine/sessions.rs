@@ -14,6 +14,14 @@ impl Engine {
         Ok(self.inner.store.stale_files(session_id).await?)
     }
 
+    /// Open sessions holding an unapplied change, newest first, at most `limit`.
+    pub async fn unapplied_changes(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::store::UnappliedChange>> {
+        Ok(self.inner.store.unapplied_changes(limit).await?)
+    }
+
     pub async fn session(&self, id: &str) -> Result<Session> {
         self.inner
             .store

@@ -6,6 +6,7 @@ mod args;
 pub mod client;
 pub mod http;
 mod pre_init;
+mod prompts;
 pub mod provider_types;
 mod resources;
 pub mod sampling;
@@ -451,6 +452,7 @@ impl ServerHandler for McpServer {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_prompts()
                 .enable_resources()
                 .enable_resources_subscribe()
                 .build(),
@@ -469,6 +471,23 @@ impl ServerHandler for McpServer {
             Err(e) => args::into_tool_error(e).map(Into::into),
             ok => ok,
         }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, rmcp::ErrorData> {
+        Ok(prompts::list())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, rmcp::ErrorData> {
+        let r = self.prompt_get(&request.name, request.arguments).await?;
+        Ok(r.into())
     }
 
     async fn list_resources(

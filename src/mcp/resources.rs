@@ -17,6 +17,11 @@ use crate::engine::{ListRequest, OutputRequest};
 
 const PREFIX: &str = "boocoder://tasks/";
 
+/// The URI of a task's status; its transcript and diff are at `/transcript` and `/diff` below.
+pub(super) fn task_uri(task_id: &str) -> String {
+    format!("{PREFIX}{task_id}")
+}
+
 /// What a resource URI names.
 #[derive(Debug, PartialEq, Eq)]
 enum Part {
@@ -65,7 +70,7 @@ impl McpServer {
                     .chars()
                     .take(60)
                     .collect::<String>();
-                Resource::new(format!("{PREFIX}{}", t.id), format!("task {}", t.id))
+                Resource::new(task_uri(&t.id), format!("task {}", t.id))
                     .with_description(format!("{} · {}: {line}", t.state, t.provider))
                     .with_mime_type("application/json")
             })

@@ -2,7 +2,7 @@
 //! as applied or discarded together with the session's new base.
 
 use super::rows::ChangeRow;
-use super::{Db, Result, SQL, Store, on_pool, on_write};
+use super::{Db, Result, SQL, Store, StoreError, on_pool, on_write};
 use crate::domain::{ChangeStatus, FileChange, PendingChange, now_ms};
 
 const CHANGE_COLUMNS: &str =
@@ -125,6 +125,50 @@ impl Store {
                 .await?
         });
         Ok(row.and_then(|(s,)| ChangeStatus::parse(&s)))
+    }
+}
+
+/// A session's live pending change, as a one-line listing shows it (no patch).
+#[derive(Debug, Clone)]
+pub struct UnappliedChange {
+    pub session_id: String,
+    /// The turn whose cumulative change it is.
+    pub task_id: String,
+    pub files: Vec<FileChange>,
+    /// Files found not to apply cleanly any more (after another session's apply).
+    pub stale_files: Option<Vec<String>>,
+}
+
+impl Store {
+    /// The live pending changes of open sessions, newest first, at most `limit`.
+    pub async fn unapplied_changes(&self, limit: u32) -> Result<Vec<UnappliedChange>> {
+        // session, task, files, stale files
+        type Row = (String, String, String, Option<String>);
+        let rows: Vec<Row> = on_pool!(self, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT c.session_id, c.task_id, c.files, c.stale_files \
+                 FROM pending_changes c JOIN sessions s ON s.id = c.session_id \
+                 WHERE c.status = {} AND s.closed = 0 ORDER BY c.updated_at DESC, c.id DESC LIMIT $1",
+                SQL.change_pending
+            )))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(session_id, task_id, files, stale)| {
+                let files = serde_json::from_str(&files).map_err(|e| StoreError::Corrupt {
+                    table: "pending_changes",
+                    detail: format!("files: {e}"),
+                })?;
+                Ok(UnappliedChange {
+                    session_id,
+                    task_id,
+                    files,
+                    stale_files: stale.and_then(|f| serde_json::from_str(&f).ok()),
+                })
+            })
+            .collect()
     }
 }
 

@@ -24,7 +24,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::{ChangeStatus, TaskState};
-pub use changes::SiblingChange;
+pub use changes::{SiblingChange, UnappliedChange};
 pub use rows::StoredEvent;
 pub use tasks::{Claimed, NewTaskRow, Outcome, StatRow, TaskFilter};
 pub use wakeups::Wakeup;

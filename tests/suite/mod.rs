@@ -16,6 +16,7 @@ mod nodes;
 mod pool;
 mod prestart;
 mod project_cli;
+mod prompts;
 mod providers;
 mod providers_file;
 mod real_agents;
