@@ -266,6 +266,81 @@ pub struct Task {
     /// The failed or cancelled task this one runs again (`retry_task`).
     pub retry_of: Option<String>,
     pub budget: Budget,
+    /// The permission question the task is blocked on, while one is open.
+    pub waiting_for: Option<Question>,
+}
+
+/// A permission question an agent asked under the `ask` policy, as every channel offers it
+/// (elicitation form, `waiting_for` in statuses, `answer_permission`, `boocoder answer`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Question {
+    /// Pass to `answer_permission` with one option's `id`.
+    pub request_id: String,
+    /// What the agent wants to do, in one line.
+    pub question: String,
+    /// The agent's own options.
+    pub options: Vec<QuestionOption>,
+    /// Files the action touches.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub paths: Vec<String>,
+    /// For an edit: the start of its diff.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub preview: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QuestionOption {
+    pub id: String,
+    pub label: String,
+    /// `allow_once`, `allow_always`, `reject_once` or `reject_always`.
+    pub kind: String,
+}
+
+/// Who settled a permission question (recorded in the transcript).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decider {
+    /// The caller's elicitation form.
+    Form,
+    /// The `answer_permission` tool.
+    Tool,
+    /// `boocoder answer`.
+    Cli,
+    /// Nobody answered in time: rejected.
+    Timeout,
+    /// The task was cancelled: the question was withdrawn.
+    Cancelled,
+}
+
+impl Decider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decider::Form => "form",
+            Decider::Tool => "tool",
+            Decider::Cli => "cli",
+            Decider::Timeout => "timeout",
+            Decider::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Decider> {
+        [
+            Decider::Form,
+            Decider::Tool,
+            Decider::Cli,
+            Decider::Timeout,
+            Decider::Cancelled,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+/// How a permission question ended: the chosen option (`None`: rejected or withdrawn).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub option_id: Option<String>,
+    pub by: Decider,
 }
 
 /// Limits on one task, and on everything delegated under it.

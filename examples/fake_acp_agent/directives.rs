@@ -54,25 +54,41 @@ pub fn tool(t: &mut Turn, rest: &str) -> Res {
     )
 }
 
-/// Ask to write the path `rest` starts with and say the verdict; true when allowed.
+/// Ask to write the path `rest` starts with (an edit with its diff, as real agents ask) and
+/// say the verdict; true when allowed.
 pub async fn ask_permission(t: &Turn, rest: &str) -> Res<bool> {
-    let (path, _) = rest.split_once(' ').unwrap_or((rest, ""));
+    let (path, content) = rest.split_once(' ').unwrap_or((rest, ""));
+    let target = resolve(&t.sess.cwd, path);
     let resp =
         t.cx.send_request(s::RequestPermissionRequest::new(
             t.sid.clone(),
             s::ToolCallUpdate::new(
                 "perm-1",
-                s::ToolCallUpdateFields::new().title(format!("write {path}")),
+                s::ToolCallUpdateFields::new()
+                    .title(format!("write {path}"))
+                    .kind(s::ToolKind::Edit)
+                    .locations(vec![s::ToolCallLocation::new(target.clone())])
+                    .content(vec![s::ToolCallContent::Diff(s::Diff::new(
+                        target,
+                        content.to_string(),
+                    ))]),
             ),
             vec![
                 s::PermissionOption::new("allow", "Allow once", s::PermissionOptionKind::AllowOnce),
+                s::PermissionOption::new(
+                    "always",
+                    "Always allow",
+                    s::PermissionOptionKind::AllowAlways,
+                ),
                 s::PermissionOption::new("reject", "Reject", s::PermissionOptionKind::RejectOnce),
             ],
         ))
         .block_task()
         .await?;
     let verdict = match resp.outcome {
-        s::RequestPermissionOutcome::Selected(sel) if sel.option_id.0.as_ref() == "allow" => {
+        s::RequestPermissionOutcome::Selected(sel)
+            if matches!(sel.option_id.0.as_ref(), "allow" | "always") =>
+        {
             "allowed"
         }
         s::RequestPermissionOutcome::Selected(_) => "rejected",

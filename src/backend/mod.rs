@@ -11,6 +11,7 @@ mod shared;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,9 @@ pub struct Turn {
     pub mode: Option<String>,
     /// Per-task permission policy (ACP); `None` means the provider's.
     pub permission: Option<PermissionPolicy>,
+    /// Where a question under the `ask` policy goes (`None`: nobody can answer; it times
+    /// out into a rejection).
+    pub asker: Option<Arc<dyn Asker>>,
 }
 
 /// What a backend reports while it runs. The vocabulary is shared by all backends so the
@@ -236,6 +240,28 @@ pub trait SessionMemory: Send + Sync {
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The engine's side of a permission question: recorded (`open`, before the task shows
+/// `blocked`, so whoever sees it blocked sees the question), then offered at once on every
+/// channel the task's caller has, settled by the first answer, rejected after `timeout`,
+/// withdrawn when `cancel` fires. Never blocks anything but the asking agent request.
+pub trait Asker: Send + Sync + std::fmt::Debug {
+    /// Record the question; an error means nobody can see it (the caller rejects at once).
+    fn open<'a>(
+        &'a self,
+        task_id: &'a str,
+        question: &'a crate::domain::Question,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Offer the opened question and wait for its decision.
+    fn ask<'a>(
+        &'a self,
+        task_id: &'a str,
+        question: crate::domain::Question,
+        timeout: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'a, crate::domain::Decision>;
+}
 
 /// Runs turns: the one seam the engine calls, whichever transport the provider uses. Each
 /// backend owns only its transport; it must return promptly once `cancel` fires (with

@@ -276,6 +276,7 @@ mod tests {
             model: model.map(str::to_string),
             mode: None,
             permission: None,
+            asker: None,
         }
     }
 

@@ -78,6 +78,15 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Answer a blocked task's permission question (`boocoder ls` shows it).
+    Answer {
+        /// The blocked task.
+        id: String,
+        /// The option: its id, its label (e.g. "Allow once") or its kind (e.g. allow_once).
+        option: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Tasks, success rate, durations and tokens grouped by agent, project, day or parent.
     Stats {
         #[arg(long, value_parser = ["agent", "project", "day", "parent"], default_value = "agent")]

@@ -249,7 +249,11 @@ pub fn tasks(rows: &[Listed]) -> String {
             if costs {
                 row.push(dollars(l.cost_usd));
             }
-            row.push(l.result.clone().unwrap_or_else(|| l.prompt.clone()));
+            let summary = match &l.question {
+                Some(q) => format!("asks: {q}"),
+                None => l.result.clone().unwrap_or_else(|| l.prompt.clone()),
+            };
+            row.push(summary);
             row
         })
         .collect();

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use boocoder::config::Config;
-use boocoder::domain::{Task, TaskState};
+use boocoder::domain::{Decider, Task, TaskState};
 use boocoder::engine::GroupBy;
 use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate};
 use boocoder::mcp::client::{RemoteClient, RemoteError};
-use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus, UsageStats};
+use boocoder::mcp::types::{
+    ApplyOutcome, PermissionAnswer, TaskLine, TaskList, TaskOutput, TaskStatus, UsageStats,
+};
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
@@ -178,7 +180,7 @@ impl Target {
     pub async fn retry(&self, id: &str, prompt: Option<String>) -> Result<TaskStatus> {
         match self {
             Target::Local { engine, .. } => Ok(TaskStatus::from_task(
-                &engine.retry(id, prompt, None).await?,
+                &engine.retry(id, prompt, Default::default()).await?,
             )),
             Target::Remote { client, .. } => {
                 let args = json!({"task_id": id, "prompt": prompt});
@@ -297,6 +299,52 @@ impl Target {
             Target::Remote { client, .. } => {
                 Ok(client.call("discard_pending", change_target(id)).await?)
             }
+        }
+    }
+
+    /// Answer task `id`'s open permission question with the option whose id, label or kind
+    /// is `choice`.
+    pub async fn answer(&self, id: &str, choice: &str) -> Result<PermissionAnswer> {
+        let q = match self {
+            Target::Local { engine, .. } => engine.task(id).await?.waiting_for,
+            Target::Remote { client, .. } => {
+                let s: TaskStatus = client
+                    .call("check_task_status", json!({"task_id": id}))
+                    .await?;
+                s.waiting_for
+            }
+        };
+        let Some(q) = q else {
+            bail!("task {id} is not waiting for a permission answer");
+        };
+        let wanted = choice.trim().to_lowercase();
+        let Some(option) = q
+            .options
+            .iter()
+            .find(|o| o.id == choice || o.label.to_lowercase() == wanted || o.kind == wanted)
+        else {
+            let offered: Vec<_> = q
+                .options
+                .iter()
+                .map(|o| format!("{} ({})", o.id, o.label))
+                .collect();
+            bail!(
+                "`{choice}` is not an option; choose one of {}",
+                offered.join(", ")
+            );
+        };
+        match self {
+            Target::Local { engine, .. } => Ok(PermissionAnswer::from(
+                engine
+                    .answer_permission(id, &q.request_id, &option.id, Decider::Cli)
+                    .await?,
+            )),
+            Target::Remote { client, .. } => Ok(client
+                .call(
+                    "answer_permission",
+                    json!({"task_id": id, "request_id": q.request_id, "option_id": option.id}),
+                )
+                .await?),
         }
     }
 

@@ -60,6 +60,18 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
             ls(target, state, limit, session, json).await
         }
         Verb::Show { id, json } => show(target, &id, json).await,
+        Verb::Answer { id, option, json } => {
+            let a = target.answer(&id, &option).await?;
+            if json {
+                print_json(&a)?;
+            } else {
+                out(&format!(
+                    "{}: {} (`{}`)\n",
+                    a.task_id, a.chosen.label, a.chosen.id
+                ));
+            }
+            Ok(0)
+        }
         Verb::Stats { by, since, json } => {
             let stats = target.stats(&by, since).await?;
             if json {

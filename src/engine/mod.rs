@@ -11,6 +11,7 @@ mod dispatcher;
 mod liveness;
 mod new_task;
 mod pool;
+mod questions;
 mod reap;
 mod requests;
 mod run;
@@ -37,7 +38,8 @@ use crate::worktree::{ConflictReport, WorktreeError};
 pub use crate::store::UnappliedChange;
 pub use catalog::{ConfigureProvider, Configured};
 pub use conflicts::Overlap;
-pub use new_task::NewTask;
+pub use new_task::{Caller, NewTask};
+pub use questions::{Answered, Elicited, Elicitor};
 pub use requests::{ApplyResult, ListRequest, OutputPage, OutputRequest, TaskListPage};
 pub use stats::{GroupBy, StatsRow};
 
@@ -171,6 +173,7 @@ pub(crate) struct Inner {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     pool: pool::PoolState,
+    questions: questions::Questions,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -235,6 +238,7 @@ impl Engine {
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 pool: Default::default(),
+                questions: Default::default(),
             }),
         }
     }

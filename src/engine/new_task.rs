@@ -3,7 +3,9 @@
 //! written until every step has passed, and errors name the field.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::questions::Elicitor;
 use super::requests::{invalid, opt};
 use super::{Engine, EngineError, Result, blocking, canonical_dir};
 use crate::backend::native::SamplerHandle;
@@ -31,9 +33,25 @@ pub struct NewTask {
     /// The failed or cancelled task this one runs again (set by `retry`).
     pub retry_of: Option<String>,
     pub budget: crate::domain::Budget,
-    /// The submitting MCP client's sampling, when it offers it: the native loop's model when
-    /// no endpoint is configured.
+    /// What the submitting MCP client offers the task.
+    pub caller: Caller,
+}
+
+/// What the submitting MCP client offers its task: its sampling (the native loop's model when
+/// no endpoint is configured) and an elicitation form (permission questions reach a person).
+#[derive(Clone, Default)]
+pub struct Caller {
     pub sampler: Option<SamplerHandle>,
+    pub elicitor: Option<Arc<dyn Elicitor>>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("sampler", &self.sampler.is_some())
+            .field("elicitor", &self.elicitor.is_some())
+            .finish()
+    }
 }
 
 /// How a native turn reaches a model. Decided here only, from the config: the endpoint when
@@ -89,7 +107,7 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
     if let Some(parent) = &parent_task_id {
         engine.check_tree_budget(parent).await?;
     }
-    let has_sampler = req.sampler.is_some();
+    let has_sampler = req.caller.sampler.is_some();
     let provider = resolve_provider(engine, opt(req.agent), session.as_ref(), has_sampler)?;
     let native = NativeRoute::of(&provider, &engine.inner.config);
     let options = check_options(
@@ -129,7 +147,7 @@ impl Engine {
         &self,
         task_id: &str,
         prompt: Option<String>,
-        sampler: Option<SamplerHandle>,
+        caller: Caller,
     ) -> Result<Task> {
         let id = opt(Some(task_id.to_string())).ok_or_else(|| invalid("task_id", "is empty"))?;
         let old = self.task(&id).await?;
@@ -154,7 +172,7 @@ impl Engine {
             continue_task_id: None,
             retry_of: Some(old.id),
             budget: old.budget,
-            sampler,
+            caller,
         })
         .await
     }
@@ -164,16 +182,20 @@ impl Engine {
         if self.inner.shutdown.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
-        let sampler = req.sampler.clone();
+        let caller = req.caller.clone();
         let Validated { row, native } = validate_new_task(self, req).await?;
         // Registered before the row exists, so the dispatcher can never claim the task first.
-        if let (Some(s), Some(NativeRoute::Sampling)) = (sampler, native) {
+        if let (Some(s), Some(NativeRoute::Sampling)) = (caller.sampler, native) {
             self.inner.backends.samplers.insert(&row.id, s);
+        }
+        if let Some(e) = caller.elicitor {
+            self.inner.questions.set_elicitor(&row.id, e);
         }
         let task = match self.inner.store.insert_task(&row).await {
             Ok(t) => t,
             Err(e) => {
                 drop(self.inner.backends.samplers.take(&row.id));
+                self.inner.questions.forget(&row.id);
                 return Err(e.into());
             }
         };

@@ -100,6 +100,7 @@ pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: Cancel
     }
     // why: a turn that failed before its backend ran never took its sampler.
     drop(inner.backends.samplers.take(id));
+    inner.questions.forget(id);
     inner.unregister(id);
 }
 
@@ -255,6 +256,7 @@ async fn run_turn(
         model: task.model.clone(),
         mode: task.mode.clone(),
         permission: task.permission,
+        asker: Some(Arc::new(super::questions::EngineAsker(inner.clone()))),
     };
     // Past its budget the turn is stopped like a cancel, but fails (its edits are kept).
     let stop = cancel.child_token();

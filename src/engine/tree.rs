@@ -83,6 +83,7 @@ mod tests {
             node_id: None,
             retry_of: None,
             budget: Default::default(),
+            waiting_for: None,
         }
     }
 

@@ -26,7 +26,9 @@ impl<P: JsonSchema> JsonSchema for Parameters<P> {
     }
 }
 
-impl<S, P: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Parameters<P> {
+impl<S, P: DeserializeOwned + JsonSchema> FromContextPart<ToolCallContext<'_, S>>
+    for Parameters<P>
+{
     fn from_context_part(context: &mut ToolCallContext<S>) -> Result<Self, rmcp::ErrorData> {
         let arguments = context.arguments.take().unwrap_or_default();
         parse(serde_json::Value::Object(arguments))
@@ -39,16 +41,34 @@ impl<S, P: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Paramet
 
 /// Deserialise tool arguments; the error starts with ``invalid `path`:`` when the fault lies
 /// inside an argument (`env.KEY`, `command[1]`), and names the field itself when one is
-/// missing or unknown.
-pub fn parse<P: DeserializeOwned>(value: serde_json::Value) -> Result<P, String> {
+/// unknown, or every required one that is missing (serde stops at the first).
+pub fn parse<P: DeserializeOwned + JsonSchema>(value: serde_json::Value) -> Result<P, String> {
+    let given: Vec<String> = value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." {
-            format!("invalid arguments: {inner}")
-        } else {
-            format!("invalid `{path}`: {inner}")
+        if path != "." {
+            return format!("invalid `{path}`: {inner}");
         }
+        if inner.to_string().starts_with("missing field") {
+            let schema = schemars::schema_for!(P);
+            let missing: Vec<String> = schema
+                .get("required")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .filter(|r| !given.iter().any(|g| g == r))
+                .map(|r| format!("`{r}`"))
+                .collect();
+            if !missing.is_empty() {
+                return format!("invalid arguments: missing {}", missing.join(", "));
+            }
+        }
+        format!("invalid arguments: {inner}")
     })
 }
 
@@ -68,7 +88,7 @@ mod tests {
     use serde::Deserialize;
     use serde_json::json;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct P {
@@ -91,7 +111,7 @@ mod tests {
         let e = super::parse::<P>(json!({"name": "x", "env": {"K": 1}})).unwrap_err();
         assert!(e.starts_with("invalid `env.K`:"), "{e}");
         let e = super::parse::<P>(json!({})).unwrap_err();
-        assert!(e.contains("missing field `name`"), "{e}");
+        assert_eq!(e, "invalid arguments: missing `name`");
         let e = super::parse::<P>(json!({"name": "x", "bogus": 1})).unwrap_err();
         assert!(e.contains("unknown field `bogus`"), "{e}");
     }

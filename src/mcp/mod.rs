@@ -4,6 +4,7 @@
 
 mod args;
 pub mod client;
+mod elicitation;
 pub mod http;
 mod pre_init;
 mod prompts;
@@ -27,6 +28,7 @@ use crate::engine::{Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
 use crate::providers::file::EntryPatch;
 use crate::providers::snapshot::ProvidersSnapshot;
 use args::Parameters;
+use elicitation::caller_of;
 use pre_init::PreInit;
 use provider_types::*;
 use rmcp::transport::async_rw::AsyncRwTransport;
@@ -39,20 +41,22 @@ pub enum Profile {
     /// Every tool.
     #[default]
     Full,
-    /// Only new_task, list_tasks, check_task_status and get_task_output: a client that can
-    /// delegate and read results but never touch the checkout (the Boomerang principle).
+    /// Only new_task, list_tasks, check_task_status, get_task_output and answer_permission: a
+    /// client that can delegate, read results and answer its subtasks' permission questions
+    /// but never touch the checkout (the Boomerang principle).
     Orchestrator,
 }
 
 /// What `usage_stats` cannot say yet.
-pub const USAGE_NOTE: &str =
-    "tokens are what agents reported (0 for agents that report none); cost is not recorded yet";
+pub const USAGE_NOTE: &str = "tokens and cost are what agents reported; without_tokens counts \
+finished tasks whose agent reported no token count (not in the sums)";
 
-const ORCHESTRATOR_TOOLS: [&str; 4] = [
+const ORCHESTRATOR_TOOLS: [&str; 5] = [
     "new_task",
     "list_tasks",
     "check_task_status",
     "get_task_output",
+    "answer_permission",
 ];
 
 const INSTRUCTIONS: &str = "boocoder runs coding tasks for you in isolated git worktrees. \
@@ -151,7 +155,7 @@ impl McpServer {
                     max_cost_usd: p.max_cost_usd,
                     max_minutes: p.max_minutes,
                 },
-                sampler: sampling::sampler_for(&ctx.peer),
+                caller: caller_of(&ctx.peer),
             })
             .await
             .map_err(fail)?;
@@ -234,6 +238,26 @@ impl McpServer {
         Ok(Json(status))
     }
 
+    /// Answer a blocked task's permission question (its status' `waiting_for`) with one of
+    /// the agent's options. The first answer wins, whichever channel gives it.
+    #[tool(annotations(destructive_hint = false, idempotent_hint = false))]
+    async fn answer_permission(
+        &self,
+        Parameters(p): Parameters<AnswerPermissionParams>,
+    ) -> ToolResult<PermissionAnswer> {
+        let a = self
+            .engine
+            .answer_permission(
+                &p.task_id,
+                &p.request_id,
+                &p.option_id,
+                crate::domain::Decider::Tool,
+            )
+            .await
+            .map_err(fail)?;
+        Ok(Json(PermissionAnswer::from(a)))
+    }
+
     /// Run a failed or cancelled task again as a new task in the same session (same agent,
     /// model, mode and parent; its worktree as the earlier turn left it), linked by
     /// `retry_of`. Pass `prompt` to amend what it should do.
@@ -245,7 +269,7 @@ impl McpServer {
     ) -> ToolResult<TaskStatus> {
         let task = self
             .engine
-            .retry(&p.task_id, p.prompt, sampling::sampler_for(&ctx.peer))
+            .retry(&p.task_id, p.prompt, caller_of(&ctx.peer))
             .await
             .map_err(fail)?;
         self.submitted(task, p.wait_seconds, &ctx).await

@@ -158,6 +158,26 @@ pub struct RetryTaskParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct AnswerPermissionParams {
+    /// The blocked task.
+    pub task_id: String,
+    /// `waiting_for.request_id` of its status.
+    pub request_id: String,
+    /// One of `waiting_for.options[].id`.
+    pub option_id: String,
+}
+
+/// A permission question settled by `answer_permission`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PermissionAnswer {
+    pub task_id: String,
+    pub request_id: String,
+    pub chosen: crate::domain::QuestionOption,
+    pub next: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskIdParams {
     /// The task id returned by `new_task`.
     pub task_id: String,
@@ -264,6 +284,9 @@ pub struct TaskStatus {
     /// session's change was applied; a follow-up turn can redo them. Absent when it applies.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub stale_against_checkout: Option<Vec<String>>,
+    /// While `blocked`: the agent's permission question; answer with `answer_permission`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub waiting_for: Option<crate::domain::Question>,
     /// The task's limits (`max_tokens`, `max_cost_usd`, `max_minutes`), when it has any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub budget: Option<crate::domain::Budget>,
@@ -279,6 +302,10 @@ impl TaskStatus {
     pub fn from_task(t: &crate::domain::Task) -> TaskStatus {
         let end = t.ended_at.unwrap_or_else(crate::domain::now_ms);
         let next = match t.state {
+            TaskState::Blocked if t.waiting_for.is_some() => format!(
+                "blocked on the agent's permission question (waiting_for): answer_permission(task_id=\"{}\", request_id, option_id), or cancel_task",
+                t.id
+            ),
             TaskState::Pending | TaskState::Running | TaskState::Blocked => format!(
                 "still {}; poll check_task_status with wait_seconds, or cancel_task",
                 t.state
@@ -320,6 +347,7 @@ impl TaskStatus {
             retry_of: t.retry_of.clone(),
             descendants: None,
             stale_against_checkout: None,
+            waiting_for: t.waiting_for.clone(),
             budget: (!t.budget.is_empty()).then_some(t.budget),
             budget_note: budget_note(t),
             next,
@@ -349,6 +377,9 @@ pub struct TaskLine {
     /// US dollars, when the agent reported a cost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cost_usd: Option<f64>,
+    /// While `blocked`: the permission question, its request id and option ids.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub question: Option<String>,
 }
 
 /// Lines joined with single spaces.
@@ -384,6 +415,15 @@ impl TaskLine {
                 .map(|s| first_line(&fold(s.trim_start_matches('…')), 100)),
             depth: None,
             cost_usd: t.usage.cost_usd,
+            question: t.waiting_for.as_ref().map(|q| {
+                let ids: Vec<_> = q.options.iter().map(|o| o.id.as_str()).collect();
+                format!(
+                    "{} [{}] ({})",
+                    first_line(&q.question, 80),
+                    ids.join("|"),
+                    q.request_id
+                )
+            }),
         }
     }
 }
@@ -527,4 +567,18 @@ fn budget_note(t: &crate::domain::Task) -> Option<String> {
             limits.join(" and ")
         )
     })
+}
+
+impl From<crate::engine::Answered> for PermissionAnswer {
+    fn from(a: crate::engine::Answered) -> PermissionAnswer {
+        PermissionAnswer {
+            next: format!(
+                "the agent goes on; poll check_task_status(task_id=\"{}\")",
+                a.task_id
+            ),
+            task_id: a.task_id,
+            request_id: a.request_id,
+            chosen: a.chosen,
+        }
+    }
 }

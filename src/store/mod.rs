@@ -10,6 +10,7 @@ mod changes;
 mod conversation;
 mod nodes;
 mod probe_cache;
+mod questions;
 mod rows;
 mod sessions;
 mod tasks;

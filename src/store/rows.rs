@@ -33,6 +33,7 @@ pub(super) struct TaskRow {
     max_minutes: Option<i64>,
     usage: Option<String>,
     max_cost_usd: Option<f64>,
+    waiting_for: Option<String>,
 }
 
 impl TaskRow {
@@ -64,7 +65,13 @@ impl TaskRow {
             self.input_tokens,
             self.output_tokens,
         )?;
+        // An unreadable question only hides the question, never the task.
+        let waiting_for = self
+            .waiting_for
+            .as_deref()
+            .and_then(|q| serde_json::from_str(q).ok());
         Ok(Task {
+            waiting_for,
             id: self.id,
             project_path: self.project_path,
             session_id: self.session_id,

@@ -71,7 +71,13 @@ pub enum Outcome {
 
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
      t.model, t.mode, t.permission, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
-     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of, t.max_tokens, t.max_minutes, t.usage, t.max_cost_usd";
+     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of, t.max_tokens, t.max_minutes, t.usage, t.max_cost_usd, \
+     (SELECT q.question FROM permission_questions q WHERE q.task_id = t.id AND q.decided_by IS NULL \
+      ORDER BY q.created_at DESC LIMIT 1) AS waiting_for";
+
+/// The open question's column of [`TASK_COLUMNS`] (a task just claimed has none).
+const WAITING_FOR: &str = "(SELECT q.question FROM permission_questions q WHERE q.task_id = t.id AND q.decided_by IS NULL \
+      ORDER BY q.created_at DESC LIMIT 1) AS waiting_for";
 
 impl Store {
     /// Insert a task (and its project, and its session when new) in one transaction, so a
@@ -209,10 +215,13 @@ impl Store {
         );
         // RETURNING cannot join: the project's path comes from a scalar subquery.
         // and SQLite's RETURNING takes no table-qualified names.
-        let returning = TASK_COLUMNS.replace("t.", "").replace(
-            "p.path AS project_path",
-            "(SELECT path FROM projects WHERE projects.id = tasks.project_id) AS project_path",
-        );
+        let returning = TASK_COLUMNS
+            .replace(WAITING_FOR, "NULL AS waiting_for")
+            .replace("t.", "")
+            .replace(
+                "p.path AS project_path",
+                "(SELECT path FROM projects WHERE projects.id = tasks.project_id) AS project_path",
+            );
         let now = now_ms();
         let row: Option<TaskRow> = match &self.db {
             // SQLite has one writer: a single UPDATE … WHERE id = (SELECT …) is atomic.

@@ -13,6 +13,7 @@ mod lifecycle;
 mod native;
 mod native_guards;
 mod nodes;
+mod permissions;
 mod pool;
 mod prestart;
 mod project_cli;

@@ -59,7 +59,7 @@ async fn non_loopback_bind_without_token_is_refused() {
 }
 
 #[tokio::test]
-async fn orchestrator_profile_publishes_four_tools() {
+async fn orchestrator_profile_publishes_five_tools() {
     let env = Env::new();
     let server = Server::stdio(&env, &["--tools", "orchestrator"]).await;
     let mut names: Vec<String> = server
@@ -74,6 +74,7 @@ async fn orchestrator_profile_publishes_four_tools() {
     assert_eq!(
         names,
         vec![
+            "answer_permission",
             "check_task_status",
             "get_task_output",
             "list_tasks",
@@ -82,7 +83,7 @@ async fn orchestrator_profile_publishes_four_tools() {
     );
     let full = Server::stdio(&env, &[]).await;
     let n = full.client.list_all_tools().await.expect("tools").len();
-    assert_eq!(n, 13);
+    assert_eq!(n, 14);
     server.stop().await;
     full.stop().await;
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod elicit_client;
 pub mod fake_llm;
 pub mod sampling_client;
 

@@ -104,6 +104,8 @@ impl AcpBackend {
                 policy: turn.permission.unwrap_or(self.spec.permission),
                 ask_timeout: self.spec.permission_timeout,
                 cancel: perm_cancel.clone(),
+                task_id: turn.task_id.clone(),
+                asker: turn.asker.clone(),
             },
             text: text.clone(),
         }));

@@ -1,0 +1,105 @@
+//! Permission questions as MCP elicitation forms (2025-11-25 session clients that declared
+//! form elicitation): one enum field holding the agent's own options. A question answered
+//! elsewhere first withdraws the form (`notifications/cancelled`).
+
+use std::sync::Arc;
+
+use rmcp::RoleServer;
+use rmcp::model::{
+    ClientResult, ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationSchema,
+    EnumSchema, ServerRequest,
+};
+use rmcp::service::{ElicitationMode, Peer, PeerRequestOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::BoxFuture;
+use crate::domain::Question;
+use crate::engine::{Caller, Elicited, Elicitor};
+
+/// The form's one field.
+const FIELD: &str = "decision";
+
+/// What the client of `peer` offers its tasks.
+pub fn caller_of(peer: &Peer<RoleServer>) -> Caller {
+    Caller {
+        sampler: super::sampling::sampler_for(peer),
+        elicitor: peer
+            .supported_elicitation_modes()
+            .contains(&ElicitationMode::Form)
+            .then(|| Arc::new(FormElicitor { peer: peer.clone() }) as Arc<dyn Elicitor>),
+    }
+}
+
+struct FormElicitor {
+    peer: Peer<RoleServer>,
+}
+
+impl Elicitor for FormElicitor {
+    fn elicit<'a>(
+        &'a self,
+        message: String,
+        question: &'a Question,
+        withdrawn: CancellationToken,
+    ) -> BoxFuture<'a, Elicited> {
+        Box::pin(async move {
+            let Some(params) = form(message, question) else {
+                return Elicited::Nothing;
+            };
+            let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+            let handle = match self
+                .peer
+                .send_cancellable_request(request, PeerRequestOptions::no_options())
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not send the permission form");
+                    return Elicited::Nothing;
+                }
+            };
+            let mut handle = handle;
+            let answer = tokio::select! {
+                r = &mut handle.rx => r,
+                _ = withdrawn.cancelled() => {
+                    // why: the client may be gone; the question is settled either way.
+                    let _ = handle.cancel(Some("answered on another channel".into())).await;
+                    return Elicited::Nothing;
+                }
+            };
+            match answer {
+                Ok(Ok(ClientResult::ElicitResult(r))) => match r.action {
+                    ElicitationAction::Accept => r
+                        .content
+                        .as_ref()
+                        .and_then(|c| c.get(FIELD))
+                        .and_then(|v| v.as_str())
+                        .filter(|id| question.options.iter().any(|o| o.id == *id))
+                        .map_or(Elicited::Nothing, |id| Elicited::Chosen(id.to_string())),
+                    _ => Elicited::Declined,
+                },
+                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Elicited::Nothing,
+            }
+        })
+    }
+}
+
+/// The form: the message, and one required enum field of the options (ids as values, the
+/// agent's labels as titles).
+fn form(message: String, q: &Question) -> Option<ElicitRequestParams> {
+    let ids: Vec<String> = q.options.iter().map(|o| o.id.clone()).collect();
+    let labels: Vec<String> = q.options.iter().map(|o| o.label.clone()).collect();
+    let choice = EnumSchema::builder(ids)
+        .enum_titles(labels)
+        .ok()?
+        .description("Your decision")
+        .build();
+    let schema = ElicitationSchema::builder()
+        .required_enum_schema(FIELD, choice)
+        .build()
+        .ok()?;
+    Some(ElicitRequestParams::FormElicitationParams {
+        meta: None,
+        message,
+        requested_schema: schema,
+    })
+}
