@@ -209,7 +209,10 @@ impl McpServer {
         out.push_str("\nNeeds attention (blocked on a permission question, or failed):\n");
         for t in &attention.tasks {
             let line = TaskLine::from_task(t);
-            let why = line.result.map(|r| format!(" — {r}")).unwrap_or_default();
+            let why = match line.question {
+                Some(q) => format!(" — asks: {q}"),
+                None => line.result.map(|r| format!(" — {r}")).unwrap_or_default(),
+            };
             out.push_str(&format!(
                 "- {} {} · {} · {}{why}\n",
                 t.id,
@@ -311,13 +314,15 @@ fn status_next(active: bool, attention: &[Task], changes: bool, full: bool) -> S
     let mut next = Vec::new();
     if attention.iter().any(|t| t.state == TaskState::Blocked) {
         next.push(if full {
-            "A blocked task waits on an agent's permission question (get_task_output shows it); \
-             no tool answers it yet: it is denied when the provider's timeout ends; cancel_task \
-             stops the task."
+            "A blocked task waits on an agent's permission question (its line above; \
+             check_task_status shows `waiting_for` with the options): answer with \
+             answer_permission(task_id, request_id, option_id), or cancel_task; unanswered, it \
+             is rejected when the provider's timeout ends."
         } else {
-            "A blocked task waits on an agent's permission question (get_task_output shows it); \
-             no tool answers it yet: it is denied when the provider's timeout ends; the user can \
-             stop the task with `boocoder cancel ID`."
+            "A blocked task waits on an agent's permission question (its line above; \
+             check_task_status shows `waiting_for` with the options): answer with \
+             answer_permission(task_id, request_id, option_id); unanswered, it is rejected when \
+             the provider's timeout ends."
         });
     }
     if attention.iter().any(|t| t.state == TaskState::Failed) {
