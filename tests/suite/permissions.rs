@@ -74,6 +74,17 @@ async fn an_accepted_form_lets_the_edit_land() {
     ] {
         assert!(message.contains(part), "{part} not in {message}");
     }
+    let asked_at = output(c, &t.task_id, json!({}))
+        .await
+        .transcript
+        .iter()
+        .find(|e| e.text.starts_with("waiting for a decision"))
+        .map(|e| e.at)
+        .expect("the question is in the transcript");
+    eprintln!(
+        "FIGURE question recorded → form at the client: {} ms",
+        forms[0]["arrived_ms"].as_i64().unwrap_or(0) - asked_at
+    );
     let choice = &forms[0]["requestedSchema"]["properties"]["decision"];
     assert_eq!(
         choice["oneOf"]

@@ -37,7 +37,7 @@ impl ElicitClient {
         }
     }
 
-    /// The forms received, in wire JSON.
+    /// The forms received, in wire JSON (plus `arrived_ms`: when, in Unix ms).
     pub fn forms(&self) -> Vec<Value> {
         self.forms.lock().expect("lock").clone()
     }
@@ -61,10 +61,12 @@ impl ClientHandler for ElicitClient {
         request: ElicitRequestParams,
         ctx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        self.forms
-            .lock()
-            .expect("lock")
-            .push(serde_json::to_value(&request).expect("form json"));
+        let mut form = serde_json::to_value(&request).expect("form json");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        form["arrived_ms"] = json!(now);
+        self.forms.lock().expect("lock").push(form);
         match &self.person {
             Person::Choose(id) => {
                 Ok(ElicitResult::new(ElicitationAction::Accept)
