@@ -268,6 +268,8 @@ pub struct Task {
     pub budget: Budget,
     /// The permission question the task is blocked on, while one is open.
     pub waiting_for: Option<Question>,
+    /// Agent settings by id (`new_task`'s `options`).
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// A permission question an agent asked under the `ask` policy, as every channel offers it
@@ -294,6 +296,50 @@ pub struct QuestionOption {
     pub label: String,
     /// `allow_once`, `allow_always`, `reject_once` or `reject_always`.
     pub kind: String,
+}
+
+/// A session setting an agent offers besides mode and model (e.g. a thinking level); set
+/// with `new_task`'s `options`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentSetting {
+    pub id: String,
+    pub name: String,
+    /// The values it accepts (`true`/`false` for a toggle).
+    pub values: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub current: Option<String>,
+}
+
+/// Settings as `new_task` gives them, checked against what a probe saw (`None` when no
+/// probe ran: the turn checks against the live session).
+pub fn check_settings(
+    given: &std::collections::BTreeMap<String, String>,
+    offered: Option<&[AgentSetting]>,
+    agent: &str,
+) -> Result<(), String> {
+    let Some(offered) = offered else {
+        return Ok(());
+    };
+    for (id, value) in given {
+        let Some(c) = offered.iter().find(|c| c.id == *id) else {
+            let ids: Vec<&str> = offered.iter().map(|c| c.id.as_str()).collect();
+            return Err(if ids.is_empty() {
+                format!("`{id}`: agent `{agent}` offers no other settings")
+            } else {
+                format!(
+                    "`{id}` is not a setting of agent `{agent}`; it has {}",
+                    ids.join(", ")
+                )
+            });
+        };
+        if !c.values.iter().any(|v| v == value) {
+            return Err(format!(
+                "`{id}`: `{value}` is not one of {}",
+                c.values.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Who settled a permission question (recorded in the transcript).
@@ -565,5 +611,29 @@ mod tests {
         assert_eq!(id.len(), 14);
         assert!(id.starts_with("t-"));
         assert_ne!(new_id("t"), new_id("t"));
+    }
+
+    #[test]
+    fn options_are_checked_against_the_probe() {
+        let offered = vec![AgentSetting {
+            id: "thinking".into(),
+            name: "Thinking".into(),
+            values: vec!["low".into(), "high".into()],
+            current: Some("low".into()),
+        }];
+        let ok = std::collections::BTreeMap::from([("thinking".to_string(), "high".to_string())]);
+        assert_eq!(check_settings(&ok, Some(&offered), "a"), Ok(()));
+        let bad = std::collections::BTreeMap::from([("thinking".to_string(), "max".to_string())]);
+        assert_eq!(
+            check_settings(&bad, Some(&offered), "a"),
+            Err("`thinking`: `max` is not one of low, high".into())
+        );
+        let unknown = std::collections::BTreeMap::from([("speed".to_string(), "x".to_string())]);
+        assert!(
+            check_settings(&unknown, Some(&offered), "a")
+                .unwrap_err()
+                .contains("it has thinking")
+        );
+        assert_eq!(check_settings(&unknown, None, "a"), Ok(()), "no probe yet");
     }
 }

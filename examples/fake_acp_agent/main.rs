@@ -15,10 +15,12 @@
 //! rm NAME                  removes a file in the cwd itself
 //! sleep MS                 sleeps, returning `cancelled` as soon as session/cancel arrives
 //! sleep-hard MS            sleeps and ignores session/cancel
-//! usage USED SIZE          a usage update
+//! usage USED SIZE [COST]   a usage update (COST: the session's cumulative cost in USD)
+//! tokens IN OUT            the turn's usage in the prompt response (gemini-tokens: in its
+//!                          `_meta.quota`; qwen-tokens: on a message chunk's `_meta.usage`)
 //! pid                      says `pid=<process id>`
 //! env NAME…                says `NAME=<value>` (or `NAME=<unset>`) for each name
-//! whoami                   says `mode=<mode> model=<model>`
+//! whoami                   says `mode=<mode> model=<model> thinking=<level>`
 //! history                  says `turns=<prompts in this session> how=<new|loaded>`
 //! unknown                  sends a non-standard request (as qwen's `craft/drainMidTurnQueue`)
 //!                          and says the error code it got back
@@ -31,10 +33,12 @@
 //! exit                     exits at once with status 0
 //! ```
 //!
+//! `$FAKE_ACP_SHAPE` (`gemini`, `opencode`) changes how modes and models are offered (raw.rs).
 //! Sessions are persisted under `$FAKE_ACP_STATE` (default: the temp dir) so a restarted agent
 //! can `session/load` them.
 
 mod directives;
+mod raw;
 mod session;
 mod turn;
 
@@ -44,7 +48,9 @@ use std::sync::atomic::Ordering;
 use agent_client_protocol::v1::{ConnectionTo, Responder, schema as s};
 use agent_client_protocol::{Agent, Client, Stdio};
 
-use session::{Res, Session, State, commands, models, modes, state_file, update, with_session};
+use raw::{Raw, SESSION, SET_MODEL, shape};
+use serde_json::Value;
+use session::{Res, State, commands, open_session, settings, update, with_session};
 use turn::run_prompt;
 
 #[tokio::main]
@@ -74,73 +80,28 @@ async fn main() -> Res {
             agent_client_protocol::on_receive_request!(),
         )
         .on_receive_request(
-            async move |req: s::NewSessionRequest,
-                        r: Responder<s::NewSessionResponse>,
-                        cx: ConnectionTo<Client>| {
-                let n = {
-                    let mut n = st1
-                        .next
-                        .lock()
-                        .map_err(|_| agent_client_protocol::Error::internal_error())?;
-                    *n += 1;
-                    *n
-                };
-                let id = format!("fake-{}-{n}", std::process::id());
-                let sess = Session {
-                    cwd: req.cwd,
-                    mode: "code".into(),
-                    model: "fake-small".into(),
-                    turns: 0,
-                    how: "new",
-                };
-                if let Ok(mut m) = st1.sessions.lock() {
-                    m.insert(id.clone(), sess);
+            async move |req: Raw<SESSION>, r: Responder<Value>, cx: ConnectionTo<Client>| {
+                let (answer, sid) = open_session(&st1, &req, &cx)?;
+                r.respond(answer)?;
+                match sid {
+                    Some(sid) => commands(&cx, &sid),
+                    None => Ok(()),
                 }
-                let sid = s::SessionId::new(id.clone());
-                r.respond(
-                    s::NewSessionResponse::new(id)
-                        .modes(modes("code"))
-                        .config_options(models("fake-small")),
-                )?;
-                commands(&cx, &sid)
             },
             agent_client_protocol::on_receive_request!(),
         )
         .on_receive_request(
-            async move |req: s::LoadSessionRequest,
-                        r: Responder<s::LoadSessionResponse>,
-                        cx: ConnectionTo<Client>| {
-                let turns: u64 = std::fs::read_to_string(state_file(&req.session_id.0))
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok())
-                    .ok_or_else(|| {
-                        agent_client_protocol::Error::invalid_params().data("no such session")
-                    })?;
-                // Replay the history as the protocol asks, before answering.
-                for i in 0..turns {
-                    update(
-                        &cx,
-                        &req.session_id,
-                        s::SessionUpdate::UserMessageChunk(s::ContentChunk::new(
-                            format!("turn {}", i + 1).into(),
-                        )),
-                    )?;
-                }
-                let sess = Session {
-                    cwd: req.cwd,
-                    mode: "code".into(),
-                    model: "fake-small".into(),
-                    turns,
-                    how: "loaded",
-                };
-                if let Ok(mut m) = st2.sessions.lock() {
-                    m.insert(req.session_id.0.to_string(), sess);
-                }
-                r.respond(
-                    s::LoadSessionResponse::new()
-                        .modes(modes("code"))
-                        .config_options(models("fake-small")),
-                )
+            async move |req: Raw<SET_MODEL>, r: Responder<Value>, _cx: ConnectionTo<Client>| {
+                let sid = req.params["sessionId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let model = req.params["modelId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                with_session(&st2, &s::SessionId::new(sid), |s| s.model = model.clone())?;
+                r.respond(serde_json::json!({}))
             },
             agent_client_protocol::on_receive_request!(),
         )
@@ -164,13 +125,25 @@ async fn main() -> Res {
             async move |req: s::SetSessionConfigOptionRequest,
                         r: Responder<s::SetSessionConfigOptionResponse>,
                         _cx: ConnectionTo<Client>| {
-                let value = req
-                    .value
-                    .as_value_id()
-                    .map(|v| v.0.to_string())
-                    .unwrap_or_default();
-                with_session(&st4, &req.session_id, |s| s.model = value.clone())?;
-                r.respond(s::SetSessionConfigOptionResponse::new(models(&value)))
+                let value = match &req.value {
+                    v if v.as_value_id().is_some() => {
+                        v.as_value_id().map(|v| v.0.to_string()).unwrap_or_default()
+                    }
+                    other => serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v.get("value").map(|b| b.to_string()))
+                        .unwrap_or_default(),
+                };
+                let id = req.config_id.0.to_string();
+                let sess = with_session(&st4, &req.session_id, |s| match id.as_str() {
+                    "thinking" => s.thinking = value.clone(),
+                    "mode" => s.mode = value.clone(),
+                    _ => s.model = value.clone(),
+                })?;
+                r.respond(s::SetSessionConfigOptionResponse::new(settings(
+                    &sess,
+                    shape(),
+                )))
             },
             agent_client_protocol::on_receive_request!(),
         )

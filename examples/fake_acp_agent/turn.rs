@@ -138,7 +138,10 @@ async fn directive(state: &State, t: &mut Turn, cmd: &str, rest: &str) -> Res<Fl
         "whoami" => say(
             cx,
             sid,
-            format!("mode={} model={}", t.sess.mode, t.sess.model),
+            format!(
+                "mode={} model={} thinking={}",
+                t.sess.mode, t.sess.model, t.sess.thinking
+            ),
         )?,
         "history" => say(
             cx,

@@ -35,6 +35,8 @@ pub struct Turn {
     /// Where a question under the `ask` policy goes (`None`: nobody can answer; it times
     /// out into a rejection).
     pub asker: Option<Arc<dyn Asker>>,
+    /// Other session settings the agent advertises, by id (ACP).
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// What a backend reports while it runs. The vocabulary is shared by all backends so the

@@ -277,6 +277,7 @@ mod tests {
             mode: None,
             permission: None,
             asker: None,
+            options: Default::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! the project, the provider, then the options against what that provider takes. Nothing is
 //! written until every step has passed, and errors name the field.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct NewTask {
     /// The failed or cancelled task this one runs again (set by `retry`).
     pub retry_of: Option<String>,
     pub budget: crate::domain::Budget,
+    /// Agent settings besides mode and model, by id (ACP agents; checked against the probe).
+    pub options: BTreeMap<String, String>,
     /// What the submitting MCP client offers the task.
     pub caller: Caller,
 }
@@ -118,6 +121,7 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
         req.mode,
         req.permission,
     )?;
+    check_settings(engine, &provider, &req.options)?;
     let (session_id, new_session_provider) = match session {
         Some(s) => (s.id, None),
         None => (new_id("s"), Some(provider.id.clone())),
@@ -135,6 +139,7 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
         permission: options.permission,
         retry_of: req.retry_of,
         budget,
+        options: req.options,
     };
     Ok(Validated { row, native })
 }
@@ -172,6 +177,7 @@ impl Engine {
             continue_task_id: None,
             retry_of: Some(old.id),
             budget: old.budget,
+            options: old.options,
             caller,
         })
         .await
@@ -385,6 +391,33 @@ fn check_options(
         mode,
         permission,
     })
+}
+
+/// `options` only for ACP agents, and only settings (and values) the probe saw, when one ran.
+fn check_settings(
+    engine: &Engine,
+    provider: &Provider,
+    options: &BTreeMap<String, String>,
+) -> Result<()> {
+    if options.is_empty() {
+        return Ok(());
+    }
+    if !provider.takes_mode() || provider.is_native() {
+        return Err(invalid(
+            "options",
+            format!(
+                "provider `{}` is not an ACP agent and has no settings",
+                provider.id
+            ),
+        ));
+    }
+    let probe = engine.probe_of(&provider.id);
+    crate::domain::check_settings(
+        options,
+        probe.as_ref().map(|p| p.options.as_slice()),
+        &provider.id,
+    )
+    .map_err(|reason| invalid("options", reason))
 }
 
 fn check_model(

@@ -257,6 +257,7 @@ async fn run_turn(
         mode: task.mode.clone(),
         permission: task.permission,
         asker: Some(Arc::new(super::questions::EngineAsker(inner.clone()))),
+        options: task.options.clone(),
     };
     // Past its budget the turn is stopped like a cancel, but fails (its edits are kept).
     let stop = cancel.child_token();

@@ -84,6 +84,7 @@ mod tests {
             retry_of: None,
             budget: Default::default(),
             waiting_for: None,
+            options: Default::default(),
         }
     }
 

@@ -155,6 +155,7 @@ impl McpServer {
                     max_cost_usd: p.max_cost_usd,
                     max_minutes: p.max_minutes,
                 },
+                options: p.options,
                 caller: caller_of(&ctx.peer),
             })
             .await

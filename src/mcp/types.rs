@@ -56,6 +56,10 @@ pub struct NewTaskParams {
     /// bounds everything delegated under it. Agents that report no usage: not enforced.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// Other settings the agent advertises (`list_providers` shows each `options` id with
+    /// its values), e.g. `{"thinking": "high"}`; ACP agents only.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
     /// Stop the task once its agent reported this cost in US dollars; also bounds everything
     /// delegated under it. Agents that report no cost: not enforced.
     #[serde(default)]

@@ -257,6 +257,7 @@ async fn handshake(p: &Provider, scratch: &Path, r: &mut ProbeResult) {
             r.models = rep.models;
             r.default_model = rep.current_model;
             r.modes = rep.modes;
+            r.options = rep.options;
             r.default_mode = rep.current_mode;
             r.commands = rep.commands;
             match rep.session_error {

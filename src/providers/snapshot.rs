@@ -51,6 +51,9 @@ pub struct ProbeResult {
     pub models: Vec<String>,
     pub default_mode: Option<String>,
     pub modes: Vec<String>,
+    /// Other settings the agent offers (`new_task`'s `options`).
+    #[serde(default)]
+    pub options: Vec<crate::domain::AgentSetting>,
     pub commands: Vec<String>,
     pub auth_methods: Vec<String>,
     pub auth_required: bool,
@@ -107,6 +110,9 @@ pub struct ProviderInfo {
     /// Valid `mode` values for `new_task` (ACP agents).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub modes: Vec<String>,
+    /// Other settings, for `new_task`'s `options` (ACP agents).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub options: Vec<crate::domain::AgentSetting>,
     /// Slash commands the agent offers (ACP agents).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub commands: Vec<String>,
@@ -187,6 +193,7 @@ fn info(p: &Provider, r: Option<&ProbeResult>, probing: bool) -> ProviderInfo {
         models: r.models,
         default_mode: r.default_mode,
         modes: r.modes,
+        options: r.options,
         commands: r.commands,
         auth_methods: r.auth_methods,
         auth_required: r.auth_required,

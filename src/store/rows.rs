@@ -33,6 +33,7 @@ pub(super) struct TaskRow {
     max_minutes: Option<i64>,
     usage: Option<String>,
     max_cost_usd: Option<f64>,
+    options: Option<String>,
     waiting_for: Option<String>,
 }
 
@@ -70,7 +71,15 @@ impl TaskRow {
             .waiting_for
             .as_deref()
             .and_then(|q| serde_json::from_str(q).ok());
+        let options = match &self.options {
+            None => Default::default(),
+            Some(o) => serde_json::from_str(o).map_err(|e| StoreError::Corrupt {
+                table: "tasks",
+                detail: format!("task {} options: {e}", self.id),
+            })?,
+        };
         Ok(Task {
+            options,
             waiting_for,
             id: self.id,
             project_path: self.project_path,

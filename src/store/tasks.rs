@@ -21,6 +21,7 @@ pub struct NewTaskRow {
     pub permission: Option<crate::domain::PermissionPolicy>,
     pub retry_of: Option<String>,
     pub budget: crate::domain::Budget,
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// Filters for `list_tasks`; `None` (or no states) means any.
@@ -71,7 +72,7 @@ pub enum Outcome {
 
 const TASK_COLUMNS: &str = "t.id, p.path AS project_path, t.session_id, t.parent_task_id, t.prompt, t.provider, \
      t.model, t.mode, t.permission, t.state, t.created_at, t.started_at, t.ended_at, t.summary, t.error, \
-     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of, t.max_tokens, t.max_minutes, t.usage, t.max_cost_usd, \
+     t.input_tokens, t.output_tokens, t.files, t.node_id, t.retry_of, t.max_tokens, t.max_minutes, t.usage, t.max_cost_usd, t.options, \
      (SELECT q.question FROM permission_questions q WHERE q.task_id = t.id AND q.decided_by IS NULL \
       ORDER BY q.created_at DESC LIMIT 1) AS waiting_for";
 
@@ -106,8 +107,8 @@ impl Store {
                     .await?;
             }
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at, retry_of, max_tokens, max_minutes, max_cost_usd) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10, $11, $12, $13, $14)",
+                "INSERT INTO tasks (id, project_id, session_id, parent_task_id, prompt, provider, model, mode, permission, state, created_at, retry_of, max_tokens, max_minutes, max_cost_usd, options) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $10, $11, $12, $13, $14, $15)",
                 SQL.pending
             )))
             .bind(&row.id)
@@ -124,6 +125,11 @@ impl Store {
             .bind(row.budget.max_tokens.map(|v| v.min(i64::MAX as u64) as i64))
             .bind(row.budget.max_minutes.map(|v| v.min(i64::MAX as u64) as i64))
             .bind(row.budget.max_cost_usd)
+            .bind(
+                (!row.options.is_empty())
+                    .then(|| serde_json::to_string(&row.options).ok())
+                    .flatten(),
+            )
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

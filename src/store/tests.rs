@@ -23,6 +23,7 @@ fn row(id: &str, session: &str, new_session: bool) -> NewTaskRow {
         model: None,
         mode: None,
         permission: None,
+        options: Default::default(),
     }
 }
 

@@ -1,4 +1,5 @@
 mod acp;
+mod agent_choices;
 mod agents_stay_right;
 mod architecture;
 mod attach;

@@ -21,6 +21,7 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
                 .insert_task(&boocoder::store::NewTaskRow {
                     retry_of: None,
                     budget: Default::default(),
+                    options: Default::default(),
                     id: format!("t-{i:012}"),
                     project_path: repo.display().to_string(),
                     session_id: sid,

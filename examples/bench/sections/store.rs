@@ -41,6 +41,7 @@ async fn transitions(store: &boocoder::store::Store, n: usize, tag: &str) -> Res
             .insert_task(&boocoder::store::NewTaskRow {
                 retry_of: None,
                 budget: Default::default(),
+                options: Default::default(),
                 id: format!("t-{tag}-{i}"),
                 project_path: "/bench".into(),
                 session_id: format!("s-{tag}-{i}"),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::{ConnectionTo, schema as s};
-use agent_client_protocol::{Agent, ByteStreams, JsonRpcRequest};
+use agent_client_protocol::{Agent, ByteStreams, JsonRpcMessage, JsonRpcRequest, UntypedMessage};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
@@ -43,9 +43,18 @@ pub(super) struct SessionState {
     pub id: s::SessionId,
     pub modes: Option<s::SessionModeState>,
     pub config_options: Vec<s::SessionConfigOption>,
+    /// The unstable `models` of the session's answer (gemini-cli, claude-code-acp).
+    pub raw_models: Option<super::choices::RawModels>,
     /// How the session came to be: "new", "loaded" or "resumed".
     pub how: &'static str,
 }
+
+/// What a session's answer offers: modes, config options, and the raw answer.
+type Answered = (
+    Option<s::SessionModeState>,
+    Option<Vec<s::SessionConfigOption>>,
+    serde_json::Value,
+);
 
 /// A live agent process and its connection. Dropping it kills the process group.
 pub(super) struct AgentConn {
@@ -163,23 +172,47 @@ impl AgentConn {
         let reopened = match previous {
             Some(prev) if caps.load_session => {
                 let req = s::LoadSessionRequest::new(prev.clone(), root.clone());
-                let r = self.call(req, SETUP_TIMEOUT).await;
-                self.reopened(prev, r.map(|r| (r.modes, r.config_options)), "loaded")?
+                let r = self.call_raw::<s::LoadSessionResponse>(&req).await;
+                self.reopened(
+                    prev,
+                    r.map(|(r, raw)| (r.modes, r.config_options, raw)),
+                    "loaded",
+                )?
             }
             Some(prev) if caps.session_capabilities.resume.is_some() => {
                 let req = s::ResumeSessionRequest::new(prev.clone(), root.clone());
-                let r = self.call(req, SETUP_TIMEOUT).await;
-                self.reopened(prev, r.map(|r| (r.modes, r.config_options)), "resumed")?
+                let r = self.call_raw::<s::ResumeSessionResponse>(&req).await;
+                self.reopened(
+                    prev,
+                    r.map(|(r, raw)| (r.modes, r.config_options, raw)),
+                    "resumed",
+                )?
             }
             _ => None,
         };
         if let Some(session) = reopened {
             return Ok(session);
         }
-        let r = self
-            .call(s::NewSessionRequest::new(root), SETUP_TIMEOUT)
+        let (r, raw) = self
+            .call_raw::<s::NewSessionResponse>(&s::NewSessionRequest::new(root))
             .await?;
-        Ok(self.set_session(r.session_id, r.modes, r.config_options, "new"))
+        Ok(self.set_session(r.session_id, (r.modes, r.config_options, raw), "new"))
+    }
+
+    /// A session request whose answer is also kept raw: agents put fields there the ACP crate
+    /// does not model (the unstable `models`).
+    async fn call_raw<Resp: serde::de::DeserializeOwned>(
+        &self,
+        req: &(impl JsonRpcMessage + serde::Serialize),
+    ) -> Result<(Resp, serde_json::Value), BackendError> {
+        let method = req.method().to_string();
+        let msg = UntypedMessage::new(&method, req)
+            .map_err(|e| BackendError::Agent(format!("{method}: {e}")))?;
+        let raw = self.call(msg, SETUP_TIMEOUT).await?;
+        let typed = serde_json::from_value(raw.clone()).map_err(|e| {
+            BackendError::Agent(format!("{method}: an answer boocoder cannot read: {e}"))
+        })?;
+        Ok((typed, raw))
     }
 
     /// The outcome of `session/load` or `session/resume`: the session, or `None` to start a
@@ -187,17 +220,11 @@ impl AgentConn {
     fn reopened(
         &self,
         prev: &s::SessionId,
-        answer: Result<
-            (
-                Option<s::SessionModeState>,
-                Option<Vec<s::SessionConfigOption>>,
-            ),
-            BackendError,
-        >,
+        answer: Result<Answered, BackendError>,
         how: &'static str,
     ) -> Result<Option<SessionState>, BackendError> {
         match answer {
-            Ok((modes, options)) => Ok(Some(self.set_session(prev.clone(), modes, options, how))),
+            Ok(answered) => Ok(Some(self.set_session(prev.clone(), answered, how))),
             Err(e) if self.is_dead() => Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, how, "reopening the session failed; starting a new one");
@@ -209,14 +236,14 @@ impl AgentConn {
     fn set_session(
         &self,
         id: s::SessionId,
-        modes: Option<s::SessionModeState>,
-        config_options: Option<Vec<s::SessionConfigOption>>,
+        (modes, config_options, raw): Answered,
         how: &'static str,
     ) -> SessionState {
         let st = SessionState {
             id,
             modes,
             config_options: config_options.unwrap_or_default(),
+            raw_models: super::choices::RawModels::of(&raw),
             how,
         };
         *lock(&self.session) = Some(st.clone());

@@ -6,6 +6,7 @@
 //! applies the requested mode and model, sends `session/prompt` and streams the updates as
 //! [`TurnEvent`]s. Cancel sends `session/cancel` and kills the agent if it does not stop.
 
+mod choices;
 mod connection;
 mod fs;
 mod handlers;
@@ -37,7 +38,7 @@ use state::TurnSlot;
 /// process group is killed (real agents answer within ~0.2 s).
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// Mode and model switches are quick protocol calls.
-const CONFIG_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const CONFIG_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A resolved ACP provider.
 #[derive(Debug, Clone)]
@@ -89,7 +90,9 @@ impl AcpBackend {
         let session = lease.session.clone();
         self.announce(&lease, &events).await;
 
-        if let Err(e) = self.configure(&conn, &session, &turn, &events).await {
+        if let Err(e) =
+            choices::configure(&conn, &session, &turn, &self.spec.provider_id, &events).await
+        {
             if conn.is_dead() {
                 lease.discard();
             }
@@ -262,59 +265,6 @@ impl AcpBackend {
         emit(events, TurnEvent::Notice(note)).await;
         Err((BackendError::Cancelled, keep))
     }
-
-    /// Apply the task's mode and model, which only the agent's session announcement can
-    /// validate: an unknown one fails the turn naming the valid choices.
-    async fn configure(
-        &self,
-        conn: &connection::AgentConn,
-        session: &SessionState,
-        turn: &Turn,
-        events: &EventSink,
-    ) -> Result<(), BackendError> {
-        let agent = &self.spec.provider_id;
-        if let Some(mode) = &turn.mode {
-            let listed = session.modes.as_ref().is_some_and(|m| {
-                m.available_modes
-                    .iter()
-                    .any(|x| x.id.0.as_ref() == mode.as_str())
-            });
-            if listed {
-                conn.call(
-                    s::SetSessionModeRequest::new(session.id.clone(), mode.clone()),
-                    CONFIG_TIMEOUT,
-                )
-                .await?;
-            } else if let Some(opt) =
-                select_option(session, &s::SessionConfigOptionCategory::Mode, mode)
-            {
-                set_option(conn, session, opt, mode).await?;
-            } else {
-                let mut valid: Vec<String> = session
-                    .modes
-                    .iter()
-                    .flat_map(|m| m.available_modes.iter().map(|x| x.id.0.to_string()))
-                    .collect();
-                valid.extend(option_values(
-                    session,
-                    &s::SessionConfigOptionCategory::Mode,
-                ));
-                return Err(not_offered("mode", mode, agent, &valid));
-            }
-            emit(events, TurnEvent::Notice(format!("mode set to `{mode}`"))).await;
-        }
-        if let Some(model) = &turn.model {
-            match select_option(session, &s::SessionConfigOptionCategory::Model, model) {
-                Some(opt) => set_option(conn, session, opt, model).await?,
-                None => {
-                    let valid = option_values(session, &s::SessionConfigOptionCategory::Model);
-                    return Err(not_offered("model", model, agent, &valid));
-                }
-            }
-            emit(events, TurnEvent::Notice(format!("model set to `{model}`"))).await;
-        }
-        Ok(())
-    }
 }
 
 /// What the agent's stop reason means for the turn: an end (noted when it is not the normal
@@ -352,73 +302,4 @@ async fn cancel_agent(
     {
         tracing::debug!(error = %e, "could not send session/cancel");
     }
-}
-
-fn not_offered(field: &'static str, value: &str, agent: &str, valid: &[String]) -> BackendError {
-    let reason = if valid.is_empty() {
-        format!("`{value}`: agent `{agent}` offers no {field} selection")
-    } else {
-        format!(
-            "`{value}` is not offered by agent `{agent}`; valid {field}s: {}",
-            valid.join(", ")
-        )
-    };
-    BackendError::InvalidRequest { field, reason }
-}
-
-fn select_values(sel: &s::SessionConfigSelect) -> Vec<String> {
-    match &sel.options {
-        s::SessionConfigSelectOptions::Ungrouped(v) => {
-            v.iter().map(|o| o.value.0.to_string()).collect()
-        }
-        s::SessionConfigSelectOptions::Grouped(g) => g
-            .iter()
-            .flat_map(|g| g.options.iter().map(|o| o.value.0.to_string()))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Values of the select options of a category.
-fn option_values(session: &SessionState, cat: &s::SessionConfigOptionCategory) -> Vec<String> {
-    session
-        .config_options
-        .iter()
-        .filter(|o| o.category.as_ref() == Some(cat))
-        .filter_map(|o| match &o.kind {
-            s::SessionConfigKind::Select(sel) => Some(select_values(sel)),
-            _ => None,
-        })
-        .flatten()
-        .collect()
-}
-
-/// The select option of a category that offers `value`.
-fn select_option<'a>(
-    session: &'a SessionState,
-    cat: &s::SessionConfigOptionCategory,
-    value: &str,
-) -> Option<&'a s::SessionConfigOption> {
-    session.config_options.iter().find(|o| {
-        o.category.as_ref() == Some(cat)
-            && matches!(&o.kind, s::SessionConfigKind::Select(sel) if select_values(sel).iter().any(|v| v == value))
-    })
-}
-
-async fn set_option(
-    conn: &connection::AgentConn,
-    session: &SessionState,
-    opt: &s::SessionConfigOption,
-    value: &str,
-) -> Result<(), BackendError> {
-    conn.call(
-        s::SetSessionConfigOptionRequest::new(
-            session.id.clone(),
-            opt.id.clone(),
-            s::SessionConfigOptionValue::value_id(value.to_string()),
-        ),
-        CONFIG_TIMEOUT,
-    )
-    .await
-    .map(drop)
 }

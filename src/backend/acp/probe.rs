@@ -26,6 +26,8 @@ pub struct ProbeReport {
     pub current_mode: Option<String>,
     pub models: Vec<String>,
     pub current_model: Option<String>,
+    /// Other settings (`new_task`'s `options`).
+    pub options: Vec<crate::domain::AgentSetting>,
     pub commands: Vec<String>,
     pub initialize_ms: u128,
     pub session_new_ms: u128,
@@ -86,7 +88,7 @@ pub async fn probe(
         .map(|c| c.clone())
         .unwrap_or_default();
     let init = &conn.init;
-    let (models, current_model) = model_options(&session.config_options);
+    let offer = super::choices::Offer::of(&session);
     let report = ProbeReport {
         agent_name: init.agent_info.as_ref().map(|i| i.name.clone()),
         agent_version: init.agent_info.as_ref().map(|i| i.version.clone()),
@@ -95,17 +97,11 @@ pub async fn probe(
             .unwrap_or_default(),
         auth_methods: init.auth_methods.iter().map(auth_name).collect(),
         load_session: init.agent_capabilities.load_session,
-        modes: session
-            .modes
-            .iter()
-            .flat_map(|m| m.available_modes.iter().map(|x| x.id.0.to_string()))
-            .collect(),
-        current_mode: session
-            .modes
-            .as_ref()
-            .map(|m| m.current_mode_id.0.to_string()),
-        models,
-        current_model,
+        modes: offer.modes,
+        current_mode: offer.current_mode,
+        models: offer.models,
+        current_model: offer.current_model,
+        options: offer.options,
         commands,
         initialize_ms: conn.init_time.as_millis(),
         session_new_ms,
@@ -120,18 +116,4 @@ fn auth_name(m: &s::AuthMethod) -> String {
         .ok()
         .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
         .unwrap_or_else(|| "unknown".into())
-}
-
-fn model_options(opts: &[s::SessionConfigOption]) -> (Vec<String>, Option<String>) {
-    for o in opts {
-        if o.category == Some(s::SessionConfigOptionCategory::Model)
-            && let s::SessionConfigKind::Select(sel) = &o.kind
-        {
-            return (
-                super::select_values(sel),
-                Some(sel.current_value.0.to_string()),
-            );
-        }
-    }
-    (Vec::new(), None)
 }
