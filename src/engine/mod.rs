@@ -12,6 +12,7 @@ mod liveness;
 mod new_task;
 mod pool;
 mod reap;
+mod rebase;
 mod requests;
 mod run;
 mod sessions;
@@ -37,6 +38,7 @@ use crate::worktree::{ConflictReport, WorktreeError};
 pub use catalog::{ConfigureProvider, Configured};
 pub use conflicts::Overlap;
 pub use new_task::NewTask;
+pub use rebase::{RebaseResult, RebaseState};
 pub use requests::{ApplyResult, ListRequest, OutputPage, OutputRequest, TaskListPage};
 pub use stats::{GroupBy, StatsRow};
 
