@@ -82,7 +82,7 @@ async fn orchestrator_profile_publishes_four_tools() {
     );
     let full = Server::stdio(&env, &[]).await;
     let n = full.client.list_all_tools().await.expect("tools").len();
-    assert_eq!(n, 13);
+    assert_eq!(n, 14);
     server.stop().await;
     full.stop().await;
 }
