@@ -11,7 +11,9 @@ use boocoder::domain::{Task, TaskState};
 use boocoder::engine::GroupBy;
 use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate};
 use boocoder::mcp::client::{RemoteClient, RemoteError};
-use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus, UsageStats};
+use boocoder::mcp::types::{
+    ApplyOutcome, RebaseOutcome, TaskLine, TaskList, TaskOutput, TaskStatus, UsageStats,
+};
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
@@ -289,6 +291,16 @@ impl Target {
         }
     }
 
+    /// Merge a session's pending change onto the checkout's current files.
+    pub async fn rebase(&self, id: &str) -> Result<RebaseOutcome> {
+        match self {
+            Target::Local { engine, .. } => Ok(RebaseOutcome::new(engine.rebase(id).await?)),
+            Target::Remote { client, .. } => {
+                Ok(client.call("rebase_pending", change_target(id)).await?)
+            }
+        }
+    }
+
     pub async fn discard(&self, id: &str) -> Result<ApplyOutcome> {
         match self {
             Target::Local { engine, .. } => {
@@ -335,7 +347,8 @@ impl Target {
     }
 }
 
-/// `apply_pending`/`discard_pending` name a change by session id or by any task id.
+/// `apply_pending`/`rebase_pending`/`discard_pending` name a change by session id or by any
+/// task id.
 fn change_target(id: &str) -> Value {
     if id.starts_with("s-") {
         json!({ "session_id": id })
