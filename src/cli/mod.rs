@@ -1,4 +1,4 @@
-//! The CLI verbs for people (`run`, `ls`, `show`, `apply`, `discard`, `cancel`, `close`,
+//! The CLI verbs for people (`run`, `ls`, `show`, `apply`, `rebase`, `discard`, `cancel`, `close`,
 //! `providers`, `doctor`, `project`), plus `serve` and `schemas`. Locally they open the same data
 //! directory or database as the server; only `run --wait` dispatches (it is a full engine until
 //! its task ends), the others are store clients. With `--url` they call a running server's
@@ -135,6 +135,14 @@ pub enum Verb {
         /// Only check that it applies cleanly.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Merge a session's stale pending change onto the checkout's current files (three-way);
+    /// on a conflict nothing changes and the conflicting lines are shown (exit status 1).
+    Rebase {
+        /// Session id, or any task id of the session.
+        id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Drop a task's (or session's) pending change and reset its worktree.
     Discard { id: String },

@@ -6,7 +6,10 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use boocoder::domain::{Task, TaskState, now_ms};
-use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskOutput, TaskStatus, UsageStats};
+use boocoder::engine::RebaseState;
+use boocoder::mcp::types::{
+    ApplyOutcome, RebaseOutcome, TaskLine, TaskOutput, TaskStatus, UsageStats,
+};
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use boocoder::worktree::FileChange;
 
@@ -391,6 +394,43 @@ pub fn applied(o: &ApplyOutcome) -> String {
     }
     for s in &o.now_stale {
         out += &format!("note: session {s}'s pending change no longer applies cleanly\n");
+    }
+    out
+}
+
+/// What `rebase` did; on a conflict, each file with the lines both sides changed.
+pub fn rebased(r: &RebaseOutcome) -> String {
+    let mut out = match r.result {
+        RebaseState::Merged => format!(
+            "rebased session {} onto the checkout; its change now applies ({} file(s)):\n{}",
+            r.session_id,
+            r.files.len(),
+            file_lines(&r.files)
+        ),
+        RebaseState::UpToDate => format!(
+            "session {}'s change already applies to the checkout; nothing to rebase\n",
+            r.session_id
+        ),
+        RebaseState::Conflict => format!(
+            "conflict: session {}'s change and the checkout changed the same lines:\n",
+            r.session_id
+        ),
+    };
+    for c in &r.conflicts {
+        out += &format!("  {}: {}\n", c.path, c.reason);
+        for h in &c.hunks {
+            out += &format!("    checkout {}:\n", h.checkout);
+            for l in &h.checkout_lines {
+                out += &format!("      {l}\n");
+            }
+            out += &format!("    session {}:\n", h.session);
+            for l in &h.session_lines {
+                out += &format!("      {l}\n");
+            }
+        }
+    }
+    if r.result == RebaseState::Conflict {
+        out += &format!("{}\n", r.hint);
     }
     out
 }

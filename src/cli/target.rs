@@ -12,7 +12,8 @@ use boocoder::engine::GroupBy;
 use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate};
 use boocoder::mcp::client::{RemoteClient, RemoteError};
 use boocoder::mcp::types::{
-    ApplyOutcome, PermissionAnswer, TaskLine, TaskList, TaskOutput, TaskStatus, UsageStats,
+    ApplyOutcome, PermissionAnswer, RebaseOutcome, TaskLine, TaskList, TaskOutput, TaskStatus,
+    UsageStats,
 };
 use boocoder::providers::snapshot::ProvidersSnapshot;
 use serde_json::{Value, json};
@@ -291,6 +292,16 @@ impl Target {
         }
     }
 
+    /// Merge a session's pending change onto the checkout's current files.
+    pub async fn rebase(&self, id: &str) -> Result<RebaseOutcome> {
+        match self {
+            Target::Local { engine, .. } => Ok(RebaseOutcome::new(engine.rebase(id).await?)),
+            Target::Remote { client, .. } => {
+                Ok(client.call("rebase_pending", change_target(id)).await?)
+            }
+        }
+    }
+
     pub async fn discard(&self, id: &str) -> Result<ApplyOutcome> {
         match self {
             Target::Local { engine, .. } => {
@@ -383,7 +394,8 @@ impl Target {
     }
 }
 
-/// `apply_pending`/`discard_pending` name a change by session id or by any task id.
+/// `apply_pending`/`rebase_pending`/`discard_pending` name a change by session id or by any
+/// task id.
 fn change_target(id: &str) -> Value {
     if id.starts_with("s-") {
         json!({ "session_id": id })

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, Result, bail};
 use boocoder::domain::TaskState;
-use boocoder::engine::{NewTask, OutputRequest};
+use boocoder::engine::{NewTask, OutputRequest, RebaseState};
 use boocoder::mcp::types::{TaskOutput, TaskStatus};
 
 use super::target::Target;
@@ -92,6 +92,18 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
             Ok(0)
         }
         Verb::Apply { id, dry_run } => apply(target, &id, dry_run).await,
+        Verb::Rebase { id, json } => {
+            let r = target.rebase(&id).await?;
+            let code = i32::from(r.result == RebaseState::Conflict);
+            if json {
+                print_json(&r)?;
+            } else if code == 0 {
+                out(&render::rebased(&r));
+            } else {
+                eprint!("{}", render::rebased(&r));
+            }
+            Ok(code)
+        }
         Verb::Discard { id } => {
             let r = target.discard(&id).await?;
             out(&format!(

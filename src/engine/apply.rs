@@ -24,7 +24,7 @@ use crate::domain::{ChangeStatus, PendingChange, Task};
 use crate::worktree::{self, ChangeTrees, CheckoutLock, WorktreeError};
 
 /// How long an apply waits for another apply to the same checkout before giving up.
-const APPLY_LOCK_WAIT: Duration = Duration::from_secs(30);
+pub(super) const APPLY_LOCK_WAIT: Duration = Duration::from_secs(30);
 /// At start-up, a checkout locked this long is being applied to by a live process.
 const RECOVERY_LOCK_WAIT: Duration = Duration::from_secs(2);
 
@@ -38,6 +38,7 @@ impl Engine {
             &session,
             "wait for it to finish (check_task_status) or cancel it first",
         )?;
+        self.inner.settle_rebase(&session).await?;
         self.require_pending(&session, change).await?;
         let wt = worktree_path(&session)?;
         let project = PathBuf::from(&session.project_path);
@@ -304,7 +305,7 @@ impl Inner {
 
 /// The change's target tree; changes stored before trees were recorded get theirs from
 /// their patch applied to their base.
-async fn change_tree(wt: &std::path::Path, change: &PendingChange) -> Result<String> {
+pub(super) async fn change_tree(wt: &std::path::Path, change: &PendingChange) -> Result<String> {
     if let Some(t) = &change.tree {
         return Ok(t.clone());
     }
@@ -318,7 +319,7 @@ async fn change_tree(wt: &std::path::Path, change: &PendingChange) -> Result<Str
         .map_err(conflict)
 }
 
-fn conflict(e: WorktreeError) -> EngineError {
+pub(super) fn conflict(e: WorktreeError) -> EngineError {
     match e {
         WorktreeError::Conflict(r) => EngineError::Conflict(r),
         WorktreeError::Busy(m) => EngineError::State(m),

@@ -13,6 +13,7 @@ mod new_task;
 mod pool;
 mod questions;
 mod reap;
+mod rebase;
 mod requests;
 mod run;
 mod sessions;
@@ -40,6 +41,7 @@ pub use catalog::{ConfigureProvider, Configured};
 pub use conflicts::Overlap;
 pub use new_task::{Caller, NewTask};
 pub use questions::{Answered, Elicited, Elicitor};
+pub use rebase::{RebaseResult, RebaseState};
 pub use requests::{ApplyResult, ListRequest, OutputPage, OutputRequest, TaskListPage};
 pub use stats::{GroupBy, StatsRow};
 

@@ -299,6 +299,9 @@ async fn ensure_worktree(
     if let Some(path) = &session.worktree_path {
         let path = PathBuf::from(path);
         if path.is_dir() {
+            inner.settle_rebase(session).await.map_err(|e| {
+                BackendError::internal("could not finish the session's interrupted rebase", e)
+            })?;
             return Ok(path);
         }
         return Err(BackendError::WorktreeGone(path));
@@ -349,6 +352,8 @@ pub(super) async fn queue_diff(
     if !wt.is_dir() {
         return Ok(Vec::new());
     }
+    // A worktree half way to a rebased change is no state to snapshot.
+    inner.settle_rebase(session).await?;
     let b2 = base.clone();
     let snap = blocking(move || worktree::snapshot(&wt, &b2)).await?;
     inner

@@ -59,6 +59,7 @@ impl Engine {
         let (session, change) = self.change_target(target).await?;
         self.require_local(&session)?;
         let _turns = self.lock_idle_session(&session, "cancel it before discarding")?;
+        self.inner.settle_rebase(&session).await?;
         let change = self.require_pending(&session, change).await?;
         let wt = worktree_path(&session)?;
         let base = change.base_commit.clone();

@@ -64,7 +64,8 @@ Delegate with new_task (a complete, self-contained prompt); it returns a task id
 Poll check_task_status (use wait_seconds to long-poll) until the state is completed, failed or cancelled; \
 it returns a short summary and the changed files, not the transcript. \
 Nothing touches the user's checkout until you call apply_pending (use dry_run to check first); \
-discard_pending drops a change. Follow-up turns in the same worktree: new_task with session_id. \
+discard_pending drops a change; rebase_pending merges a stale change onto the checkout's current \
+files. Follow-up turns in the same worktree: new_task with session_id. \
 get_task_output returns the full transcript and diff when you really need them. \
 list_providers shows which agents (with their models and modes) this machine can run.";
 
@@ -345,6 +346,22 @@ impl McpServer {
         self.close_after(&mut out, p.close_session, "applied")
             .await?;
         Ok(Json(out))
+    }
+
+    /// Merge a session's pending change (by `session_id` or `task_id`) onto the checkout's
+    /// current files, when another change applied meanwhile made it stale
+    /// (`stale_against_checkout`). Three-way, per line: on success the session's worktree and
+    /// pending change build on the checkout as it is, so `apply_pending` then applies it; on a
+    /// conflict nothing changes and the conflicting files and lines are listed. Never writes
+    /// to the checkout.
+    #[tool(annotations(destructive_hint = false, idempotent_hint = true))]
+    async fn rebase_pending(
+        &self,
+        Parameters(p): Parameters<RebasePendingParams>,
+    ) -> ToolResult<RebaseOutcome> {
+        let target = target(p.task_id, p.session_id)?;
+        let r = self.engine.rebase(&target).await.map_err(fail)?;
+        Ok(Json(RebaseOutcome::new(r)))
     }
 
     /// Drop a session's pending change (by `task_id` or `session_id`) and reset its worktree,

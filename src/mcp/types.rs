@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{TaskState, Usage, rfc3339};
-use crate::engine::ApplyResult;
+use crate::engine::{ApplyResult, RebaseResult, RebaseState};
 use crate::worktree::FileChange;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -222,6 +222,17 @@ pub struct ApplyPendingParams {
     /// turns can run in it. Leave false to keep iterating with follow-up turns.
     #[serde(default)]
     pub close_session: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RebasePendingParams {
+    /// Rebase this session's pending change. Give this or `task_id`.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Rebase the pending change of this task's session. Give this or `session_id`.
+    #[serde(default)]
+    pub task_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -583,6 +594,53 @@ impl From<crate::engine::Answered> for PermissionAnswer {
             task_id: a.task_id,
             request_id: a.request_id,
             chosen: a.chosen,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RebaseOutcome {
+    pub session_id: String,
+    /// The turn whose cumulative change this is.
+    pub task_id: String,
+    /// `merged` (the change now applies to the checkout as it is), `up_to_date` (it already
+    /// did; nothing changed) or `conflict` (nothing changed; see `conflicts`).
+    pub result: RebaseState,
+    /// The pending change's files: after the merge, or as they were.
+    pub files: Vec<FileChange>,
+    /// Each file both sides changed in ways that do not merge, with the regions of lines
+    /// (base, checkout, session) and each side's lines there.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub conflicts: Vec<crate::worktree::MergeConflict>,
+    /// What to do next.
+    pub hint: String,
+}
+
+impl RebaseOutcome {
+    pub fn new(r: RebaseResult) -> RebaseOutcome {
+        let hint = match r.state {
+            RebaseState::Merged => {
+                "the session's worktree and pending change now build on the checkout's \
+                 current files; review the new diff (get_task_output), then apply_pending"
+                    .to_string()
+            }
+            RebaseState::UpToDate => {
+                "the change already applies to the checkout; nothing was changed".to_string()
+            }
+            RebaseState::Conflict => format!(
+                "nothing was changed. To resolve, ask a follow-up turn (new_task with session_id \
+                 `{}`) to make its version of these lines agree with the checkout's while keeping \
+                 its intent, then call rebase_pending again; or discard_pending the change",
+                r.session_id
+            ),
+        };
+        RebaseOutcome {
+            session_id: r.session_id,
+            task_id: r.task_id,
+            result: r.state,
+            files: r.files,
+            conflicts: r.conflicts,
+            hint,
         }
     }
 }

@@ -116,6 +116,62 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// A rebased pending change: its new base, tree, patch and files replace the old ones, its
+    /// stale mark is cleared and the session's base moves, in one transaction (an empty patch
+    /// drops the change: the checkout already holds all of it). False when the change was
+    /// settled or replaced meanwhile: then nothing changed.
+    pub async fn rebase_change(
+        &self,
+        change_id: i64,
+        session_id: &str,
+        new_base: &str,
+        tree: &str,
+        patch: &[u8],
+        files: &[FileChange],
+    ) -> Result<bool> {
+        let now = now_ms();
+        let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        let done = on_write!(self, p => {
+            let mut tx = p.begin().await?;
+            let n = if patch.is_empty() {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM pending_changes WHERE id = $1 AND status = {}",
+                    SQL.change_pending
+                )))
+                .bind(change_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            } else {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE pending_changes SET base_commit = $1, tree = $2, patch = $3, files = $4, \
+                     stale_files = NULL, updated_at = $5 WHERE id = $6 AND status = {}",
+                    SQL.change_pending
+                )))
+                .bind(new_base)
+                .bind(tree)
+                .bind(patch)
+                .bind(&files)
+                .bind(now)
+                .bind(change_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            };
+            if n == 1 {
+                sqlx::query("UPDATE sessions SET base_commit = $1, updated_at = $2 WHERE id = $3")
+                    .bind(new_base)
+                    .bind(now)
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(done == 1)
+    }
+
     /// The status of one change by id (to settle an apply a crash interrupted).
     pub async fn change_status(&self, change_id: i64) -> Result<Option<ChangeStatus>> {
         let row: Option<(String,)> = on_pool!(self, p => {

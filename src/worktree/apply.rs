@@ -122,6 +122,11 @@ impl CheckoutLock {
         &self.root
     }
 
+    /// Whether the checkout records the executable bit (`core.filemode`).
+    pub(super) fn file_mode(&self) -> bool {
+        self.file_mode
+    }
+
     fn journal_dir(&self) -> PathBuf {
         self.git_dir.join(JOURNAL_DIR)
     }
@@ -449,7 +454,7 @@ impl Checker<'_> {
 
 /// Tree paths come from an agent's worktree: only plain components, and never
 /// anything inside a `.git` directory at any depth.
-fn check_path(rel: &[u8]) -> Result<(), String> {
+pub(super) fn check_path(rel: &[u8]) -> Result<(), String> {
     let path = Path::new(OsStr::from_bytes(rel));
     if rel.is_empty()
         || rel.contains(&0)
@@ -467,7 +472,7 @@ fn check_path(rel: &[u8]) -> Result<(), String> {
 }
 
 /// The proper prefixes of a slash-separated path, shallowest first.
-fn parents(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn parents(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
     rel.iter()
         .enumerate()
         .filter(|(_, b)| **b == b'/')
@@ -494,7 +499,7 @@ fn points_outside(rel: &[u8], target: &[u8]) -> bool {
     false
 }
 
-fn shown(rel: &[u8]) -> String {
+pub(super) fn shown(rel: &[u8]) -> String {
     String::from_utf8_lossy(rel).into_owned()
 }
 

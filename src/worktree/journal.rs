@@ -326,7 +326,12 @@ fn keep(target: &Path, kept: &Path) -> io::Result<()> {
 
 /// Write a new version beside its target, with the previous version's
 /// permissions (exec bit per the change) or the umask's for a new file.
-fn stage(tmp: &Path, content: &[u8], kind: Kind, previous: Option<&Path>) -> io::Result<()> {
+pub(super) fn stage(
+    tmp: &Path,
+    content: &[u8],
+    kind: Kind,
+    previous: Option<&Path>,
+) -> io::Result<()> {
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -355,7 +360,7 @@ fn stage(tmp: &Path, content: &[u8], kind: Kind, previous: Option<&Path>) -> io:
 
 /// Remove a tree of empty directories; fails (touching nothing more) if any
 /// file is inside.
-fn remove_empty_dirs(dir: &Path) -> io::Result<()> {
+pub(super) fn remove_empty_dirs(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
@@ -367,7 +372,7 @@ fn remove_empty_dirs(dir: &Path) -> io::Result<()> {
 
 /// git leaves no empty directories behind when it deletes the last file in
 /// them; neither do we.
-fn prune_empty_parents(root: &Path, path: &Path) {
+pub(super) fn prune_empty_parents(root: &Path, path: &Path) {
     let mut dir = path.parent();
     while let Some(d) = dir {
         if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {

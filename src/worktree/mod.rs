@@ -11,7 +11,9 @@
 //! the worktree's content and its diff in `snapshot.rs`, the project's
 //! `.worktreeinclude` files in `include.rs`, heavy ignored directories in
 //! `bring.rs`, writing into the
-//! checkout in `apply.rs`, path containment in `guard.rs`. Everything goes through libgit2 except a new worktree's checkout
+//! checkout in `apply.rs`, merging a pending change onto the checkout in `rebase.rs` (its
+//! conflicts in lines in `hunks.rs`, the worktree following it in `follow.rs`), path
+//! containment in `guard.rs`. Everything goes through libgit2 except a new worktree's checkout
 //! (git's parallel checkout, an argument vector; libgit2 when git is missing).
 //! `Repository` is `Send` but not `Sync`, so every function opens the
 //! repositories it needs and returns owned data; callers run these inside
@@ -20,12 +22,15 @@
 mod apply;
 mod bring;
 mod create;
+mod follow;
 pub mod guard;
+mod hunks;
 mod include;
 mod journal;
 mod pool;
 mod private_repo;
 mod reap;
+mod rebase;
 mod remove;
 mod reset;
 mod snapshot;
@@ -42,12 +47,15 @@ use git2::{ErrorCode, ObjectType, Oid, Repository};
 pub use apply::{ChangeTrees, CheckoutLock, StaleJournal};
 pub use bring::{BringStrategy, Brought, bring};
 pub use create::create;
+pub use follow::{RebaseMarker, abandon_rebase, begin_rebase, finish_rebase, interrupted_rebase};
+pub use hunks::{ConflictHunk, LineSpan};
 pub use include::{INCLUDE_FILE, Included, copy_included};
 pub use pool::{
     PoolUse, Spare, bring_forward, disk_use, drop_pool, drop_spare, head_commit, make_spare,
     mark_ready, pool_dir, pooled_projects, spares, take_spare,
 };
 pub use reap::{remove_closed, remove_if_clean};
+pub use rebase::{MergeConflict, Rebase, Rebased};
 pub use remove::remove;
 use remove::{is_trash, remove_all, remove_worktree_dir};
 pub use reset::reset;

@@ -160,23 +160,45 @@ pub fn rebaseline(wt_path: &Path, base: &str, tree: &str) -> Result<String, Work
     let repo = open_worktree(wt_path)?;
     let parent = repo.revparse_single(base)?.peel_to_commit()?;
     let tree = repo.find_tree(Oid::from_str(tree)?)?;
-    let id = if parent.tree_id() == tree.id() {
-        parent.id()
-    } else {
-        let sig = Signature::now(SIGNATURE_NAME, SIGNATURE_EMAIL)?;
-        repo.commit(None, &sig, &sig, REBASELINE_MESSAGE, &tree, &[&parent])?
-    };
+    let id = commit_on(&repo, &parent, &tree, REBASELINE_MESSAGE)?;
+    move_head(&repo, id, &tree, REBASELINE_MESSAGE)?;
+    Ok(id.to_string())
+}
+
+/// A commit of `tree` on top of `parent` (`parent` itself when it already holds that tree),
+/// referenced by nothing yet.
+pub(super) fn commit_on(
+    repo: &Repository,
+    parent: &git2::Commit<'_>,
+    tree: &Tree<'_>,
+    message: &str,
+) -> Result<Oid, WorktreeError> {
+    if parent.tree_id() == tree.id() {
+        return Ok(parent.id());
+    }
+    let sig = Signature::now(SIGNATURE_NAME, SIGNATURE_EMAIL)?;
+    Ok(repo.commit(None, &sig, &sig, message, tree, &[parent])?)
+}
+
+/// HEAD (its branch, or HEAD itself when detached) to the commit `id`, and the index to its
+/// `tree`, keeping the index's stat cache for unchanged files.
+pub(super) fn move_head(
+    repo: &Repository,
+    id: Oid,
+    tree: &Tree<'_>,
+    message: &str,
+) -> Result<(), WorktreeError> {
     let head = repo.find_reference("HEAD")?;
     match head.symbolic_target()? {
         Some(branch) => {
-            repo.reference(branch, id, true, REBASELINE_MESSAGE)?;
+            repo.reference(branch, id, true, message)?;
         }
         None => repo.set_head_detached(id)?,
     }
     let mut index = repo.index()?;
-    index.read_tree(&tree)?;
+    index.read_tree(tree)?;
     index.write()?;
-    Ok(id.to_string())
+    Ok(())
 }
 
 /// Per-file summary of a diff (generated or parsed). A type change arrives as

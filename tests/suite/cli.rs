@@ -345,3 +345,82 @@ async fn remote_verbs_print_what_local_verbs_print() {
     let d = run(true, args(&["doctor"])).await.expect("join");
     assert!(stdout(&d).contains("ok   tools answer"), "{}", stdout(&d));
 }
+
+/// `rebase` against a running server (`--url`) and locally beside it: a stale change editing
+/// other lines merges and then applies; one editing the same line exits 1 naming the lines.
+#[tokio::test]
+async fn rebase_merges_with_url_and_refuses_an_overlap_locally() {
+    let env = Env::new();
+    let text: String = (1..=12).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(env.repo.join("README.md"), text).expect("write");
+    git(&env.repo, &["commit", "-qam", "twelve lines"]);
+    let (_child, url, _log) = Server::http(&env, &["--token", "tok"]).await;
+    let local_env = env.args();
+    let cli = move |remote: bool, args: Vec<String>| {
+        let url = url.clone();
+        let local_env = local_env.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Command::new(BIN);
+            if remote {
+                c.args(["--url", &url, "--token", "tok"]);
+            } else {
+                c.args(&local_env);
+            }
+            c.args(&args).env("NO_COLOR", "1").output().expect("run")
+        })
+    };
+    let mut sessions = Vec::new();
+    for (line, who) in [(1, "a"), (10, "b"), (1, "c")] {
+        let prompt = format!("run sed -i '{line}s/.*/line {line} by {who}/' README.md");
+        let args = ["run", prompt.as_str(), "--wait", "--json"].map(String::from);
+        let o = cli(true, args.to_vec()).await.expect("join");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let t: TaskStatus = serde_json::from_slice(&o.stdout).expect("json");
+        sessions.push((t.task_id, t.session_id));
+    }
+    let verb = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let a = cli(true, verb(&["apply", &sessions[0].1]))
+        .await
+        .expect("join");
+    assert!(
+        stdout(&a).contains("no longer applies cleanly"),
+        "{}",
+        stdout(&a)
+    );
+
+    let b = cli(true, verb(&["rebase", &sessions[1].1]))
+        .await
+        .expect("join");
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert!(
+        stdout(&b).contains(&format!(
+            "rebased session {} onto the checkout",
+            sessions[1].1
+        )),
+        "{}",
+        stdout(&b)
+    );
+    let c = cli(false, verb(&["rebase", &sessions[2].0]))
+        .await
+        .expect("join");
+    assert_eq!(c.status.code(), Some(1), "{}", stdout(&c));
+    let err = stderr(&c);
+    for expected in [
+        "README.md: changed on both sides",
+        "checkout line 1:",
+        "line 1 by a",
+        "session line 1:",
+        "line 1 by c",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    let applied = cli(false, verb(&["apply", &sessions[1].1]))
+        .await
+        .expect("join");
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let readme = env.read("README.md").expect("README");
+    assert!(
+        readme.starts_with("line 1 by a\n") && readme.contains("\nline 10 by b\n"),
+        "{readme}"
+    );
+}

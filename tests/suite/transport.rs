@@ -83,7 +83,7 @@ async fn orchestrator_profile_publishes_five_tools() {
     );
     let full = Server::stdio(&env, &[]).await;
     let n = full.client.list_all_tools().await.expect("tools").len();
-    assert_eq!(n, 14);
+    assert_eq!(n, 15);
     server.stop().await;
     full.stop().await;
 }

@@ -20,7 +20,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use boocoder::domain::{EventKind, TaskEvent, TaskState, Usage};
-pub use boocoder::mcp::types::{ApplyOutcome, TaskLine, TaskList, TaskOutput, TaskStatus};
+pub use boocoder::engine::RebaseState;
+pub use boocoder::mcp::types::{
+    ApplyOutcome, RebaseOutcome, TaskLine, TaskList, TaskOutput, TaskStatus,
+};
 pub use boocoder::providers::Transport;
 pub use boocoder::providers::snapshot::{ProviderInfo, ProvidersSnapshot, Status};
 

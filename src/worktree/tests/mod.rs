@@ -5,6 +5,7 @@ mod bring;
 mod include;
 mod lifecycle;
 mod pool;
+mod rebase;
 mod refusals;
 mod round_trip;
 
