@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::backend::acp::{AcpBackend, AcpSpec};
 use crate::backend::native::NativeBackend;
-use crate::backend::oneshot::{OneShotBackend, OneShotSpec, PromptMode};
+use crate::backend::oneshot::{OneShotBackend, OneShotSpec, OutputFormat, PromptMode};
 use crate::backend::{Backend, BackendShared};
 use crate::config::Config;
 use crate::domain::PermissionPolicy;
@@ -58,6 +58,10 @@ pub struct Provider {
     pub env: BTreeMap<String, String>,
     pub prompt: PromptMode,
     pub model_args: Vec<String>,
+    /// CLI: how stdout is read (plain text, or an agent's JSON event stream).
+    pub output: OutputFormat,
+    /// CLI: arguments that continue the session's earlier conversation, `{id}` its id.
+    pub resume_args: Vec<String>,
     pub enabled: bool,
     pub timeout: Duration,
     pub builtin: bool,
@@ -112,6 +116,8 @@ pub struct ProviderOverride {
     pub env: Option<BTreeMap<String, String>>,
     pub prompt: Option<PromptMode>,
     pub model_args: Option<Vec<String>>,
+    pub output: Option<OutputFormat>,
+    pub resume_args: Option<Vec<String>>,
     pub enabled: Option<bool>,
     pub timeout_secs: Option<u64>,
     pub client_fs: Option<bool>,
@@ -181,6 +187,8 @@ fn provider_defaults(id: &str, label: &str, transport: Transport, command: &[&st
         env: BTreeMap::new(),
         prompt: PromptMode::Stdin,
         model_args: Vec::new(),
+        output: OutputFormat::Text,
+        resume_args: Vec::new(),
         enabled: true,
         timeout: DEFAULT_TIMEOUT,
         builtin: true,
@@ -191,12 +199,35 @@ fn provider_defaults(id: &str, label: &str, transport: Transport, command: &[&st
     }
 }
 
+/// The built-in `claude` CLI agent's command. Headless runs cannot answer prompts: it may edit
+/// files (inside the worktree; shell commands still need rules); override `command` to loosen
+/// or tighten this. stream-json (which needs `--verbose` with `-p`) reports the work as it
+/// goes, the session id, usage and cost.
+pub const CLAUDE_PRINT: &[&str] = &[
+    "claude",
+    "-p",
+    "--permission-mode",
+    "acceptEdits",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+];
+
+/// The built-in `codex exec` CLI agent's command: without a writable sandbox it runs
+/// read-only and cannot edit the worktree (codex-cli 0.171 dropped `--full-auto`); `--json`
+/// reports items, the thread id and token counts. `exec resume ID PROMPT` continues a thread,
+/// with these options before `resume`.
+pub const CODEX_EXEC: &[&str] = &["codex", "exec", "--sandbox", "workspace-write", "--json"];
+
 fn builtins() -> Vec<Provider> {
-    let cli = |id: &str, label: &str, command: &[&str], model_flag: &str| Provider {
-        prompt: PromptMode::Arg,
-        model_args: vec![model_flag.into(), "{model}".into()],
-        ..provider_defaults(id, label, Transport::Cli, command)
-    };
+    let cli =
+        |id: &str, label: &str, command: &[&str], output: OutputFormat, resume: &[&str]| Provider {
+            prompt: PromptMode::Arg,
+            model_args: vec!["--model".into(), "{model}".into()],
+            output,
+            resume_args: resume.iter().map(|s| s.to_string()).collect(),
+            ..provider_defaults(id, label, Transport::Cli, command)
+        };
     let acp = |id: &str, label: &str, command: &[&str]| {
         provider_defaults(id, label, Transport::Acp, command)
     };
@@ -212,12 +243,12 @@ fn builtins() -> Vec<Provider> {
     let codex = if find_program("codex-acp").is_some() {
         acp("codex", "Codex (codex-acp)", &["codex-acp"])
     } else {
-        // Without --full-auto, `codex exec` runs read-only and cannot edit the worktree.
         cli(
             "codex",
             "Codex (codex exec)",
-            &["codex", "exec", "--full-auto"],
-            "--model",
+            CODEX_EXEC,
+            OutputFormat::CodexJson,
+            &["resume", "{id}"],
         )
     };
     vec![
@@ -230,10 +261,9 @@ fn builtins() -> Vec<Provider> {
         cli(
             "claude",
             "Claude Code (claude -p)",
-            // Headless runs cannot answer prompts: let it edit files (inside the worktree; shell
-            // commands still need rules). Override `command` to loosen or tighten this.
-            &["claude", "-p", "--permission-mode", "acceptEdits"],
-            "--model",
+            CLAUDE_PRINT,
+            OutputFormat::ClaudeStreamJson,
+            &["--resume", "{id}"],
         ),
         codex,
         measured(acp("opencode", "opencode (ACP)", &["opencode", "acp"])),
@@ -413,13 +443,19 @@ impl Registry {
             Err(e) => return Err(e),
         };
         match p.transport {
-            Transport::Cli => Ok(Backend::Cli(OneShotBackend::new(OneShotSpec {
-                command: p.command.clone(),
-                prompt: p.prompt,
-                model_args: p.model_args.clone(),
-                env: p.env.clone(),
-                timeout: p.timeout,
-            }))),
+            Transport::Cli => Ok(Backend::Cli(OneShotBackend::new(
+                OneShotSpec {
+                    provider_id: p.id.clone(),
+                    command: p.command.clone(),
+                    prompt: p.prompt,
+                    model_args: p.model_args.clone(),
+                    env: p.env.clone(),
+                    timeout: p.timeout,
+                    output: p.output,
+                    resume_args: p.resume_args.clone(),
+                },
+                Some(shared.memory.clone()),
+            ))),
             Transport::Native => match &shared.native {
                 Some(n) => Ok(Backend::Native(NativeBackend::new(n.clone()))),
                 None => Err(ProviderError::NotConfigured {
@@ -523,6 +559,12 @@ fn merge_entry(
     if let Some(v) = &o.model_args {
         p.model_args = v.clone();
     }
+    if let Some(v) = o.output {
+        p.output = v;
+    }
+    if let Some(v) = &o.resume_args {
+        p.resume_args = v.clone();
+    }
     if let Some(v) = o.enabled {
         p.enabled = v;
     }
@@ -546,6 +588,23 @@ fn merge_entry(
     {
         return Err(
             "client_fs, permission and permission_timeout_secs apply to ACP agents only".into(),
+        );
+    }
+    if p.transport != Transport::Cli && (o.output.is_some() || o.resume_args.is_some()) {
+        return Err("output and resume_args apply to CLI agents only".into());
+    }
+    // Inherited resume arguments just go unused with plain output; given ones are a mistake.
+    if o.resume_args.as_ref().is_some_and(|r| !r.is_empty()) && !p.output.names_conversation() {
+        return Err(format!(
+            "resume_args need an output format that reports the conversation id ({} or {}); this entry's output is `{}`",
+            OutputFormat::ClaudeStreamJson.as_str(),
+            OutputFormat::CodexJson.as_str(),
+            p.output.as_str()
+        ));
+    }
+    if !p.resume_args.is_empty() && !p.resume_args.iter().any(|a| a.contains("{id}")) {
+        return Err(
+            "resume_args must contain the placeholder {id}, e.g. [\"--resume\", \"{id}\"]".into(),
         );
     }
     if p.transport != Transport::Native && p.command.first().is_none_or(|c| c.is_empty()) {
