@@ -2,6 +2,7 @@
 //! specs. Loading never fails: a bad file is kept as a diagnostic and the built-ins still work,
 //! but a task naming an unknown, disabled or missing provider is refused with the valid choices.
 
+mod builtins;
 pub mod file;
 pub mod probe;
 pub mod snapshot;
@@ -18,6 +19,8 @@ use crate::backend::oneshot::{OneShotBackend, OneShotSpec, OutputFormat, PromptM
 use crate::backend::{Backend, BackendShared};
 use crate::config::Config;
 use crate::domain::PermissionPolicy;
+pub use builtins::{CLAUDE_PRINT, CODEX_EXEC};
+use builtins::{builtins, provider_defaults};
 
 /// How boocoder talks to a provider.
 #[derive(
@@ -170,117 +173,6 @@ fn list(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
-}
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Nobody answers `ask` yet (forwarding to the client comes later), so keep the wait short.
-const DEFAULT_PERMISSION_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A provider with every field at its default; built-ins and custom entries start here.
-fn provider_defaults(id: &str, label: &str, transport: Transport, command: &[&str]) -> Provider {
-    Provider {
-        id: id.into(),
-        label: label.into(),
-        description: None,
-        transport,
-        command: command.iter().map(|s| s.to_string()).collect(),
-        env: BTreeMap::new(),
-        prompt: PromptMode::Stdin,
-        model_args: Vec::new(),
-        output: OutputFormat::Text,
-        resume_args: Vec::new(),
-        enabled: true,
-        timeout: DEFAULT_TIMEOUT,
-        builtin: true,
-        client_fs: true,
-        permission: PermissionPolicy::Allow,
-        permission_timeout: DEFAULT_PERMISSION_TIMEOUT,
-        prestart: None,
-    }
-}
-
-/// The built-in `claude` CLI agent's command. Headless runs cannot answer prompts: it may edit
-/// files (inside the worktree; shell commands still need rules); override `command` to loosen
-/// or tighten this. stream-json (which needs `--verbose` with `-p`) reports the work as it
-/// goes, the session id, usage and cost.
-pub const CLAUDE_PRINT: &[&str] = &[
-    "claude",
-    "-p",
-    "--permission-mode",
-    "acceptEdits",
-    "--output-format",
-    "stream-json",
-    "--verbose",
-];
-
-/// The built-in `codex exec` CLI agent's command: without a writable sandbox it runs
-/// read-only and cannot edit the worktree (codex-cli 0.171 dropped `--full-auto`); `--json`
-/// reports items, the thread id and token counts. `exec resume ID PROMPT` continues a thread,
-/// with these options before `resume`.
-pub const CODEX_EXEC: &[&str] = &["codex", "exec", "--sandbox", "workspace-write", "--json"];
-
-fn builtins() -> Vec<Provider> {
-    let cli =
-        |id: &str, label: &str, command: &[&str], output: OutputFormat, resume: &[&str]| Provider {
-            prompt: PromptMode::Arg,
-            model_args: vec!["--model".into(), "{model}".into()],
-            output,
-            resume_args: resume.iter().map(|s| s.to_string()).collect(),
-            ..provider_defaults(id, label, Transport::Cli, command)
-        };
-    let acp = |id: &str, label: &str, command: &[&str]| {
-        provider_defaults(id, label, Transport::Acp, command)
-    };
-    // Measured on 2026-11-29 with opencode-ai 1.18.33, qwen-code 0.24.4, gemini-cli 0.61.0 and
-    // claude-code-acp 0.16.2: each edits the session's worktree when pre-started elsewhere.
-    let measured = |p: Provider| Provider {
-        prestart: Some(true),
-        ..p
-    };
-    // `codex` is one id with two launchers: the ACP adapter when it is installed (warm
-    // sessions, streaming, permissions), else the one-shot CLI. Override with the providers
-    // file (`"codex": {"extends": "cli", ...}`) to pin one.
-    let codex = if find_program("codex-acp").is_some() {
-        acp("codex", "Codex (codex-acp)", &["codex-acp"])
-    } else {
-        cli(
-            "codex",
-            "Codex (codex exec)",
-            CODEX_EXEC,
-            OutputFormat::CodexJson,
-            &["resume", "{id}"],
-        )
-    };
-    vec![
-        provider_defaults(
-            Provider::NATIVE_ID,
-            "Native loop (OpenAI-compatible endpoint)",
-            Transport::Native,
-            &[],
-        ),
-        cli(
-            "claude",
-            "Claude Code (claude -p)",
-            CLAUDE_PRINT,
-            OutputFormat::ClaudeStreamJson,
-            &["--resume", "{id}"],
-        ),
-        codex,
-        measured(acp("opencode", "opencode (ACP)", &["opencode", "acp"])),
-        acp("goose", "goose (ACP)", &["goose", "acp"]),
-        measured(acp("qwen", "Qwen Code (ACP)", &["qwen", "--acp"])),
-        measured(Provider {
-            // gemini-cli 0.61 mishandles the client's fs error replies (a missing file looks
-            // like a failure), so it reads and writes files itself.
-            client_fs: false,
-            ..acp("gemini", "Gemini CLI (ACP)", &["gemini", "--acp"])
-        }),
-        measured(acp(
-            "claude-code",
-            "Claude Code (claude-code-acp)",
-            &["claude-code-acp"],
-        )),
-    ]
 }
 
 /// The native endpoint as a fingerprint: a probe of another endpoint is stale.
@@ -583,6 +475,17 @@ fn merge_entry(
     if let Some(v) = o.permission_timeout_secs {
         p.permission_timeout = Duration::from_secs(v);
     }
+    check_transport_fields(&p, o)?;
+    if p.transport != Transport::Native && p.command.first().is_none_or(|c| c.is_empty()) {
+        return Err(
+            "command must be a non-empty argument vector, e.g. [\"my-agent\", \"--flag\"]".into(),
+        );
+    }
+    Ok(p)
+}
+
+/// Fields that only some transports take, and the CLI output fields' consistency.
+fn check_transport_fields(p: &Provider, o: &ProviderOverride) -> Result<(), String> {
     if p.transport != Transport::Acp
         && (o.client_fs.is_some() || o.permission.is_some() || o.permission_timeout_secs.is_some())
     {
@@ -607,12 +510,7 @@ fn merge_entry(
             "resume_args must contain the placeholder {id}, e.g. [\"--resume\", \"{id}\"]".into(),
         );
     }
-    if p.transport != Transport::Native && p.command.first().is_none_or(|c| c.is_empty()) {
-        return Err(
-            "command must be a non-empty argument vector, e.g. [\"my-agent\", \"--flag\"]".into(),
-        );
-    }
-    Ok(p)
+    Ok(())
 }
 
 /// Whether the provider's program can be found; `Err(program)` when it cannot.
