@@ -169,7 +169,7 @@ async fn claude_json_without_usage_shows_none_and_an_error_result_fails_the_task
 #[tokio::test]
 async fn codex_json_reports_the_turns_share_of_the_thread_and_resumes_it() {
     let env = Env::new();
-    register(&env);
+    let state = register(&env);
     let server = Server::stdio(&env, &[]).await;
     let c = &server.client;
     let per_turn = Usage {
@@ -199,5 +199,18 @@ async fn codex_json_reports_the_turns_share_of_the_thread_and_resumes_it() {
         second.session_usage.and_then(|u| u.total_tokens()),
         Some(240)
     );
+
+    // codex lost the thread: a new one, said once, counted from zero
+    std::fs::remove_dir_all(state.join("codex-threads")).expect("forget");
+    let third = turn(c, "codex-json", "again", Some(&first.session_id)).await;
+    let text = transcript_text(c, &third.task_id).await;
+    let notices: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("could not resume"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{text}");
+    assert!(notices[0].contains("no rollout found"), "{text}");
+    assert!(said(&text, "started").is_some(), "{text}");
+    assert_eq!(third.usage, per_turn);
     server.stop().await;
 }

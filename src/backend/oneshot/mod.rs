@@ -124,7 +124,6 @@ impl OneShotBackend {
         let mut run = self
             .attempt(&turn, resume, &events, &cancel, deadline)
             .await?;
-        let mut before = earlier.as_ref().and_then(|e| e.totals);
         if let Some(e) = &earlier
             && run.refused_resume()
         {
@@ -132,18 +131,22 @@ impl OneShotBackend {
                 .parsed
                 .error
                 .clone()
-                .or_else(|| run.stderr.quote().lines().last().map(str::to_string))
+                .or_else(|| stderr_reason(&run.stderr.quote()))
                 .unwrap_or_else(|| "it exited at once".into());
             let note = format!(
                 "could not resume the agent's earlier conversation {} ({why}); this turn starts a new one, the worktree is unchanged",
                 e.cli_conversation
             );
             emit(&events, TurnEvent::Notice(note)).await;
-            before = None;
             run = self
                 .attempt(&turn, None, &events, &cancel, deadline)
                 .await?;
         }
+        // The totals after the previous turn count only for the same conversation.
+        let before = earlier
+            .as_ref()
+            .filter(|e| run.parsed.conversation.as_ref() == Some(&e.cli_conversation))
+            .and_then(|e| e.totals);
         self.remember(&turn.session_id, earlier.as_ref(), &run.parsed, before)
             .await;
         let usage = match self.spec.output {
@@ -334,6 +337,16 @@ impl Run {
             }),
         }
     }
+}
+
+/// Why an agent refused to start, from its stderr: the first line naming an error (a
+/// backtrace may follow it), else the last line.
+fn stderr_reason(tail: &str) -> Option<String> {
+    let lines = || tail.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.to_ascii_lowercase().contains("error"))
+        .or_else(|| lines().next_back())
+        .map(str::to_string)
 }
 
 /// The agent's stdout and stderr readers.

@@ -474,3 +474,19 @@ exit 1"#;
         "agent error: API Error: 401 (exit status 1)"
     );
 }
+
+#[test]
+fn a_refusal_is_explained_by_the_error_line_not_the_backtrace_after_it() {
+    let codex = "WARNING: proceeding, even though we could not create PATH aliases\n\
+                 Error: thread/resume: thread/resume failed: no rollout found for thread id x (code -32600)\n\
+                 \n\
+                 Stack backtrace:\n   0: <unknown>\n   1: <unknown>\n";
+    assert_eq!(
+        stderr_reason(codex).as_deref(),
+        Some(
+            "Error: thread/resume: thread/resume failed: no rollout found for thread id x (code -32600)"
+        )
+    );
+    assert_eq!(stderr_reason("just this\n").as_deref(), Some("just this"));
+    assert_eq!(stderr_reason(" \n"), None);
+}
