@@ -226,8 +226,9 @@ pub trait SessionMemory: Send + Sync {
         task_id: &'a str,
         items: Vec<serde_json::Value>,
     ) -> BoxFuture<'a, Result<(), String>>;
-    /// The ACP session the session's agent of `provider_id` last had (it outlives the
-    /// process: a restarted server's agent loads it).
+    /// The conversation the session's agent of `provider_id` last had: an ACP agent's session
+    /// id, or what a CLI agent keeps of its conversation (JSON). It outlives the process: a
+    /// restarted server's agent loads or resumes it.
     fn acp_session<'a>(
         &'a self,
         session_id: &'a str,

@@ -21,6 +21,8 @@ pub struct BackendShared {
     pub native_error: Option<String>,
     /// MCP samplers of queued tasks, for native turns without an endpoint.
     pub samplers: Arc<Samplers>,
+    /// What backends remember between a session's turns (the CLI agents' conversations).
+    pub(crate) memory: Arc<dyn SessionMemory>,
 }
 
 impl BackendShared {
@@ -30,13 +32,14 @@ impl BackendShared {
         let samplers = Arc::new(Samplers::default());
         let acp = Arc::new(Pool::new(config.acp_pool, memory.clone()));
         let native_endpoint = endpoint.is_some();
-        match NativeShared::new(endpoint, limits, memory, samplers.clone()) {
+        match NativeShared::new(endpoint, limits, memory.clone(), samplers.clone()) {
             Ok(n) => BackendShared {
                 acp,
                 native: Some(Arc::new(n)),
                 native_endpoint,
                 native_error: None,
                 samplers,
+                memory,
             },
             Err(e) => {
                 tracing::error!(error = %e, "the native provider cannot start");
@@ -46,6 +49,7 @@ impl BackendShared {
                     native_endpoint,
                     native_error: Some(e.to_string()),
                     samplers,
+                    memory,
                 }
             }
         }

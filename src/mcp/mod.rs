@@ -433,6 +433,8 @@ impl McpServer {
             env: p.env,
             prompt: p.prompt,
             model_args: p.model_args,
+            output: p.output,
+            resume_args: p.resume_args,
             enabled: p.enabled,
             timeout_secs: p.timeout_secs,
             client_fs: p.client_fs,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::backend::oneshot::PromptMode;
+use crate::backend::oneshot::{OutputFormat, PromptMode};
 use crate::domain::PermissionPolicy;
 use crate::providers::Extends;
 
@@ -65,6 +65,16 @@ pub struct ConfigureProviderParams {
     /// ["--model", "{model}"].
     #[serde(default)]
     pub model_args: Option<Vec<String>>,
+    /// CLI agents: how stdout is read: "text" (every line is the answer), "claude-stream-json"
+    /// (`claude -p --output-format stream-json --verbose`) or "codex-json" (`codex exec
+    /// --json`); the JSON formats show tool calls, usage and cost, and name the conversation.
+    #[serde(default)]
+    pub output: Option<OutputFormat>,
+    /// CLI agents with a JSON output: arguments added before the prompt to continue the
+    /// session's earlier conversation, "{id}" its id, e.g. ["--resume", "{id}"] (claude) or
+    /// ["resume", "{id}"] (codex exec).
+    #[serde(default)]
+    pub resume_args: Option<Vec<String>>,
     /// Longest a turn may run, in seconds.
     #[serde(default)]
     pub timeout_secs: Option<u64>,

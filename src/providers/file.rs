@@ -48,7 +48,7 @@ pub(super) struct RawEntry {
 }
 
 /// The fields of an entry ([`ProviderOverride`]'s, as the file spells them).
-pub(super) const FIELDS: [&str; 12] = [
+pub(super) const FIELDS: [&str; 14] = [
     "extends",
     "label",
     "description",
@@ -56,6 +56,8 @@ pub(super) const FIELDS: [&str; 12] = [
     "env",
     "prompt",
     "model_args",
+    "output",
+    "resume_args",
     "enabled",
     "timeout_secs",
     "client_fs",
@@ -211,6 +213,8 @@ impl EntryPatch {
             && self.env.is_none()
             && self.prompt.is_none()
             && self.model_args.is_none()
+            && self.output.is_none()
+            && self.resume_args.is_none()
             && self.enabled.is_none()
             && self.timeout_secs.is_none()
             && self.client_fs.is_none()
@@ -228,6 +232,8 @@ impl EntryPatch {
             ("env", self.env.is_some()),
             ("prompt", self.prompt.is_some()),
             ("model_args", self.model_args.is_some()),
+            ("output", self.output.is_some()),
+            ("resume_args", self.resume_args.is_some()),
             ("enabled", self.enabled.is_some()),
             ("timeout_secs", self.timeout_secs.is_some()),
             ("client_fs", self.client_fs.is_some()),
@@ -252,6 +258,8 @@ impl EntryPatch {
             ("command", json(&self.command)),
             ("prompt", json(&self.prompt)),
             ("model_args", json(&self.model_args)),
+            ("output", json(&self.output)),
+            ("resume_args", json(&self.resume_args)),
             ("enabled", json(&self.enabled)),
             ("timeout_secs", json(&self.timeout_secs)),
             ("client_fs", json(&self.client_fs)),

@@ -2,6 +2,7 @@
 //! specs. Loading never fails: a bad file is kept as a diagnostic and the built-ins still work,
 //! but a task naming an unknown, disabled or missing provider is refused with the valid choices.
 
+mod builtins;
 pub mod file;
 pub mod probe;
 pub mod snapshot;
@@ -14,10 +15,12 @@ use serde::Deserialize;
 
 use crate::backend::acp::{AcpBackend, AcpSpec};
 use crate::backend::native::NativeBackend;
-use crate::backend::oneshot::{OneShotBackend, OneShotSpec, PromptMode};
+use crate::backend::oneshot::{OneShotBackend, OneShotSpec, OutputFormat, PromptMode};
 use crate::backend::{Backend, BackendShared};
 use crate::config::Config;
 use crate::domain::PermissionPolicy;
+pub use builtins::{CLAUDE_PRINT, CODEX_EXEC};
+use builtins::{builtins, provider_defaults};
 
 /// How boocoder talks to a provider.
 #[derive(
@@ -58,6 +61,10 @@ pub struct Provider {
     pub env: BTreeMap<String, String>,
     pub prompt: PromptMode,
     pub model_args: Vec<String>,
+    /// CLI: how stdout is read (plain text, or an agent's JSON event stream).
+    pub output: OutputFormat,
+    /// CLI: arguments that continue the session's earlier conversation, `{id}` its id.
+    pub resume_args: Vec<String>,
     pub enabled: bool,
     pub timeout: Duration,
     pub builtin: bool,
@@ -112,6 +119,8 @@ pub struct ProviderOverride {
     pub env: Option<BTreeMap<String, String>>,
     pub prompt: Option<PromptMode>,
     pub model_args: Option<Vec<String>>,
+    pub output: Option<OutputFormat>,
+    pub resume_args: Option<Vec<String>>,
     pub enabled: Option<bool>,
     pub timeout_secs: Option<u64>,
     pub client_fs: Option<bool>,
@@ -164,93 +173,6 @@ fn list(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
-}
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Nobody answers `ask` yet (forwarding to the client comes later), so keep the wait short.
-const DEFAULT_PERMISSION_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A provider with every field at its default; built-ins and custom entries start here.
-fn provider_defaults(id: &str, label: &str, transport: Transport, command: &[&str]) -> Provider {
-    Provider {
-        id: id.into(),
-        label: label.into(),
-        description: None,
-        transport,
-        command: command.iter().map(|s| s.to_string()).collect(),
-        env: BTreeMap::new(),
-        prompt: PromptMode::Stdin,
-        model_args: Vec::new(),
-        enabled: true,
-        timeout: DEFAULT_TIMEOUT,
-        builtin: true,
-        client_fs: true,
-        permission: PermissionPolicy::Allow,
-        permission_timeout: DEFAULT_PERMISSION_TIMEOUT,
-        prestart: None,
-    }
-}
-
-fn builtins() -> Vec<Provider> {
-    let cli = |id: &str, label: &str, command: &[&str], model_flag: &str| Provider {
-        prompt: PromptMode::Arg,
-        model_args: vec![model_flag.into(), "{model}".into()],
-        ..provider_defaults(id, label, Transport::Cli, command)
-    };
-    let acp = |id: &str, label: &str, command: &[&str]| {
-        provider_defaults(id, label, Transport::Acp, command)
-    };
-    // Measured on 2026-11-29 with opencode-ai 1.18.33, qwen-code 0.24.4, gemini-cli 0.61.0 and
-    // claude-code-acp 0.16.2: each edits the session's worktree when pre-started elsewhere.
-    let measured = |p: Provider| Provider {
-        prestart: Some(true),
-        ..p
-    };
-    // `codex` is one id with two launchers: the ACP adapter when it is installed (warm
-    // sessions, streaming, permissions), else the one-shot CLI. Override with the providers
-    // file (`"codex": {"extends": "cli", ...}`) to pin one.
-    let codex = if find_program("codex-acp").is_some() {
-        acp("codex", "Codex (codex-acp)", &["codex-acp"])
-    } else {
-        // Without --full-auto, `codex exec` runs read-only and cannot edit the worktree.
-        cli(
-            "codex",
-            "Codex (codex exec)",
-            &["codex", "exec", "--full-auto"],
-            "--model",
-        )
-    };
-    vec![
-        provider_defaults(
-            Provider::NATIVE_ID,
-            "Native loop (OpenAI-compatible endpoint)",
-            Transport::Native,
-            &[],
-        ),
-        cli(
-            "claude",
-            "Claude Code (claude -p)",
-            // Headless runs cannot answer prompts: let it edit files (inside the worktree; shell
-            // commands still need rules). Override `command` to loosen or tighten this.
-            &["claude", "-p", "--permission-mode", "acceptEdits"],
-            "--model",
-        ),
-        codex,
-        measured(acp("opencode", "opencode (ACP)", &["opencode", "acp"])),
-        acp("goose", "goose (ACP)", &["goose", "acp"]),
-        measured(acp("qwen", "Qwen Code (ACP)", &["qwen", "--acp"])),
-        measured(Provider {
-            // gemini-cli 0.61 mishandles the client's fs error replies (a missing file looks
-            // like a failure), so it reads and writes files itself.
-            client_fs: false,
-            ..acp("gemini", "Gemini CLI (ACP)", &["gemini", "--acp"])
-        }),
-        measured(acp(
-            "claude-code",
-            "Claude Code (claude-code-acp)",
-            &["claude-code-acp"],
-        )),
-    ]
 }
 
 /// The native endpoint as a fingerprint: a probe of another endpoint is stale.
@@ -413,13 +335,19 @@ impl Registry {
             Err(e) => return Err(e),
         };
         match p.transport {
-            Transport::Cli => Ok(Backend::Cli(OneShotBackend::new(OneShotSpec {
-                command: p.command.clone(),
-                prompt: p.prompt,
-                model_args: p.model_args.clone(),
-                env: p.env.clone(),
-                timeout: p.timeout,
-            }))),
+            Transport::Cli => Ok(Backend::Cli(OneShotBackend::new(
+                OneShotSpec {
+                    provider_id: p.id.clone(),
+                    command: p.command.clone(),
+                    prompt: p.prompt,
+                    model_args: p.model_args.clone(),
+                    env: p.env.clone(),
+                    timeout: p.timeout,
+                    output: p.output,
+                    resume_args: p.resume_args.clone(),
+                },
+                Some(shared.memory.clone()),
+            ))),
             Transport::Native => match &shared.native {
                 Some(n) => Ok(Backend::Native(NativeBackend::new(n.clone()))),
                 None => Err(ProviderError::NotConfigured {
@@ -523,6 +451,12 @@ fn merge_entry(
     if let Some(v) = &o.model_args {
         p.model_args = v.clone();
     }
+    if let Some(v) = o.output {
+        p.output = v;
+    }
+    if let Some(v) = &o.resume_args {
+        p.resume_args = v.clone();
+    }
     if let Some(v) = o.enabled {
         p.enabled = v;
     }
@@ -541,6 +475,17 @@ fn merge_entry(
     if let Some(v) = o.permission_timeout_secs {
         p.permission_timeout = Duration::from_secs(v);
     }
+    check_transport_fields(&p, o)?;
+    if p.transport != Transport::Native && p.command.first().is_none_or(|c| c.is_empty()) {
+        return Err(
+            "command must be a non-empty argument vector, e.g. [\"my-agent\", \"--flag\"]".into(),
+        );
+    }
+    Ok(p)
+}
+
+/// Fields that only some transports take, and the CLI output fields' consistency.
+fn check_transport_fields(p: &Provider, o: &ProviderOverride) -> Result<(), String> {
     if p.transport != Transport::Acp
         && (o.client_fs.is_some() || o.permission.is_some() || o.permission_timeout_secs.is_some())
     {
@@ -548,12 +493,24 @@ fn merge_entry(
             "client_fs, permission and permission_timeout_secs apply to ACP agents only".into(),
         );
     }
-    if p.transport != Transport::Native && p.command.first().is_none_or(|c| c.is_empty()) {
+    if p.transport != Transport::Cli && (o.output.is_some() || o.resume_args.is_some()) {
+        return Err("output and resume_args apply to CLI agents only".into());
+    }
+    // Inherited resume arguments just go unused with plain output; given ones are a mistake.
+    if o.resume_args.as_ref().is_some_and(|r| !r.is_empty()) && !p.output.names_conversation() {
+        return Err(format!(
+            "resume_args need an output format that reports the conversation id ({} or {}); this entry's output is `{}`",
+            OutputFormat::ClaudeStreamJson.as_str(),
+            OutputFormat::CodexJson.as_str(),
+            p.output.as_str()
+        ));
+    }
+    if !p.resume_args.is_empty() && !p.resume_args.iter().any(|a| a.contains("{id}")) {
         return Err(
-            "command must be a non-empty argument vector, e.g. [\"my-agent\", \"--flag\"]".into(),
+            "resume_args must contain the placeholder {id}, e.g. [\"--resume\", \"{id}\"]".into(),
         );
     }
-    Ok(p)
+    Ok(())
 }
 
 /// Whether the provider's program can be found; `Err(program)` when it cannot.

@@ -249,6 +249,12 @@ pub fn report(
         i.status.as_str(),
         i.diagnostic
     ));
+    if p.transport == Transport::Cli {
+        out.push_str(&format!("output: {}\n", p.output.as_str()));
+        if !p.resume_args.is_empty() {
+            out.push_str(&format!("resume args: {:?}\n", p.resume_args));
+        }
+    }
     let fields = [
         ("version", i.version.clone().unwrap_or_default()),
         ("default model", i.default_model.clone().unwrap_or_default()),

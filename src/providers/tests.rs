@@ -15,11 +15,80 @@ fn override_one_field_keeps_the_others() {
     let (_d, reg) = load(r#"{"providers":{"claude":{"label":"Mine"}}}"#);
     let p = reg.all().find(|p| p.id == "claude").expect("claude");
     assert_eq!(p.label, "Mine");
-    assert_eq!(
-        p.command,
-        vec!["claude", "-p", "--permission-mode", "acceptEdits"]
-    );
+    assert_eq!(p.command, CLAUDE_PRINT);
+    assert_eq!(p.output, OutputFormat::ClaudeStreamJson);
     assert!(reg.diagnostics.is_empty());
+}
+
+#[test]
+fn the_cli_built_ins_read_their_json_and_resume_their_conversations() {
+    let reg = Registry::load(Path::new("/nonexistent/providers.json"));
+    let claude = reg.get("claude").expect("claude");
+    assert_eq!(
+        claude.command,
+        [
+            "claude",
+            "-p",
+            "--permission-mode",
+            "acceptEdits",
+            "--output-format",
+            "stream-json",
+            "--verbose"
+        ]
+    );
+    assert_eq!(claude.output, OutputFormat::ClaudeStreamJson);
+    assert_eq!(claude.resume_args, ["--resume", "{id}"]);
+    let codex = reg.get("codex").expect("codex");
+    if codex.transport == Transport::Cli {
+        assert_eq!(
+            codex.command,
+            ["codex", "exec", "--sandbox", "workspace-write", "--json"]
+        );
+        assert_eq!(codex.output, OutputFormat::CodexJson);
+        assert_eq!(codex.resume_args, ["resume", "{id}"]);
+    }
+}
+
+#[test]
+fn output_and_resume_args_are_checked() {
+    let (_d, reg) = load(
+        r#"{"providers":{
+            "plain":{"extends":"cli","command":["a"]},
+            "json":{"extends":"cli","command":["a"],"output":"codex-json","resume_args":["resume","{id}"]},
+            "claude-text":{"extends":"claude","output":"text"},
+            "text-resume":{"extends":"cli","command":["a"],"resume_args":["--resume","{id}"]},
+            "no-id":{"extends":"cli","command":["a"],"output":"claude-stream-json","resume_args":["--continue"]},
+            "acp-out":{"extends":"acp","command":["a"],"output":"codex-json"},
+            "weird":{"extends":"cli","command":["a"],"output":"xml"}}}"#,
+    );
+    let get = |id: &str| reg.get(id).map(|p| (p.output, p.resume_args.clone()));
+    assert_eq!(get("plain"), Some((OutputFormat::Text, vec![])));
+    assert_eq!(
+        get("json"),
+        Some((
+            OutputFormat::CodexJson,
+            vec!["resume".to_string(), "{id}".to_string()]
+        ))
+    );
+    // inherited resume arguments just go unused with plain output
+    assert_eq!(get("claude-text").map(|g| g.0), Some(OutputFormat::Text));
+    let all = reg.diagnostics.join("\n");
+    assert!(
+        all.contains("providers.text-resume: resume_args need an output format"),
+        "{all}"
+    );
+    assert!(
+        all.contains("providers.no-id: resume_args must contain"),
+        "{all}"
+    );
+    assert!(
+        all.contains("providers.acp-out: output and resume_args apply to CLI"),
+        "{all}"
+    );
+    assert!(all.contains("providers.weird"), "{all}");
+    for id in ["text-resume", "no-id", "acp-out", "weird"] {
+        assert!(reg.get(id).is_none(), "{id}");
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod attach;
 mod bootstrap;
 mod budgets;
 mod cli;
+mod cli_agents;
 mod conflicts;
 mod environment;
 mod errors;

@@ -41,7 +41,7 @@ async fn an_original_providers_file_loads_and_its_unknown_fields_survive_an_edit
     assert_eq!(
         snap.diagnostics,
         vec![format!(
-            "{} line 5: providers.legacy: unknown field `icon` ignored; the fields are extends, label, description, command, env, prompt, model_args, enabled, timeout_secs, client_fs, permission, permission_timeout_secs",
+            "{} line 5: providers.legacy: unknown field `icon` ignored; the fields are extends, label, description, command, env, prompt, model_args, output, resume_args, enabled, timeout_secs, client_fs, permission, permission_timeout_secs",
             file.display()
         )],
         "{snap:#?}"

@@ -1,9 +1,11 @@
 //! Real coding agents from npm, driven through boocoder over ACP, talking to a scripted model
 //! server inside the test (`model_server.rs`; no internet needed once the agent is installed).
 //! Ignored by default; run them with
-//! `cargo nextest run --run-ignored only -E 'test(/real_agents/)'`. Each agent is installed with
+//! `cargo nextest run --run-ignored only -E 'test(/real_agents/)' -j 1`. `cli.rs`: the one-shot
+//! CLIs (`claude -p`, `codex exec`) the same way. Each agent is installed with
 //! npm into `target/e2e-agents` on first use, unless its `BOOCODER_*_BIN` variable points at one.
 
+mod cli;
 mod model_server;
 
 use std::path::{Path, PathBuf};
@@ -159,20 +161,25 @@ fn write_settings(path: &Path, settings: &Value) {
 
 /// The agent's launcher: `$bin_var` if set, else installed with npm under target/e2e-agents.
 fn agent_bin(agent: &Agent) -> PathBuf {
-    if let Some(p) = std::env::var_os(agent.bin_var) {
+    npm_bin(agent.package, agent.bin, agent.bin_var)
+}
+
+/// `bin` of the npm `package`: `$bin_var` if set, else installed under target/e2e-agents.
+fn npm_bin(package: &str, bin: &str, bin_var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(bin_var) {
         return PathBuf::from(p);
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-agents");
-    let path = dir.join("node_modules/.bin").join(agent.bin);
+    let path = dir.join("node_modules/.bin").join(bin);
     if !path.exists() {
         std::fs::create_dir_all(&dir).expect("mkdir e2e-agents");
         let st = std::process::Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .arg(agent.package)
+            .arg(package)
             .status()
             .expect("run npm");
-        assert!(st.success(), "npm install {} failed", agent.package);
+        assert!(st.success(), "npm install {package} failed");
     }
     path
 }

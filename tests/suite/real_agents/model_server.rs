@@ -1,6 +1,6 @@
-//! The scripted model server real agents talk to, in the three wire formats they speak:
-//! OpenAI chat completions (opencode, qwen-code), Anthropic Messages (claude-code-acp) and the
-//! Gemini API (gemini-cli). `FILE=name TEXT=words` in a prompt makes the model write that file
+//! The scripted model server real agents talk to, in the four wire formats they speak:
+//! OpenAI chat completions (opencode, qwen-code), Anthropic Messages (claude-code-acp,
+//! `claude -p`), the Gemini API (gemini-cli) and OpenAI Responses (`codex exec`). `FILE=name TEXT=words` in a prompt makes the model write that file
 //! with the agent's own write tool, once per file.
 
 use axum::extract::State;
@@ -134,7 +134,13 @@ async fn messages(State(script): State<Script>, body: String) -> Response {
     script.record();
     let cwd = find_cwd(&body, &script.worktrees);
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
-    let last = messages.last().cloned().unwrap_or(Value::Null);
+    // `claude -p` (2.1.197) sends a trailing `system` message (its agent list) after the user's
+    let last = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user" || m["role"] == "assistant")
+        .cloned()
+        .unwrap_or(Value::Null);
     // Claude Code merges a new prompt into the user message that carries the last tool
     // result, so look at the text blocks for a directive before treating it as a result.
     let blocks = last["content"].as_array().cloned().unwrap_or_default();
@@ -331,6 +337,54 @@ async fn gemini(
     }
 }
 
+/// The OpenAI Responses flavour of the script (`codex exec`, streamed as SSE): a directive in
+/// the latest user message runs codex's `exec_command` tool to write the file (in the turn's
+/// working directory, the worktree); after the tool's output it says it is done. Usage is
+/// reported with cached and reasoning parts.
+async fn responses(State(script): State<Script>, body: String) -> Response {
+    let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    script.record();
+    let input = req["input"].as_array().cloned().unwrap_or_default();
+    let last = input.last().cloned().unwrap_or(Value::Null);
+    let has_exec = req["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["name"] == "exec_command"));
+    let after_tool = last["type"] == "function_call_output";
+    let fresh = if has_exec && last["role"] == "user" {
+        parse_directive(&last["content"].to_string()).filter(|(name, _)| script.fresh(name, true))
+    } else {
+        None
+    };
+    let item = match fresh {
+        Some((name, text)) => {
+            json!({"type": "function_call", "id": "fc_1", "call_id": format!("call_{name}"),
+            "name": "exec_command", "status": "completed",
+            "arguments": json!({"cmd": format!("printf '%s\\n' '{text}' > '{name}'")}).to_string()})
+        }
+        None => {
+            json!({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "annotations": [],
+                "text": if after_tool { "done: the file is written" } else { "scripted reply" }}]})
+        }
+    };
+    let events = [
+        json!({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress", "output": []}}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [item],
+            "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 5,
+                "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 15}}}),
+    ];
+    let mut sse = String::new();
+    for e in events {
+        sse.push_str(&format!(
+            "event: {}\ndata: {e}\n\n",
+            e["type"].as_str().unwrap_or("")
+        ));
+    }
+    ([("content-type", "text/event-stream")], sse).into_response()
+}
+
 /// Start the server for `env`'s worktrees; returns its base URL and what it records.
 pub async fn start(env: &Env) -> (String, Script) {
     let script = Script {
@@ -340,6 +394,7 @@ pub async fn start(env: &Env) -> (String, Script) {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
         .route("/v1/messages", axum::routing::post(messages))
+        .route("/v1/responses", axum::routing::post(responses))
         .route("/v1beta/models/{spec}", axum::routing::post(gemini))
         .with_state(script.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
