@@ -46,6 +46,9 @@ pub struct NewTask {
 pub struct Caller {
     pub sampler: Option<SamplerHandle>,
     pub elicitor: Option<Arc<dyn Elicitor>>,
+    /// The client's roots: a task naming no project runs in the first git repository among
+    /// them that lies inside the allowed roots.
+    pub roots: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -103,7 +106,13 @@ struct Options {
 pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<Validated> {
     check_prompt(&req.prompt)?;
     let session = resolve_session(engine, opt(req.session_id), opt(req.continue_task_id)).await?;
-    let project_path = resolve_project(engine, session.as_ref(), opt(req.project)).await?;
+    let project_path = resolve_project(
+        engine,
+        session.as_ref(),
+        opt(req.project),
+        &req.caller.roots,
+    )
+    .await?;
     let parent_task_id = opt(req.parent_task_id);
     check_parent(engine, parent_task_id.as_deref()).await?;
     let budget = super::budget::check_budget(req.budget, engine.inner.config.task_budget)?;
@@ -259,6 +268,7 @@ async fn resolve_project(
     engine: &Engine,
     session: Option<&Session>,
     project: Option<String>,
+    client_roots: &[PathBuf],
 ) -> Result<String> {
     let root = match (session, project) {
         (Some(s), Some(p)) => {
@@ -278,9 +288,13 @@ async fn resolve_project(
         }
         (Some(s), None) => return Ok(s.project_path.clone()),
         (None, Some(p)) => allowed_project(engine, &p).await?,
-        (None, None) => match &engine.inner.config.default_project {
-            Some(p) => allowed_project(engine, &p.to_string_lossy()).await?,
-            None => {
+        (None, None) => match (
+            first_git_root(engine, client_roots).await,
+            &engine.inner.config.default_project,
+        ) {
+            (Some(root), _) => root,
+            (None, Some(p)) => allowed_project(engine, &p.to_string_lossy()).await?,
+            (None, None) => {
                 return Err(invalid(
                     "project",
                     "no project given and the server has no default project (pass the path of a git repository, or start the server with --project)",
@@ -289,6 +303,18 @@ async fn resolve_project(
         },
     };
     Ok(root.to_string_lossy().into_owned())
+}
+
+/// The first of the client's roots that is an allowed git repository (the others are
+/// skipped: a root may be any directory, and a client must not widen the allowed roots).
+async fn first_git_root(engine: &Engine, roots: &[PathBuf]) -> Option<PathBuf> {
+    for r in roots {
+        match allowed_project(engine, &r.to_string_lossy()).await {
+            Ok(p) => return Some(p),
+            Err(e) => tracing::debug!(root = %r.display(), error = %e, "client root skipped"),
+        }
+    }
+    None
 }
 
 async fn check_parent(engine: &Engine, parent: Option<&str>) -> Result<()> {

@@ -10,6 +10,7 @@ mod pre_init;
 mod prompts;
 pub mod provider_types;
 mod resources;
+mod roots;
 pub mod sampling;
 pub mod types;
 mod waiting;
@@ -23,8 +24,8 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::domain::TaskState;
+use crate::engine::{Caller, Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
 use crate::engine::{ConfigureProvider, Configured};
-use crate::engine::{Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
 use crate::providers::file::EntryPatch;
 use crate::providers::snapshot::ProvidersSnapshot;
 use args::Parameters;
@@ -86,6 +87,8 @@ pub struct McpServer {
     /// Whether `configure_provider` may run: it sets the commands agents run, so over HTTP it
     /// takes the server's `--http-allow-provider-edits`.
     provider_edits: bool,
+    /// The client's roots (a task naming no project runs in the first git one).
+    roots: roots::ClientRoots,
 }
 
 type ToolResult<T> = Result<Json<T>, String>;
@@ -118,6 +121,7 @@ impl McpServer {
             tool_router,
             subscriptions: Default::default(),
             provider_edits: true,
+            roots: Default::default(),
         }
     }
 
@@ -157,7 +161,10 @@ impl McpServer {
                     max_minutes: p.max_minutes,
                 },
                 options: p.options,
-                caller: caller_of(&ctx.peer),
+                caller: Caller {
+                    roots: self.roots.of(&ctx.peer).await,
+                    ..caller_of(&ctx.peer)
+                },
             })
             .await
             .map_err(fail)?;
@@ -515,6 +522,13 @@ impl ServerHandler for McpServer {
             Err(e) => args::into_tool_error(e).map(Into::into),
             ok => ok,
         }
+    }
+
+    async fn on_roots_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleServer>,
+    ) {
+        self.roots.forget().await;
     }
 
     async fn list_prompts(

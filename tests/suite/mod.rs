@@ -29,6 +29,7 @@ mod reliability_escapes;
 mod reliability_http;
 mod resources;
 mod retry;
+mod roots;
 mod schemas;
 mod stats;
 mod store_schema;
