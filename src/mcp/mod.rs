@@ -8,14 +8,13 @@ mod elicitation;
 pub mod http;
 mod pre_init;
 mod prompts;
+mod provider_tools;
 pub mod provider_types;
 mod resources;
 mod roots;
 pub mod sampling;
 pub mod types;
 mod waiting;
-
-use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Json;
@@ -24,14 +23,10 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::domain::TaskState;
-use crate::engine::{Caller, Engine, EngineError, MAX_WAIT, NewTask, OutputRequest};
-use crate::engine::{ConfigureProvider, Configured};
-use crate::providers::file::EntryPatch;
-use crate::providers::snapshot::ProvidersSnapshot;
+use crate::engine::{Caller, Engine, EngineError, NewTask, OutputRequest};
 use args::Parameters;
 use elicitation::caller_of;
 use pre_init::PreInit;
-use provider_types::*;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use types::*;
 use waiting::wait_for;
@@ -70,14 +65,7 @@ files. Follow-up turns in the same worktree: new_task with session_id. \
 get_task_output returns the full transcript and diff when you really need them. \
 list_providers shows which agents (with their models and modes) this machine can run.";
 
-const PROVIDER_EDITS_OFF: &str = "configure_provider is disabled over HTTP: it sets the \
-commands agents run, so any client holding the token could run programs as the server's user. \
-Edit the providers file, use the stdio server, or restart `serve --http` with \
---http-allow-provider-edits.";
-
 /// How long provider tools wait for running probes unless told otherwise.
-const PROVIDERS_WAIT: Duration = Duration::from_secs(20);
-const REFRESH_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct McpServer {
@@ -97,18 +85,10 @@ fn fail(e: EngineError) -> String {
     e.to_string()
 }
 
-/// `wait_seconds` of a provider tool: `default` when absent, capped at [`MAX_WAIT`].
-fn probe_wait(seconds: Option<u32>, default: Duration) -> Duration {
-    seconds
-        .map(|s| Duration::from_secs(u64::from(s)))
-        .unwrap_or(default)
-        .min(MAX_WAIT)
-}
-
 #[tool_router]
 impl McpServer {
     pub fn new(engine: Engine, profile: Profile) -> McpServer {
-        let mut tool_router = Self::tool_router();
+        let mut tool_router = Self::tool_router() + Self::provider_tool_router();
         if profile == Profile::Orchestrator {
             for t in tool_router.list_all() {
                 if !ORCHESTRATOR_TOOLS.contains(&t.name.as_ref()) {
@@ -385,101 +365,6 @@ impl McpServer {
             .await?;
         Ok(Json(out))
     }
-
-    /// The coding agents this machine can run: per provider its id (pass as `agent` to
-    /// new_task), transport (native, acp, cli), status (ready, disabled, not_installed,
-    /// needs_auth, error, probing), version, default model, valid `models` and `modes`, slash
-    /// commands and a one-line diagnostic; plus any problem in the providers file. Probes run in
-    /// the background; this waits briefly for running ones.
-    #[tool(annotations(read_only_hint = true))]
-    async fn list_providers(
-        &self,
-        Parameters(p): Parameters<ListProvidersParams>,
-    ) -> ToolResult<ProvidersSnapshot> {
-        let wait = probe_wait(p.wait_seconds, PROVIDERS_WAIT);
-        Ok(Json(self.engine.providers(wait).await))
-    }
-
-    /// Probe providers again (all, or the given ids) after installing, upgrading or logging in
-    /// to an agent; re-reads the providers file. Returns the new snapshot.
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = false,
-        idempotent_hint = true
-    ))]
-    async fn refresh_providers(
-        &self,
-        Parameters(p): Parameters<RefreshProvidersParams>,
-    ) -> ToolResult<ProvidersSnapshot> {
-        let wait = probe_wait(p.wait_seconds, REFRESH_WAIT);
-        let snap = self
-            .engine
-            .refresh_providers(p.ids.unwrap_or_default(), wait)
-            .await
-            .map_err(fail)?;
-        Ok(Json(snap))
-    }
-
-    /// Enable or disable a provider, override fields of a built-in (e.g. its command or env),
-    /// or add a custom agent (`extends`: "acp" or "cli", plus `command`). Only the fields given
-    /// change; the rest of the entry and every other entry are kept. Written to the providers
-    /// file atomically and applied at once (no restart); returns the provider after its probe.
-    #[tool(annotations(destructive_hint = false, idempotent_hint = true))]
-    async fn configure_provider(
-        &self,
-        Parameters(p): Parameters<ConfigureProviderParams>,
-    ) -> ToolResult<Configured> {
-        if !self.provider_edits {
-            return Err(PROVIDER_EDITS_OFF.into());
-        }
-        let patch = EntryPatch {
-            extends: p.extends,
-            label: p.label,
-            description: p.description,
-            command: p.command,
-            env: p.env,
-            prompt: p.prompt,
-            model_args: p.model_args,
-            output: p.output,
-            resume_args: p.resume_args,
-            enabled: p.enabled,
-            timeout_secs: p.timeout_secs,
-            client_fs: p.client_fs,
-            permission: p.permission,
-            permission_timeout_secs: p.permission_timeout_secs,
-        };
-        if p.remove && !patch.is_empty() {
-            return Err(
-                "invalid `remove`: give either `remove: true` or fields to change, not both".into(),
-            );
-        }
-        let done = self
-            .engine
-            .configure_provider(ConfigureProvider {
-                id: p.id,
-                patch,
-                remove: p.remove,
-                wait: PROVIDERS_WAIT,
-            })
-            .await
-            .map_err(fail)?;
-        Ok(Json(done))
-    }
-
-    /// Plain-text diagnosis of one provider (its resolved entry, last probe and the probe's
-    /// full log: paths tried, `--version` output, handshake steps, errors), or without `id` the
-    /// providers file's problems (with line and field) and one line per provider.
-    #[tool(annotations(read_only_hint = true))]
-    async fn provider_diagnostic(
-        &self,
-        Parameters(p): Parameters<ProviderDiagnosticParams>,
-    ) -> Result<String, String> {
-        let id = p.id.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        self.engine
-            .provider_diagnostic(id, PROVIDERS_WAIT)
-            .await
-            .map_err(fail)
-    }
 }
 
 fn target(task_id: Option<String>, session_id: Option<String>) -> Result<String, String> {
@@ -634,7 +519,7 @@ pub async fn serve_stdio(
 /// The published tool definitions (name, description, input and output schemas), the source
 /// of `tool-schemas/*.json`.
 pub fn tool_definitions() -> Vec<(String, serde_json::Value)> {
-    McpServer::tool_router()
+    (McpServer::tool_router() + McpServer::provider_tool_router())
         .list_all()
         .into_iter()
         .map(|t| {
