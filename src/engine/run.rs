@@ -66,6 +66,7 @@ pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: Cancel
         TaskState::Running,
         Some(format!("started on {}", task.provider)),
     );
+    let began = std::time::Instant::now();
     let lock = inner.session_lock(&task.session_id);
     let _guard = lock.lock().await;
 
@@ -88,9 +89,19 @@ pub(super) async fn execute(inner: &Arc<Inner>, claimed: Claimed, cancel: Cancel
     .await;
     let usage = usage.lock().map(|u| *u).unwrap_or_default();
     // Whatever happened, the worktree is the truth: queue its cumulative diff.
+    let ran = began.elapsed();
     let files = queue_diff_or_warn(inner, id, &session).await;
+    let diffed = began.elapsed();
     let outcome = outcome_of(inner, id, turn, &cancel);
     record(inner, id, outcome, usage, &files).await;
+    // Where a turn's time goes, for tuning (`RUST_LOG=boocoder=debug`).
+    tracing::debug!(
+        turn_ms = ran.as_secs_f64() * 1e3,
+        diff_ms = (diffed - ran).as_secs_f64() * 1e3,
+        record_ms = (began.elapsed() - diffed).as_secs_f64() * 1e3,
+        first_turn,
+        "turn timings"
+    );
     if let Ok(s) = &session
         && first_turn
         && s.worktree_path.is_some()
@@ -226,7 +237,9 @@ async fn run_turn(
     let session = session
         .as_mut()
         .map_err(|e| BackendError::internal("could not read the session", e.clone()))?;
+    let began = std::time::Instant::now();
     let cwd = ensure_worktree(inner, session).await?;
+    let worktree_ms = began.elapsed().as_secs_f64() * 1e3;
     let backend = inner
         .registry()
         .backend(&task.provider, &inner.backends)
@@ -248,6 +261,7 @@ async fn run_turn(
     }
     let project = PathBuf::from(&session.project_path);
     super::bootstrap::prepare(inner, &task.id, &project, &cwd, &cancel).await?;
+    let prepared_ms = began.elapsed().as_secs_f64() * 1e3;
     let turn = Turn {
         task_id: task.id.clone(),
         session_id: task.session_id.clone(),
@@ -268,10 +282,18 @@ async fn run_turn(
         backend.run(turn, tx, stop.clone()),
     )
     .await;
+    let backend_ms = began.elapsed().as_secs_f64() * 1e3;
     // The sender is gone with the backend's future; wait for the last events to be stored.
     if let Err(e) = persister.await {
         tracing::warn!(error = %e, "transcript writer failed");
     }
+    tracing::debug!(
+        worktree_ms,
+        prepared_ms,
+        backend_ms,
+        events_ms = began.elapsed().as_secs_f64() * 1e3,
+        "turn steps"
+    );
     if let Some(reason) = over
         && !cancel.is_cancelled()
     {
