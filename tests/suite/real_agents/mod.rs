@@ -155,9 +155,9 @@ const AGENTS: [Agent; 5] = [
         custom: false,
         shows: Shows {
             // `_meta.quota.token_count`: the main model's calls, not the router's; no cached or
-            // thought counts
+            // thought counts, and the output leaves the thoughts out
             usage: &["input_tokens", "output_tokens"],
-            tokens: Some((20, 10)),
+            tokens: Some((20, 6)),
             models: true,
             modes: &["default", "autoEdit", "yolo", "plan"],
             options: &[],

@@ -2,9 +2,10 @@
 //! OpenAI chat completions (opencode, qwen-code), Anthropic Messages (claude-code-acp,
 //! `claude -p`), the Gemini API (gemini-cli) and OpenAI Responses (`codex exec`).
 //! `FILE=name TEXT=words` in a prompt makes the model write that file with the agent's own
-//! write tool, once per file. Every answer reports usage in its format (10 input tokens, 4 of
-//! them cached, 5 output, 2 of them reasoning where the format has it), and the server records
-//! which models the requests named.
+//! write tool, once per file. Every answer reports the same usage in its format's own terms
+//! (10 input tokens, 4 of them cached, 5 output, 2 of them reasoning where the format has it:
+//! Anthropic counts cache reads beside its `input_tokens`, Gemini thoughts beside its
+//! candidates), and the server records which models the requests named.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -205,7 +206,7 @@ async fn messages(State(script): State<Script>, body: String) -> Response {
             "message_start",
             json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 10, "cache_read_input_tokens": 4, "output_tokens": 1}}}),
+            "usage": {"input_tokens": 6, "cache_read_input_tokens": 4, "output_tokens": 1}}}),
         ),
         (
             "content_block_start",
@@ -341,7 +342,7 @@ async fn gemini(
     };
     let response = json!({
         "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 17,
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 3, "totalTokenCount": 15,
             "cachedContentTokenCount": 4, "thoughtsTokenCount": 2},
         "modelVersion": "gemini-fake"
     });
