@@ -137,6 +137,12 @@ async fn probe_program(p: &Provider, scratch: &Path, timeout: Duration, r: &mut 
     // Half the budget at most, so a hanging `--version` is reported as such.
     match version(&path, &p.env, (timeout / 2).min(VERSION_TIMEOUT), r).await {
         Ok(v) => r.version = v,
+        // An ACP agent's handshake is the real test, and its `initialize` names the version: a
+        // slow `--version` does not decide (gemini-cli 0.61.0 took over 5 s on a busy machine).
+        Err(_) if p.transport == Transport::Acp => {
+            r.log
+                .push("the ACP handshake decides (and names the version)".into());
+        }
         Err(diagnostic) => {
             r.status = Status::Error;
             r.diagnostic = diagnostic;

@@ -183,6 +183,47 @@ async fn statuses_timeouts_and_the_cache(env: Env) {
 }
 both_stores!(statuses_timeouts_and_the_cache);
 
+/// An ACP agent whose `--version` hangs is still probed through its handshake, which names its
+/// version (a node CLI's `--version` can take seconds on a busy machine).
+#[tokio::test]
+async fn an_acp_agent_with_a_slow_version_flag_is_probed_by_its_handshake() {
+    let env = Env::new();
+    let (bin, path) = fixture_path(&env);
+    std::os::unix::fs::symlink(fixture("slow-version-acp.sh"), bin.join("slow-acp"))
+        .expect("symlink");
+    let state = env.root().join("acp-state");
+    let providers = json!({"providers": {
+        "slow": {"extends": "acp", "command": ["slow-acp"], "env": {"FAKE_ACP_STATE": state}}
+    }});
+    std::fs::write(env.data.join("providers.json"), providers.to_string())
+        .expect("write providers");
+    // `--version` is cut at half the probe's 4 s; the handshake has the rest
+    let server = Server::stdio_client_env(
+        &env,
+        env.args(),
+        &["--probe-timeout-secs", "4"],
+        (),
+        &[("PATH", path)],
+    )
+    .await;
+    let snap = snapshot(
+        &server.client,
+        "list_providers",
+        json!({"wait_seconds": 30}),
+    )
+    .await;
+    let slow = provider(&snap, "slow");
+    assert_eq!(slow.status, Status::Ready, "{slow:#?}");
+    assert_eq!(slow.version.as_deref(), Some("1.0.0"), "from initialize");
+    assert_eq!(slow.models, vec!["fake-small", "fake-large"]);
+    let text = call_text(&server.client, "provider_diagnostic", json!({"id": "slow"})).await;
+    assert!(
+        text.contains("did not finish within") && text.contains("the ACP handshake decides"),
+        "{text}"
+    );
+    server.stop().await;
+}
+
 async fn call_text(c: &Client, tool: &str, args: Value) -> String {
     let params = rmcp::model::CallToolRequestParams::new(tool.to_string())
         .with_arguments(args.as_object().cloned().expect("object"));

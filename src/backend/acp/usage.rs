@@ -13,11 +13,17 @@ use crate::domain::Usage;
 /// The usage a `session/prompt` response reports for its turn.
 pub(super) fn of_response(resp: &s::PromptResponse) -> Option<Usage> {
     if let Some(u) = &resp.usage {
-        return Some(Usage {
-            cached_tokens: u.cached_read_tokens,
-            reasoning_tokens: u.thought_tokens,
-            ..Usage::tokens(u.input_tokens, u.output_tokens)
-        });
+        return Some(
+            Counts {
+                total: Some(u.total_tokens),
+                input: u.input_tokens,
+                output: u.output_tokens,
+                thought: u.thought_tokens,
+                cache_read: u.cached_read_tokens,
+                cache_write: u.cached_write_tokens,
+            }
+            .usage(),
+        );
     }
     let meta = resp.meta.as_ref()?;
     let counts = meta.get("quota")?.get("token_count")?;
@@ -49,19 +55,65 @@ pub(super) fn of_update(
     }
 }
 
-/// `{inputTokens, outputTokens, thoughtTokens, cachedReadTokens}` (qwen-code, and ACP's own
-/// field names).
+/// `{inputTokens, outputTokens, totalTokens, thoughtTokens, cachedReadTokens}` (qwen-code,
+/// and ACP's own field names).
 fn camel_case_counts(v: &Value) -> Option<Usage> {
     let n = |k: &str| v.get(k).and_then(Value::as_u64);
     let (input, output) = (n("inputTokens"), n("outputTokens"));
     if input.is_none() && output.is_none() {
         return None;
     }
-    Some(Usage {
-        cached_tokens: n("cachedReadTokens"),
-        reasoning_tokens: n("thoughtTokens"),
-        ..Usage::tokens(input.unwrap_or(0), output.unwrap_or(0))
-    })
+    Some(
+        Counts {
+            total: n("totalTokens"),
+            input: input.unwrap_or(0),
+            output: output.unwrap_or(0),
+            thought: n("thoughtTokens"),
+            cache_read: n("cachedReadTokens"),
+            cache_write: n("cachedWriteTokens"),
+        }
+        .usage(),
+    )
+}
+
+/// Token counts in ACP's names, as an agent sent them.
+struct Counts {
+    total: Option<u64>,
+    input: u64,
+    output: u64,
+    thought: Option<u64>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+}
+
+impl Counts {
+    /// ACP's schema makes `totalTokens` the sum of every kind, so its input leaves out the
+    /// cache reads and writes and its output the thought tokens — opencode 1.18.33 counts so
+    /// (input 6 + output 3 + thought 2 + cache read 4 = total 15) — while qwen-code 0.24.4 counts
+    /// them inside (input 10 + output 5 = total 15), as boocoder's `Usage` does. The total
+    /// tells which: only a total that proves the kinds apart has them added back.
+    fn usage(self) -> Usage {
+        let (thought, read, write) = (
+            self.thought.unwrap_or(0),
+            self.cache_read.unwrap_or(0),
+            self.cache_write.unwrap_or(0),
+        );
+        let apart = thought.saturating_add(read).saturating_add(write);
+        let sum = self.input.saturating_add(self.output).saturating_add(apart);
+        let (input, output) = if apart > 0 && self.total == Some(sum) {
+            (
+                self.input.saturating_add(read).saturating_add(write),
+                self.output.saturating_add(thought),
+            )
+        } else {
+            (self.input, self.output)
+        };
+        Usage {
+            cached_tokens: self.cache_read,
+            reasoning_tokens: self.thought,
+            ..Usage::tokens(input, output)
+        }
+    }
 }
 
 /// `{input_tokens, output_tokens}` (gemini-cli).
@@ -104,16 +156,29 @@ mod tests {
 
     #[test]
     fn prompt_responses_report_acp_usage_or_gemini_quota() {
-        let opencode = response(json!({"stopReason": "end_turn", "usage": {
+        let inclusive = response(json!({"stopReason": "end_turn", "usage": {
             "totalTokens": 1500, "inputTokens": 1200, "outputTokens": 300,
             "thoughtTokens": 40, "cachedReadTokens": 800}}));
         assert_eq!(
-            of_response(&opencode),
+            of_response(&inclusive),
             Some(Usage {
                 cached_tokens: Some(800),
                 reasoning_tokens: Some(40),
                 ..Usage::tokens(1200, 300)
             })
+        );
+        // opencode 1.18.33 against a model that reported 10 in (4 cached), 5 out (2 reasoning)
+        let opencode = response(json!({"stopReason": "end_turn", "usage": {
+            "inputTokens": 6, "outputTokens": 3, "totalTokens": 15,
+            "thoughtTokens": 2, "cachedReadTokens": 4}}));
+        assert_eq!(
+            of_response(&opencode),
+            Some(Usage {
+                cached_tokens: Some(4),
+                reasoning_tokens: Some(2),
+                ..Usage::tokens(10, 5)
+            }),
+            "the kinds counted apart are added back"
         );
         let gemini = response(json!({"stopReason": "end_turn", "_meta": {"quota": {
             "token_count": {"input_tokens": 90, "output_tokens": 7}, "model_usage": []}}}));
@@ -131,15 +196,18 @@ mod tests {
         let qwen: s::SessionNotification = serde_json::from_value(json!({
             "sessionId": "s", "update": {"sessionUpdate": "agent_message_chunk",
             "content": {"type": "text", "text": ""},
-            "_meta": {"usage": {"inputTokens": 50, "outputTokens": 5, "thoughtTokens": 2}}}
+            "_meta": {"usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15,
+                "thoughtTokens": 2, "cachedReadTokens": 4}}}
         }))
         .expect("notification");
         assert_eq!(
             of_update(&qwen.update, |_| None),
             Some(Usage {
+                cached_tokens: Some(4),
                 reasoning_tokens: Some(2),
-                ..Usage::tokens(50, 5)
-            })
+                ..Usage::tokens(10, 5)
+            }),
+            "qwen-code counts the cached and reasoning parts inside (0.24.4)"
         );
 
         let mut seen = CostSeen::opened(true);

@@ -1,5 +1,9 @@
 //! Real coding agents from npm, driven through boocoder over ACP, talking to a scripted model
 //! server inside the test (`model_server.rs`; no internet needed once the agent is installed).
+//! Per agent: its edits arrive over two warm turns, each turn's `usage` in `check_task_status`
+//! is what the agent really reports (the `Shows` of its table row, measured), `list_providers`
+//! shows its models, modes and other settings, and a turn on a chosen model reaches the model
+//! server under that model's name. `FIGURE` lines print what was shown.
 //! Ignored by default; run them with
 //! `cargo nextest run --run-ignored only -E 'test(/real_agents/)' -j 1`. `cli.rs`: the one-shot
 //! CLIs (`claude -p`, `codex exec`) the same way. Each agent is installed with
@@ -37,9 +41,32 @@ struct Agent {
     client_fs: Option<bool>,
     /// Every turn must record a permission decision made by boocoder's policy.
     asks_permission: bool,
+    /// Not a built-in provider: registered as a custom ACP agent.
+    custom: bool,
+    /// What boocoder shows of the agent's usage and choices (measured).
+    shows: Shows,
 }
 
-const AGENTS: [Agent; 4] = [
+/// What `check_task_status` and `list_providers` show for an agent, as measured against the
+/// scripted model server (which reports usage in every answer).
+struct Shows {
+    /// Exactly the `usage` fields a turn's status reports.
+    usage: &'static [&'static str],
+    /// The input and output tokens each turn reports: every request answers 10 in (4 cached)
+    /// and 5 out (2 reasoning), and a turn makes two (the write, then the final answer).
+    tokens: Option<(u64, u64)>,
+    /// `models` is not empty and `default_model` is one of them.
+    models: bool,
+    /// Exactly the `modes` listed.
+    modes: &'static [&'static str],
+    /// Exactly the ids of the other settings (`options`) listed.
+    options: &'static [&'static str],
+    /// A listed, non-default model to run a turn on, and what the name the model server then
+    /// sees contains.
+    switch_to: Option<(&'static str, &'static str)>,
+}
+
+const AGENTS: [Agent; 5] = [
     Agent {
         id: "opencode",
         package: "opencode-ai@1.18.33",
@@ -49,6 +76,21 @@ const AGENTS: [Agent; 4] = [
         config: opencode_config,
         client_fs: None,
         asks_permission: false,
+        custom: false,
+        shows: Shows {
+            // the ACP prompt response's `usage`: of the turn's last model call only
+            usage: &[
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "reasoning_tokens",
+            ],
+            tokens: Some((10, 5)),
+            models: true,
+            modes: &["build", "plan"],
+            options: &[],
+            switch_to: Some(("fake/fake-other", "fake-other")),
+        },
     },
     Agent {
         id: "qwen",
@@ -59,6 +101,21 @@ const AGENTS: [Agent; 4] = [
         config: qwen_config,
         client_fs: Some(true),
         asks_permission: false,
+        custom: false,
+        shows: Shows {
+            // `_meta.usage` on message chunks, one per model call
+            usage: &[
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "reasoning_tokens",
+            ],
+            tokens: Some((20, 10)),
+            models: true,
+            modes: &["plan", "default", "auto-edit", "auto", "yolo"],
+            options: &[],
+            switch_to: None,
+        },
     },
     Agent {
         id: "claude-code",
@@ -69,6 +126,22 @@ const AGENTS: [Agent; 4] = [
         config: claude_code_config,
         client_fs: None,
         asks_permission: true,
+        custom: false,
+        shows: Shows {
+            // claude-code-acp 0.16.2 reports no usage at all
+            usage: &[],
+            tokens: None,
+            models: true,
+            modes: &[
+                "default",
+                "acceptEdits",
+                "plan",
+                "dontAsk",
+                "bypassPermissions",
+            ],
+            options: &[],
+            switch_to: Some(("opus", "opus")),
+        },
     },
     Agent {
         id: "gemini",
@@ -79,6 +152,37 @@ const AGENTS: [Agent; 4] = [
         config: gemini_config,
         client_fs: Some(false),
         asks_permission: false,
+        custom: false,
+        shows: Shows {
+            // `_meta.quota.token_count`: the main model's calls, not the router's; no cached or
+            // thought counts, and the output leaves the thoughts out
+            usage: &["input_tokens", "output_tokens"],
+            tokens: Some((20, 6)),
+            models: true,
+            modes: &["default", "autoEdit", "yolo", "plan"],
+            options: &[],
+            switch_to: Some(("gemini-2.5-pro", "gemini-2.5-pro")),
+        },
+    },
+    Agent {
+        id: "codex-acp",
+        package: "@zed-industries/codex-acp@0.16.0",
+        bin: "codex-acp",
+        bin_var: "BOOCODER_CODEX_ACP_BIN",
+        args: &[],
+        config: codex_acp_config,
+        client_fs: None,
+        asks_permission: false,
+        custom: true,
+        shows: Shows {
+            // `usage_update`: the context (the last call's 15 tokens of 258400), no counts, no cost
+            usage: &["context_used", "context_size"],
+            tokens: None,
+            models: true,
+            modes: &["read-only", "auto", "full-access"],
+            options: &["reasoning_effort"],
+            switch_to: Some(("gpt-5.4", "gpt-5.4")),
+        },
     },
 ];
 
@@ -105,6 +209,13 @@ async fn claude_code_acp_asks_permission_and_writes_through_client_fs() {
     run("claude-code").await
 }
 
+/// codex-acp runs its commands itself (the model writes the file with `exec_command`).
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn codex_acp_edits_arrive() {
+    run("codex-acp").await
+}
+
 /// gemini-cli runs with client fs off (it mishandles fs error replies) and writes itself.
 #[tokio::test]
 #[ignore = "needs the real agent installed; run with --run-ignored"]
@@ -112,12 +223,40 @@ async fn gemini_cli_with_client_fs_off_edits_arrive() {
     run("gemini").await
 }
 
+/// A turn on a model chosen from the ones the agent lists: opencode's and codex-acp's model is a
+/// select option (`session/set_config_option`), gemini-cli's and claude-code-acp's a raw
+/// `models` entry (`session/set_model`).
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn opencode_runs_a_turn_on_a_chosen_model() {
+    run_on_other_model("opencode").await
+}
+
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn gemini_cli_runs_a_turn_on_a_chosen_model() {
+    run_on_other_model("gemini").await
+}
+
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn codex_acp_runs_a_turn_on_a_chosen_model() {
+    run_on_other_model("codex-acp").await
+}
+
+#[tokio::test]
+#[ignore = "needs the real agent installed; run with --run-ignored"]
+async fn claude_code_acp_runs_a_turn_on_a_chosen_model() {
+    run_on_other_model("claude-code").await
+}
+
+/// opencode's provider offers a second model to choose.
 fn opencode_config(_home: &Path, base: &str) -> Value {
     let config = json!({
         "model": "fake/fake-model", "small_model": "fake/fake-model", "autoupdate": false, "share": "disabled",
         "provider": {"fake": {"npm": "@ai-sdk/openai-compatible",
             "options": {"baseURL": format!("{base}/v1"), "apiKey": "fake-key"},
-            "models": {"fake-model": {"tool_call": true}}}},
+            "models": {"fake-model": {"tool_call": true}, "fake-other": {"tool_call": true}}}},
         "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"}
     });
     json!({
@@ -154,6 +293,18 @@ fn gemini_config(home: &Path, base: &str) -> Value {
     json!({"GEMINI_API_KEY": "fake-key", "GOOGLE_GEMINI_BASE_URL": base})
 }
 
+/// codex-acp against the model server's Responses API, on a model slug codex knows (an unknown
+/// one makes it print a warning into the agent's messages), with no approvals or sandbox.
+fn codex_acp_config(home: &Path, base: &str) -> Value {
+    let codex_home = home.join(".codex");
+    std::fs::create_dir_all(&codex_home).expect("mkdir codex home");
+    let config = format!(
+        "model = \"gpt-5.5\"\nmodel_provider = \"fake\"\napproval_policy = \"never\"\nsandbox_mode = \"danger-full-access\"\ncheck_for_update_on_startup = false\n\n[model_providers.fake]\nname = \"fake\"\nbase_url = \"{base}/v1\"\nenv_key = \"FAKE_API_KEY\"\nwire_api = \"responses\"\n\n[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n"
+    );
+    std::fs::write(codex_home.join("config.toml"), config).expect("codex config");
+    json!({"CODEX_HOME": codex_home, "FAKE_API_KEY": "fake-key"})
+}
+
 fn write_settings(path: &Path, settings: &Value) {
     std::fs::create_dir_all(path.parent().expect("settings dir")).expect("mkdir settings");
     std::fs::write(path, settings.to_string()).expect("settings");
@@ -184,12 +335,17 @@ fn npm_bin(package: &str, bin: &str, bin_var: &str) -> PathBuf {
     path
 }
 
-/// Register `agent` in the providers file with `command` and `env`.
-fn register(env: &Env, agent: &str, command: Value, agent_env: Value) {
+/// Register `agent` in the providers file with `command` and `env` (overriding the built-in
+/// of that id, or as a custom ACP agent).
+fn register(env: &Env, agent: &Agent, command: Value, agent_env: Value) {
     let file = env.data.join("providers.json");
     let mut providers: Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("providers")).expect("json");
-    providers["providers"][agent] = json!({"command": command, "env": agent_env});
+    let mut entry = json!({"command": command, "env": agent_env});
+    if agent.custom {
+        entry["extends"] = json!("acp");
+    }
+    providers["providers"][agent.id] = entry;
     std::fs::write(&file, providers.to_string()).expect("write providers");
 }
 
@@ -223,35 +379,152 @@ async fn gemini_pre_started_serves_a_new_session() {
 async fn run_prestarted(id: &str) {
     let (env, script) = install(id).await;
     let park = env.data.join("prestart").join(id);
-    let transcripts = two_turns(&env, id, &script, &["--prestart", id], Some(&park)).await;
+    let turns = two_turns(&env, id, &script, &["--prestart", id], Some(&park)).await;
     assert!(
-        transcripts[0].contains(&format!("pre-started agent `{id}`")),
+        turns[0]
+            .transcript
+            .contains(&format!("pre-started agent `{id}`")),
         "{}",
-        transcripts[0]
+        turns[0].transcript
     );
 }
 
-/// Install and register the agent, run two turns, and check what its table row expects.
+/// Install and register the agent, run two turns, and check what its table row expects: the
+/// writes and permissions, the usage each turn reports and the choices `list_providers` shows.
 async fn run(id: &str) {
     let agent = AGENTS.iter().find(|a| a.id == id).expect("agent in table");
     let (env, script) = install(id).await;
-    let transcripts = two_turns(&env, agent.id, &script, &[], None).await;
-    for t in &transcripts {
+    let turns = two_turns(&env, agent.id, &script, &[], None).await;
+    for t in &turns {
         if let Some(client_fs) = agent.client_fs {
             assert_eq!(
-                t.contains(CLIENT_FS_WRITE),
+                t.transcript.contains(CLIENT_FS_WRITE),
                 client_fs,
-                "{}: expected writes through client fs: {client_fs}\n{t}",
-                agent.id
+                "{}: expected writes through client fs: {client_fs}\n{}",
+                agent.id,
+                t.transcript
             );
         }
         if agent.asks_permission {
             assert!(
-                t.contains(POLICY_ALLOW),
-                "no recorded permission decision:\n{t}"
+                t.transcript.contains(POLICY_ALLOW),
+                "no recorded permission decision:\n{}",
+                t.transcript
             );
         }
     }
+    let info = turns[0].provider.as_ref().expect("provider info");
+    eprintln!(
+        "FIGURE {id} {}: usage {} then {}; models {:?} (default {:?}); modes {:?} (default {:?}); options {}; model requests named {:?}",
+        info.version.as_deref().unwrap_or("?"),
+        json!(turns[0].usage),
+        json!(turns[1].usage),
+        info.models,
+        info.default_model,
+        info.modes,
+        info.default_mode,
+        json!(info.options),
+        script.models()
+    );
+    let shows = &agent.shows;
+    let mut expected: Vec<&str> = shows.usage.to_vec();
+    expected.sort_unstable();
+    for t in &turns {
+        assert_eq!(
+            usage_fields(&t.usage),
+            expected,
+            "{id}: usage fields {:?}\n{}",
+            t.usage,
+            t.transcript
+        );
+        if let Some((input, output)) = shows.tokens {
+            assert_eq!(
+                (t.usage.input_tokens, t.usage.output_tokens),
+                (Some(input), Some(output)),
+                "{id}: {:?}",
+                t.usage
+            );
+        }
+    }
+    assert_eq!(!info.models.is_empty(), shows.models, "{id}: {info:#?}");
+    if shows.models {
+        let default = info.default_model.as_ref().expect("a default model");
+        assert!(info.models.contains(default), "{id}: {info:#?}");
+    }
+    assert_eq!(info.modes, shows.modes, "{id}: {info:#?}");
+    let options: Vec<&str> = info.options.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(options, shows.options, "{id}: {info:#?}");
+}
+
+/// The fields a usage report has (those serialised: the reported ones), sorted.
+fn usage_fields(u: &Usage) -> Vec<String> {
+    let mut fields: Vec<String> = json!(u)
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    fields.sort_unstable();
+    fields
+}
+
+/// A turn on a listed model other than the default: the transcript says the model was set
+/// and the model server is asked for it.
+async fn run_on_other_model(id: &str) {
+    let agent = AGENTS.iter().find(|a| a.id == id).expect("agent in table");
+    let (model, wire) = agent.shows.switch_to.expect("a model to switch to");
+    let (env, script) = install(id).await;
+    let server = Server::stdio(&env, &[]).await;
+    let c = &server.client;
+    let info = provider(c, id).await;
+    assert!(info.models.iter().any(|m| m == model), "{info:#?}");
+    assert_ne!(info.default_model.as_deref(), Some(model), "{info:#?}");
+    let t = new_task(
+        c,
+        json!({"prompt": "Create the file. FILE=chosen.txt TEXT=on the chosen model", "agent": id, "model": model}),
+    )
+    .await;
+    let s = wait_done_long(c, &t.task_id).await;
+    let out = output(c, &t.task_id, json!({})).await;
+    let transcript = transcript_of(&out.transcript);
+    assert_eq!(
+        s.state,
+        TaskState::Completed,
+        "{s:#?}\n{transcript}\n{}",
+        server.log()
+    );
+    assert!(
+        transcript.contains(&format!("model set to `{model}`")),
+        "{transcript}"
+    );
+    assert!(out.diff.contains("+on the chosen model"), "{out:#?}");
+    eprintln!(
+        "FIGURE {id} model switch to {model}: model requests named {:?}",
+        script.models()
+    );
+    assert!(
+        script.models().iter().any(|m| m.contains(wire)),
+        "{id}: the model server saw {:?}, not {wire}",
+        script.models()
+    );
+    server.stop().await;
+}
+
+/// The agent as `list_providers` shows it once its probe has finished.
+async fn provider(c: &rmcp::service::Peer<rmcp::RoleClient>, id: &str) -> ProviderInfo {
+    for _ in 0..10 {
+        let snap: ProvidersSnapshot = call_as(c, "list_providers", json!({"wait_seconds": 60}))
+            .await
+            .expect("list_providers");
+        let info = snap
+            .providers
+            .into_iter()
+            .find(|p| p.id == id)
+            .expect("provider listed");
+        if info.status != Status::Probing {
+            assert_eq!(info.status, Status::Ready, "{info:#?}");
+            return info;
+        }
+    }
+    panic!("the probe of {id} did not finish");
 }
 
 /// Install the agent, start the scripted model server, and register the agent against it.
@@ -273,7 +546,7 @@ async fn install(id: &str) -> (Env, model_server::Script) {
     agent_env["DO_NOT_TRACK"] = json!("1");
     let mut command = vec![bin.display().to_string()];
     command.extend(agent.args.iter().map(|a| a.to_string()));
-    register(&env, agent.id, json!(command), agent_env);
+    register(&env, agent, json!(command), agent_env);
     (env, script)
 }
 
@@ -302,22 +575,37 @@ fn figures(s: &TaskStatus, events: &[TaskEvent]) -> (i64, i64, usize) {
     (first - start, end - start, permissions)
 }
 
+/// One finished turn: its transcript (one line per event), the usage its status reports, and
+/// (first turn only) the agent as `list_providers` showed it.
+struct TurnSeen {
+    transcript: String,
+    usage: Usage,
+    provider: Option<ProviderInfo>,
+}
+
+fn transcript_of(events: &[TaskEvent]) -> String {
+    events
+        .iter()
+        .map(|e| format!("[{}] {}", e.kind.as_str(), e.text))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Two turns in one session, each writing a file; prints (first update, done) per turn.
-/// Returns the transcripts.
 async fn two_turns(
     env: &Env,
     agent: &str,
     script: &model_server::Script,
     extra: &[&str],
     parked_in: Option<&Path>,
-) -> Vec<String> {
+) -> Vec<TurnSeen> {
     let server = Server::stdio(env, extra).await;
     let c = &server.client;
     if let Some(dir) = parked_in {
         wait_parked(&server, dir).await;
     }
     let mut figs = Vec::new();
-    let mut transcripts = Vec::new();
+    let mut turns = Vec::new();
     let mut session: Option<String> = None;
     for (file, text) in [
         ("hello.txt", "hello from the agent"),
@@ -339,14 +627,17 @@ async fn two_turns(
             server.log()
         );
         assert!(out.diff.contains(&format!("+{text}")), "{out:#?}");
-        transcripts.push(
-            out.transcript
-                .iter()
-                .map(|e| format!("[{}] {}", e.kind.as_str(), e.text))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
         figs.push(figures(&s, &out.transcript));
+        let provider = if turns.is_empty() {
+            Some(provider(c, agent).await)
+        } else {
+            None
+        };
+        turns.push(TurnSeen {
+            transcript: transcript_of(&out.transcript),
+            usage: s.usage,
+            provider,
+        });
     }
     eprintln!(
         "FIGURES {agent}{} first turn: first update {} ms, done {} ms; second (warm) turn: first update {} ms, done {} ms; permission decisions {}+{}; model requests {}",
@@ -364,7 +655,7 @@ async fn two_turns(
         script.request_count()
     );
     server.stop().await;
-    transcripts
+    turns
 }
 
 /// Until the server says it parked an initialized agent (started in `dir`).

@@ -1,7 +1,11 @@
 //! The scripted model server real agents talk to, in the four wire formats they speak:
 //! OpenAI chat completions (opencode, qwen-code), Anthropic Messages (claude-code-acp,
-//! `claude -p`), the Gemini API (gemini-cli) and OpenAI Responses (`codex exec`). `FILE=name TEXT=words` in a prompt makes the model write that file
-//! with the agent's own write tool, once per file.
+//! `claude -p`), the Gemini API (gemini-cli) and OpenAI Responses (`codex exec`).
+//! `FILE=name TEXT=words` in a prompt makes the model write that file with the agent's own
+//! write tool, once per file. Every answer reports the same usage in its format's own terms
+//! (10 input tokens, 4 of them cached, 5 output, 2 of them reasoning where the format has it:
+//! Anthropic counts cache reads beside its `input_tokens`, Gemini thoughts beside its
+//! candidates), and the server records which models the requests named.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -11,10 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::support::Env;
 
-/// How many requests the scripted model answered and which files it already wrote.
+/// How many requests the scripted model answered, the models they named, and which files it
+/// already wrote.
 #[derive(Clone, Default)]
 pub struct Script {
     requests: Arc<AtomicUsize>,
+    models: Arc<Mutex<Vec<String>>>,
     written: Arc<Mutex<Vec<String>>>,
     /// `DATA/worktrees/`: the session's worktree is found in the agent's system prompt.
     worktrees: String,
@@ -25,8 +31,19 @@ impl Script {
         self.requests.load(Ordering::Relaxed)
     }
 
-    fn record(&self) {
+    /// The distinct model names the requests asked for, in order of first use.
+    pub fn models(&self) -> Vec<String> {
+        self.models.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Count a request for `model` (the body's `model`, or the Gemini API's path).
+    fn record(&self, model: &str) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.models.lock()
+            && !m.iter().any(|x| x == model)
+        {
+            m.push(model.to_string());
+        }
     }
 
     /// Whether `name` was not written yet; `claim` marks it written (agents make background
@@ -66,7 +83,7 @@ fn write_tool(req: &Value) -> Option<(String, String)> {
 /// tool result it says it is done; anything else (titles, summaries) gets plain text.
 async fn completions(State(script): State<Script>, body: String) -> Response {
     let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    script.record();
+    script.record(req["model"].as_str().unwrap_or(""));
     let cwd = find_cwd(&body, &script.worktrees);
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let has_tools = req["tools"].as_array().is_some_and(|t| !t.is_empty());
@@ -123,7 +140,9 @@ async fn completions(State(script): State<Script>, body: String) -> Response {
     sse.push_str(&format!(
         "data: {}\n\ndata: [DONE]\n\n",
         json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "fake-model", "choices": [],
-               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                   "prompt_tokens_details": {"cached_tokens": 4},
+                   "completion_tokens_details": {"reasoning_tokens": 2}}})
     ));
     ([("content-type", "text/event-stream")], sse).into_response()
 }
@@ -131,7 +150,7 @@ async fn completions(State(script): State<Script>, body: String) -> Response {
 /// The Anthropic Messages API flavour of the same script (claude-code-acp), streamed as SSE.
 async fn messages(State(script): State<Script>, body: String) -> Response {
     let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    script.record();
+    script.record(req["model"].as_str().unwrap_or(""));
     let cwd = find_cwd(&body, &script.worktrees);
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     // `claude -p` (2.1.197) sends a trailing `system` message (its agent list) after the user's
@@ -187,7 +206,7 @@ async fn messages(State(script): State<Script>, body: String) -> Response {
             "message_start",
             json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+            "usage": {"input_tokens": 6, "cache_read_input_tokens": 4, "output_tokens": 1}}}),
         ),
         (
             "content_block_start",
@@ -281,7 +300,7 @@ async fn gemini(
         )
             .into_response();
     }
-    script.record();
+    script.record(spec.split(':').next().unwrap_or(""));
     let cwd = find_cwd(&body, &script.worktrees);
     let config = &req["generationConfig"];
     let schema = [&config["responseJsonSchema"], &config["responseSchema"]]
@@ -323,7 +342,8 @@ async fn gemini(
     };
     let response = json!({
         "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 3, "totalTokenCount": 15,
+            "cachedContentTokenCount": 4, "thoughtsTokenCount": 2},
         "modelVersion": "gemini-fake"
     });
     if spec.ends_with(":streamGenerateContent") {
@@ -343,7 +363,7 @@ async fn gemini(
 /// reported with cached and reasoning parts.
 async fn responses(State(script): State<Script>, body: String) -> Response {
     let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    script.record();
+    script.record(req["model"].as_str().unwrap_or(""));
     let input = req["input"].as_array().cloned().unwrap_or_default();
     let last = input.last().cloned().unwrap_or(Value::Null);
     let has_exec = req["tools"]
