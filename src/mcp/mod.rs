@@ -11,6 +11,7 @@ mod prompts;
 pub mod provider_types;
 mod resources;
 pub mod sampling;
+mod schema;
 pub mod types;
 mod waiting;
 
@@ -103,8 +104,18 @@ fn probe_wait(seconds: Option<u32>, default: Duration) -> Duration {
 
 #[tool_router]
 impl McpServer {
+    /// Every tool, with its input schema compacted for the model that reads it.
+    fn router() -> ToolRouter<McpServer> {
+        let mut router = Self::tool_router();
+        for route in router.map.values_mut() {
+            route.attr.input_schema =
+                std::sync::Arc::new(schema::compact(&route.attr.input_schema));
+        }
+        router
+    }
+
     pub fn new(engine: Engine, profile: Profile) -> McpServer {
-        let mut tool_router = Self::tool_router();
+        let mut tool_router = Self::router();
         if profile == Profile::Orchestrator {
             for t in tool_router.list_all() {
                 if !ORCHESTRATOR_TOOLS.contains(&t.name.as_ref()) {
@@ -126,11 +137,9 @@ impl McpServer {
         self
     }
 
-    /// Queue a coding task for an agent in an isolated git worktree of the project. Returns the
-    /// task id and session id at once (state `pending`), or the finished status when
-    /// `wait_seconds` is given and the task ends in time. Edits become a pending change that
-    /// lands only when you call `apply_pending`. For a follow-up in the same worktree, pass
-    /// `session_id` (or `continue_task_id`).
+    /// Delegate a coding task to an agent working in its own git worktree. Returns its ids at once
+    /// (then poll `check_task_status`), or the result if it ends within `wait_seconds`. Edits stay
+    /// pending until `apply_pending`; pass `session_id` for a follow-up in the same worktree.
     #[tool(annotations(destructive_hint = false, open_world_hint = true))]
     async fn new_task(
         &self,
@@ -162,8 +171,8 @@ impl McpServer {
         self.submitted(task, p.wait_seconds, &ctx).await
     }
 
-    /// List tasks, newest first, one compact line each; filter by state, project, parent task
-    /// or session; page with `cursor`.
+    /// List tasks newest first, one short row each; filter by state, project, parent or session;
+    /// page with `cursor`.
     #[tool(annotations(read_only_hint = true))]
     async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> ToolResult<TaskList> {
         if p.tree {
@@ -199,8 +208,8 @@ impl McpServer {
         Ok(Json(TaskList::from_page(&page)))
     }
 
-    /// A task's state, timings, short summary, changed files (+/- counts), token usage and
-    /// error. With `wait_seconds`, waits (long-poll, capped at 50 s) until the state changes.
+    /// A task's state, summary, changed files (+/- counts), usage and error, never the transcript.
+    /// `wait_seconds` long-polls until the state changes.
     #[tool(annotations(read_only_hint = true))]
     async fn check_task_status(
         &self,
@@ -238,8 +247,8 @@ impl McpServer {
         Ok(Json(status))
     }
 
-    /// Answer a blocked task's permission question (its status' `waiting_for`) with one of
-    /// the agent's options. The first answer wins, whichever channel gives it.
+    /// Answer a blocked task's permission question (`waiting_for` in its status) with one of its
+    /// options; the first answer wins.
     #[tool(annotations(destructive_hint = false, idempotent_hint = false))]
     async fn answer_permission(
         &self,
@@ -258,9 +267,8 @@ impl McpServer {
         Ok(Json(PermissionAnswer::from(a)))
     }
 
-    /// Run a failed or cancelled task again as a new task in the same session (same agent,
-    /// model, mode and parent; its worktree as the earlier turn left it), linked by
-    /// `retry_of`. Pass `prompt` to amend what it should do.
+    /// Run a failed or cancelled task again in its session (same agent, model and worktree), linked
+    /// by `retry_of`; `prompt` amends the instruction.
     #[tool(annotations(destructive_hint = false, open_world_hint = true))]
     async fn retry_task(
         &self,
@@ -275,8 +283,8 @@ impl McpServer {
         self.submitted(task, p.wait_seconds, &ctx).await
     }
 
-    /// Where the work went: tasks grouped by project, agent, day or parent task, each group
-    /// with its task count by outcome, success rate, median and p90 duration, and tokens.
+    /// Where the work went: per project, agent, day or parent task, the tasks by outcome, success
+    /// rate, median and p90 duration, tokens and cost.
     #[tool(annotations(read_only_hint = true))]
     async fn usage_stats(
         &self,
@@ -295,16 +303,16 @@ impl McpServer {
         }))
     }
 
-    /// Stop a pending or running task. The agent is stopped (its whole process group), the task
-    /// becomes `cancelled`, and its worktree and any partial edits are kept.
+    /// Stop a pending or running task (with the agent's whole process group); it becomes
+    /// `cancelled`, its worktree and partial edits are kept.
     #[tool(annotations(destructive_hint = false))]
     async fn cancel_task(&self, Parameters(p): Parameters<TaskIdParams>) -> ToolResult<TaskStatus> {
         let task = self.engine.cancel(&p.task_id).await.map_err(fail)?;
         Ok(Json(TaskStatus::from_task(&task)))
     }
 
-    /// The full result of a task when you do want it: the final message, the transcript (text,
-    /// reasoning, tool calls, stderr) and the session's unified diff, both paged.
+    /// The whole result, when the status is not enough: final message, transcript and the unified
+    /// diff, paged.
     #[tool(annotations(read_only_hint = true))]
     async fn get_task_output(
         &self,
@@ -324,9 +332,9 @@ impl McpServer {
         Ok(Json(TaskOutput::from_page(page)))
     }
 
-    /// Apply a session's pending change (by `task_id` or `session_id`) to the project checkout.
-    /// Atomic: every file or none. Refuses, naming the files, when the checkout changed under
-    /// them. `dry_run` checks only. Afterwards the session continues from the applied state.
+    /// Land a session's pending change (by `task_id` or `session_id`) in the project checkout, all
+    /// files or none. Refuses, naming the files, when the checkout changed under them; `dry_run`
+    /// only checks.
     #[tool(annotations(destructive_hint = true, idempotent_hint = false))]
     async fn apply_pending(
         &self,
@@ -346,8 +354,8 @@ impl McpServer {
         Ok(Json(out))
     }
 
-    /// Drop a session's pending change (by `task_id` or `session_id`) and reset its worktree,
-    /// so a follow-up turn starts from the last applied state.
+    /// Drop a session's pending change (by `task_id` or `session_id`) and reset its worktree to the
+    /// last applied state.
     #[tool(annotations(destructive_hint = true))]
     async fn discard_pending(
         &self,
@@ -361,11 +369,9 @@ impl McpServer {
         Ok(Json(out))
     }
 
-    /// The coding agents this machine can run: per provider its id (pass as `agent` to
-    /// new_task), transport (native, acp, cli), status (ready, disabled, not_installed,
-    /// needs_auth, error, probing), version, default model, valid `models` and `modes`, slash
-    /// commands and a one-line diagnostic; plus any problem in the providers file. Probes run in
-    /// the background; this waits briefly for running ones.
+    /// The agents this machine can run: per provider its id (new_task's `agent`), status (ready,
+    /// needs_auth, not_installed…), version, `models`, `modes` and a diagnostic. Waits briefly for
+    /// running probes.
     #[tool(annotations(read_only_hint = true))]
     async fn list_providers(
         &self,
@@ -375,8 +381,8 @@ impl McpServer {
         Ok(Json(self.engine.providers(wait).await))
     }
 
-    /// Probe providers again (all, or the given ids) after installing, upgrading or logging in
-    /// to an agent; re-reads the providers file. Returns the new snapshot.
+    /// Probe agents again (all, or `ids`) after installing, upgrading or logging in; re-reads the
+    /// providers file.
     #[tool(annotations(
         read_only_hint = false,
         destructive_hint = false,
@@ -395,10 +401,9 @@ impl McpServer {
         Ok(Json(snap))
     }
 
-    /// Enable or disable a provider, override fields of a built-in (e.g. its command or env),
-    /// or add a custom agent (`extends`: "acp" or "cli", plus `command`). Only the fields given
-    /// change; the rest of the entry and every other entry are kept. Written to the providers
-    /// file atomically and applied at once (no restart); returns the provider after its probe.
+    /// Add a custom agent (`extends` and `command`), override a built-in's fields (e.g. `command`,
+    /// `env`) or turn one on or off. Only the given fields change; saved to the providers file and
+    /// applied at once.
     #[tool(annotations(destructive_hint = false, idempotent_hint = true))]
     async fn configure_provider(
         &self,
@@ -439,9 +444,8 @@ impl McpServer {
         Ok(Json(done))
     }
 
-    /// Plain-text diagnosis of one provider (its resolved entry, last probe and the probe's
-    /// full log: paths tried, `--version` output, handshake steps, errors), or without `id` the
-    /// providers file's problems (with line and field) and one line per provider.
+    /// Plain-text diagnosis of one provider (its resolved entry, last probe and the probe's log),
+    /// or without `id` the providers file's problems and one line per provider.
     #[tool(annotations(read_only_hint = true))]
     async fn provider_diagnostic(
         &self,
@@ -600,7 +604,7 @@ pub async fn serve_stdio(
 /// The published tool definitions (name, description, input and output schemas), the source
 /// of `tool-schemas/*.json`.
 pub fn tool_definitions() -> Vec<(String, serde_json::Value)> {
-    McpServer::tool_router()
+    McpServer::router()
         .list_all()
         .into_iter()
         .map(|t| {

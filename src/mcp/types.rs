@@ -11,57 +11,46 @@ use crate::worktree::FileChange;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTaskParams {
-    /// What the coding agent should do, written as a complete, self-contained instruction (the
-    /// agent sees nothing of your conversation). Required.
+    /// The complete, self-contained instruction (the agent sees nothing of your conversation).
     pub prompt: String,
-    /// Provider id of the agent to run (see `list_providers`); defaults to the session's agent
-    /// for follow-ups, else the server's default (`native`, boocoder's own loop, when a model
-    /// endpoint is configured).
+    /// Provider id (see `list_providers`); default: the session's agent, else the server's.
     #[serde(default)]
     pub agent: Option<String>,
-    /// Model id for the agent, when it accepts one (for `native`: a model the endpoint serves,
-    /// overriding the server's --model). Checked against the provider's `models` in
-    /// `list_providers` when its probe listed them; otherwise when the agent's session starts
-    /// (an id it does not offer fails the task with the valid ids).
+    /// Model id, for agents that take one; an id the agent does not offer fails the task, naming
+    /// the valid ones.
     #[serde(default)]
     pub model: Option<String>,
-    /// Agent mode (ACP agents only, e.g. "code" or "ask"; see `modes` in `list_providers`).
-    /// Like `model`, checked against the probe when known, else when the session starts.
+    /// ACP agents: the agent's mode, e.g. "code" or "ask" (see `list_providers`).
     #[serde(default)]
     pub mode: Option<String>,
-    /// How to answer the agent's permission requests in this task (ACP agents only):
-    /// "allow" (approve once), "deny" (reject), or "ask" (the task shows `blocked` while it
-    /// waits; unanswered requests are denied after the provider's timeout). Omit to use the
-    /// provider's policy. Every decision is recorded in the transcript.
+    /// ACP agents: how to answer permission requests; `ask` blocks the task until
+    /// `answer_permission` (denied after the provider's timeout). Default: the provider's policy.
     #[serde(default)]
     #[schemars(with = "Option<crate::domain::PermissionPolicy>")]
     pub permission: Option<String>,
-    /// Absolute path of the git repository to work on; defaults to the server's project.
+    /// Absolute path of the git repository; default: the server's project.
     #[serde(default)]
     pub project: Option<String>,
-    /// The task that delegated this one, to build a task tree (Boomerang).
+    /// The task delegating this one (builds a task tree).
     #[serde(default)]
     pub parent_task_id: Option<String>,
-    /// Run as a follow-up turn in this session: same worktree, same agent, edits accumulate.
+    /// Run as a follow-up turn of this session: same worktree and agent, edits accumulate.
     #[serde(default)]
     pub session_id: Option<String>,
-    /// Like `session_id`, naming any task of the session instead.
+    /// Like `session_id`, naming a task of the session.
     #[serde(default)]
     pub continue_task_id: Option<String>,
-    /// Block up to this many seconds (capped at 50) and return the finished result if the task
-    /// ends in time; otherwise the task keeps running and you poll `check_task_status`.
+    /// Wait up to this many seconds (max 50) and return the result if the task ends in time.
     #[serde(default)]
     pub wait_seconds: Option<u32>,
-    /// Stop the task once its agent reported this many tokens (input plus output); also
-    /// bounds everything delegated under it. Agents that report no usage: not enforced.
+    /// Stop after this many tokens (input + output, as the agent reports them); bounds subtasks
+    /// too.
     #[serde(default)]
     pub max_tokens: Option<u64>,
-    /// Stop the task once its agent reported this cost in US dollars; also bounds everything
-    /// delegated under it. Agents that report no cost: not enforced.
+    /// Stop at this cost in USD, as the agent reports it; bounds subtasks too.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
-    /// Stop the task after this many minutes of running; also bounds everything delegated
-    /// under it (a child cannot start once the tree has run this long).
+    /// Stop after this many minutes of running; bounds subtasks too.
     #[serde(default)]
     pub max_minutes: Option<u64>,
 }
@@ -83,12 +72,11 @@ enum StateFilter {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListTasksParams {
-    /// Only tasks in this state; `needs_attention` lists blocked and failed tasks together
-    /// (the inbox).
+    /// Only this state; `needs_attention` is blocked or failed (the inbox).
     #[serde(default)]
     #[schemars(with = "Option<StateFilter>")]
     pub state: Option<String>,
-    /// Only tasks of this project (path of its repository).
+    /// Only this project (repository path).
     #[serde(default)]
     pub project: Option<String>,
     /// Only subtasks of this task.
@@ -97,12 +85,10 @@ pub struct ListTasksParams {
     /// Only turns of this session.
     #[serde(default)]
     pub session_id: Option<String>,
-    /// With `parent_task_id`: that task and everything delegated under it, transitively,
-    /// each task followed by its children (with `depth`); other filters and paging do not
-    /// apply.
+    /// With `parent_task_id`: its whole subtree in order, with `depth` (no other filter or paging).
     #[serde(default)]
     pub tree: bool,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 20).
@@ -113,10 +99,9 @@ pub struct ListTasksParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckTaskStatusParams {
-    /// The task id returned by `new_task`.
+    /// The task id from `new_task`.
     pub task_id: String,
-    /// Long-poll: wait up to this many seconds (capped at 50) for the task's state to change
-    /// before answering. Omit for an immediate answer.
+    /// Long-poll: wait up to this many seconds (max 50) for the state to change.
     #[serde(default)]
     pub wait_seconds: Option<u32>,
 }
@@ -124,11 +109,10 @@ pub struct CheckTaskStatusParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageStatsParams {
-    /// `project`, `agent` (default), `day` (UTC, by creation) or `parent` (the delegating task).
+    /// Default `agent`; `day` is the UTC day of creation, `parent` the delegating task.
     #[serde(default)]
     pub group_by: Option<crate::engine::GroupBy>,
-    /// Only tasks created since: a duration back from now (`7d`, `12h`, `30m`) or a date
-    /// (`2026-11-01`). Omit for all tasks.
+    /// Only tasks created since a duration back (`7d`, `12h`, `30m`) or a date (`2026-11-01`).
     #[serde(default)]
     pub since: Option<String>,
 }
@@ -147,11 +131,10 @@ pub struct UsageStats {
 pub struct RetryTaskParams {
     /// A failed or cancelled task.
     pub task_id: String,
-    /// A new prompt instead of the original (e.g. with what to do differently).
+    /// A new prompt instead of the original.
     #[serde(default)]
     pub prompt: Option<String>,
-    /// Block up to this many seconds (capped at 50) and return the finished result if the task
-    /// ends in time.
+    /// Wait up to this many seconds (max 50) and return the result if the task ends in time.
     #[serde(default)]
     pub wait_seconds: Option<u32>,
 }
@@ -179,25 +162,25 @@ pub struct PermissionAnswer {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskIdParams {
-    /// The task id returned by `new_task`.
+    /// The task id from `new_task`.
     pub task_id: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetTaskOutputParams {
-    /// The task id returned by `new_task`.
+    /// The task id from `new_task`.
     pub task_id: String,
-    /// Transcript paging: return entries after this sequence number (`next_after_seq`).
+    /// Transcript page: entries after this `seq` (`next_after_seq`).
     #[serde(default)]
     pub after_seq: Option<i64>,
-    /// Most transcript entries to return (default 200, at most 1000).
+    /// Most transcript entries (default 200, max 1000).
     #[serde(default)]
     pub max_events: Option<u32>,
-    /// Diff paging: byte offset into the unified diff (`next_diff_offset`).
+    /// Diff page: byte offset (`next_diff_offset`).
     #[serde(default)]
     pub diff_offset: Option<u64>,
-    /// Most diff bytes to return (default 65536, at most 1048576).
+    /// Most diff bytes (default 65536, max 1048576).
     #[serde(default)]
     pub max_diff_bytes: Option<u64>,
 }
@@ -205,17 +188,16 @@ pub struct GetTaskOutputParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyPendingParams {
-    /// Apply the pending change of this task's session. Give this or `session_id`.
+    /// Apply the change of this task's session (or give `session_id`).
     #[serde(default)]
     pub task_id: Option<String>,
-    /// Apply this session's pending change. Give this or `task_id`.
+    /// Apply this session's change (or give `task_id`).
     #[serde(default)]
     pub session_id: Option<String>,
-    /// Only check that the change applies cleanly; write nothing.
+    /// Only check that it applies cleanly; write nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// After applying, close the session: its worktree and branch are removed and no further
-    /// turns can run in it. Leave false to keep iterating with follow-up turns.
+    /// Afterwards remove the session's worktree and branch (no more follow-up turns).
     #[serde(default)]
     pub close_session: bool,
 }
@@ -223,14 +205,13 @@ pub struct ApplyPendingParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscardPendingParams {
-    /// Discard the pending change of this task's session. Give this or `session_id`.
+    /// Discard the change of this task's session (or give `session_id`).
     #[serde(default)]
     pub task_id: Option<String>,
-    /// Discard this session's pending change. Give this or `task_id`.
+    /// Discard this session's change (or give `task_id`).
     #[serde(default)]
     pub session_id: Option<String>,
-    /// Also close the session: its worktree and branch are removed and no further turns can
-    /// run in it.
+    /// Also remove the session's worktree and branch (no more follow-up turns).
     #[serde(default)]
     pub close_session: bool,
 }
