@@ -9,6 +9,7 @@ pub mod http;
 mod pre_init;
 mod prompts;
 pub mod provider_types;
+mod reply;
 mod resources;
 pub mod sampling;
 mod schema;
@@ -60,14 +61,13 @@ const ORCHESTRATOR_TOOLS: [&str; 5] = [
     "answer_permission",
 ];
 
-const INSTRUCTIONS: &str = "boocoder runs coding tasks for you in isolated git worktrees. \
-Delegate with new_task (a complete, self-contained prompt); it returns a task id at once. \
-Poll check_task_status (use wait_seconds to long-poll) until the state is completed, failed or cancelled; \
-it returns a short summary and the changed files, not the transcript. \
-Nothing touches the user's checkout until you call apply_pending (use dry_run to check first); \
-discard_pending drops a change. Follow-up turns in the same worktree: new_task with session_id. \
-get_task_output returns the full transcript and diff when you really need them. \
-list_providers shows which agents (with their models and modes) this machine can run.";
+const INSTRUCTIONS: &str = "boocoder runs coding tasks in isolated git worktrees. \
+Delegate with new_task (a complete, self-contained prompt), then poll check_task_status \
+(wait_seconds long-polls) until completed, failed or cancelled: it gives a short summary and the \
+largest changed files with totals; get_task_output has the transcript, every file and the diff. \
+Nothing reaches the user's checkout until apply_pending (dry_run checks first); discard_pending \
+drops a change. Follow up in the same worktree with new_task(session_id). list_providers shows \
+the agents, models and modes this machine can run.";
 
 const PROVIDER_EDITS_OFF: &str = "configure_provider is disabled over HTTP: it sets the \
 commands agents run, so any client holding the token could run programs as the server's user. \
@@ -89,6 +89,8 @@ pub struct McpServer {
 }
 
 type ToolResult<T> = Result<Json<T>, String>;
+/// A task status: compact JSON plus the same as text ([`reply::Status`]).
+type StatusResult = Result<reply::Status, String>;
 
 fn fail(e: EngineError) -> String {
     e.to_string()
@@ -145,7 +147,7 @@ impl McpServer {
         &self,
         Parameters(p): Parameters<NewTaskParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
+    ) -> StatusResult {
         let task = self
             .engine
             .submit(NewTask {
@@ -208,14 +210,14 @@ impl McpServer {
         Ok(Json(TaskList::from_page(&page)))
     }
 
-    /// A task's state, summary, changed files (+/- counts), usage and error, never the transcript.
-    /// `wait_seconds` long-polls until the state changes.
+    /// A task's state, summary, changed files (the 10 largest, with totals), usage and error, never
+    /// the transcript. `wait_seconds` long-polls until the state changes.
     #[tool(annotations(read_only_hint = true))]
     async fn check_task_status(
         &self,
         Parameters(p): Parameters<CheckTaskStatusParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
+    ) -> StatusResult {
         let task = self.engine.task(&p.task_id).await.map_err(fail)?;
         let task = match wait_for(p.wait_seconds) {
             Some(d) if !task.state.is_terminal() => {
@@ -227,7 +229,7 @@ impl McpServer {
             _ => task,
         };
         let mut status = TaskStatus::from_task(&task);
-        status.session_usage = Some(
+        status.set_session_usage(
             self.engine
                 .session_usage(&task.session_id)
                 .await
@@ -239,12 +241,13 @@ impl McpServer {
             .await
             .map_err(fail)?;
         status.descendants = (!counts.is_empty()).then_some(counts);
-        status.stale_against_checkout = self
-            .engine
-            .stale_against_checkout(&task.session_id)
-            .await
-            .map_err(fail)?;
-        Ok(Json(status))
+        status.set_stale(
+            self.engine
+                .stale_against_checkout(&task.session_id)
+                .await
+                .map_err(fail)?,
+        );
+        Ok(reply::Status(status))
     }
 
     /// Answer a blocked task's permission question (`waiting_for` in its status) with one of its
@@ -274,7 +277,7 @@ impl McpServer {
         &self,
         Parameters(p): Parameters<RetryTaskParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
+    ) -> StatusResult {
         let task = self
             .engine
             .retry(&p.task_id, p.prompt, caller_of(&ctx.peer))
@@ -306,13 +309,13 @@ impl McpServer {
     /// Stop a pending or running task (with the agent's whole process group); it becomes
     /// `cancelled`, its worktree and partial edits are kept.
     #[tool(annotations(destructive_hint = false))]
-    async fn cancel_task(&self, Parameters(p): Parameters<TaskIdParams>) -> ToolResult<TaskStatus> {
+    async fn cancel_task(&self, Parameters(p): Parameters<TaskIdParams>) -> StatusResult {
         let task = self.engine.cancel(&p.task_id).await.map_err(fail)?;
-        Ok(Json(TaskStatus::from_task(&task)))
+        Ok(reply::Status(TaskStatus::from_task(&task)))
     }
 
-    /// The whole result, when the status is not enough: final message, transcript and the unified
-    /// diff, paged.
+    /// The whole result, when the status is not enough: final message, transcript, every changed
+    /// file and the unified diff, paged.
     #[tool(annotations(read_only_hint = true))]
     async fn get_task_output(
         &self,

@@ -216,7 +216,8 @@ pub struct DiscardPendingParams {
     pub close_session: bool,
 }
 
-/// The compact status of one task: what a delegating model needs, never the transcript.
+/// The compact status of one task: what a delegating model needs, never the transcript, and
+/// small whatever the task (see [`TaskStatus::fit`]). `get_task_output` has everything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskStatus {
     pub task_id: String,
@@ -236,19 +237,30 @@ pub struct TaskStatus {
     /// Seconds from start to end (or to now while running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
-    /// The tail of the agent's final message (at most ~1.5 KB).
+    /// The end of the agent's final message (at most 700 bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
-    /// Why the task failed or was cancelled.
+    /// Why the task failed or was cancelled; a long one keeps its start and end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Files in the session's pending change when this turn ended.
-    pub files_changed: Vec<FileChange>,
+    /// Files in the session's pending change when this turn ended; absent when none.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub files_total: u64,
+    /// Lines those files add, in all.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub additions_total: u64,
+    /// Lines those files delete, in all.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub deletions_total: u64,
+    /// The largest of those files (most lines changed first), at most 10, one short entry each:
+    /// `M src/a.rs +3 -1` (Added, Modified, Deleted, Renamed, Type change; `binary` instead of
+    /// line counts). `get_task_output` lists them all.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub files_changed: Vec<String>,
     /// Tokens, cost and context as the agent reported them; absent when it reported nothing.
     #[serde(skip_serializing_if = "Usage::is_empty", default)]
     pub usage: Usage,
-    /// Tokens of all the session's turns so far (present when the session has more than this
-    /// one or when asked through check_task_status).
+    /// Usage of all the session's turns (check_task_status; absent when it equals `usage`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_usage: Option<Usage>,
     /// The boocoder node (host-pid) that ran the turn.
@@ -262,10 +274,11 @@ pub struct TaskStatus {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub descendants: Option<std::collections::BTreeMap<String, u32>>,
     /// Files of the session's pending change that no longer apply cleanly, found when another
-    /// session's change was applied; a follow-up turn can redo them. Absent when it applies.
+    /// session's change was applied (at most 10 named); a follow-up turn can redo them.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub stale_against_checkout: Option<Vec<String>>,
-    /// While `blocked`: the agent's permission question; answer with `answer_permission`.
+    /// While `blocked`: the agent's permission question (its preview shortened; the whole one
+    /// in `get_task_output`); answer with `answer_permission`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub waiting_for: Option<crate::domain::Question>,
     /// The task's limits (`max_tokens`, `max_cost_usd`, `max_minutes`), when it has any.
@@ -279,34 +292,111 @@ pub struct TaskStatus {
     pub next: String,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// File entries a status names; `get_task_output` lists every file.
+pub const FILES_SHOWN: usize = 10;
+/// Bytes of a status' JSON and of its text that [`TaskStatus::fit`] keeps within.
+pub const STATUS_JSON_MAX: usize = 2000;
+pub const STATUS_TEXT_MAX: usize = 1500;
+/// Caps on single fields of a status, in bytes (paths and lists in entries).
+const ERROR_MAX: usize = 400;
+const PATH_MAX: usize = 60;
+const QUESTION_MAX: usize = 200;
+const LABEL_MAX: usize = 60;
+const PREVIEW_MAX: usize = 300;
+const LIST_MAX: usize = 10;
+
+/// `M src/a.rs +3 -1`: the change's letter, its path (a long one keeps its end) and the lines
+/// it adds and deletes, or `binary`.
+pub fn file_entry(f: &FileChange) -> String {
+    use crate::worktree::FileStatus;
+    let letter = match f.status {
+        FileStatus::Added => "A",
+        FileStatus::Modified => "M",
+        FileStatus::Deleted => "D",
+        FileStatus::Renamed => "R",
+        FileStatus::TypeChange => "T",
+    };
+    let path = match &f.old_path {
+        Some(old) if f.status == FileStatus::Renamed => format!("{old} -> {}", f.path),
+        _ => f.path.clone(),
+    };
+    let path = crate::domain::tail(&path, PATH_MAX);
+    if f.binary {
+        format!("{letter} {path} binary")
+    } else {
+        format!("{letter} {path} +{} -{}", f.additions, f.deletions)
+    }
+}
+
+/// Entries for the `n` files with the most lines changed, largest first (ties in diff order).
+fn largest(files: &[FileChange], n: usize) -> Vec<String> {
+    let mut order: Vec<&FileChange> = files.iter().collect();
+    order.sort_by_key(|f| std::cmp::Reverse(u64::from(f.additions) + u64::from(f.deletions)));
+    order.into_iter().take(n).map(file_entry).collect()
+}
+
+/// At most [`LIST_MAX`] items, the rest counted in a last one.
+fn capped(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = items
+        .iter()
+        .take(LIST_MAX)
+        .map(|p| crate::domain::tail(p, PATH_MAX))
+        .collect();
+    if items.len() > LIST_MAX {
+        out.push(format!("… {} more", items.len() - LIST_MAX));
+    }
+    out
+}
+
+/// A permission question short enough for a status: its one line, labels and preview cut,
+/// at most ten paths. Ids are never cut: they are what `answer_permission` takes.
+fn brief_question(q: &crate::domain::Question) -> crate::domain::Question {
+    use crate::domain::{QuestionOption, head};
+    crate::domain::Question {
+        request_id: q.request_id.clone(),
+        question: head(&q.question, QUESTION_MAX),
+        options: q
+            .options
+            .iter()
+            .map(|o| QuestionOption {
+                label: head(&o.label, LABEL_MAX),
+                ..o.clone()
+            })
+            .collect(),
+        paths: capped(&q.paths),
+        preview: q.preview.as_deref().map(|p| head(p, PREVIEW_MAX)),
+    }
+}
+
 impl TaskStatus {
     pub fn from_task(t: &crate::domain::Task) -> TaskStatus {
         let end = t.ended_at.unwrap_or_else(crate::domain::now_ms);
         let next = match t.state {
-            TaskState::Blocked if t.waiting_for.is_some() => format!(
-                "blocked on the agent's permission question (waiting_for): answer_permission(task_id=\"{}\", request_id, option_id), or cancel_task",
-                t.id
-            ),
+            TaskState::Blocked if t.waiting_for.is_some() => {
+                "answer waiting_for with answer_permission, or cancel_task".into()
+            }
             TaskState::Pending | TaskState::Running | TaskState::Blocked => format!(
-                "still {}; poll check_task_status with wait_seconds, or cancel_task",
+                "still {}: check_task_status with wait_seconds, or cancel_task",
                 t.state
             ),
             TaskState::Completed if t.files.is_empty() => {
-                "completed without file changes; read the summary (get_task_output for the full transcript)".into()
+                "no file changes; get_task_output has the transcript".into()
             }
-            TaskState::Completed => format!(
-                "review with get_task_output if needed, then apply_pending(task_id=\"{}\") to land the change, or discard_pending; follow up with new_task(session_id=\"{}\")",
-                t.id, t.session_id
-            ),
+            TaskState::Completed => "apply_pending lands the change (get_task_output has every file and the diff), discard_pending drops it; follow up with new_task(session_id)".into(),
             TaskState::Failed | TaskState::Cancelled if !t.files.is_empty() => format!(
-                "{}; the worktree's partial edits are a pending change (apply_pending or discard_pending); retry_task(task_id=\"{}\") runs it again on top of them",
-                t.state, t.id
+                "{}; its partial edits are pending (apply_pending or discard_pending); retry_task runs it again on top of them",
+                t.state
             ),
             TaskState::Failed | TaskState::Cancelled => format!(
-                "{}; see `error`, or get_task_output for the transcript; retry_task(task_id=\"{}\") runs it again",
-                t.state, t.id
+                "{}; see error (get_task_output has the transcript); retry_task runs it again",
+                t.state
             ),
         };
+        let sum = |f: fn(&FileChange) -> u32| t.files.iter().map(|c| u64::from(f(c))).sum();
         TaskStatus {
             task_id: t.id.clone(),
             session_id: t.session_id.clone(),
@@ -319,32 +409,137 @@ impl TaskStatus {
             started_at: t.started_at.map(rfc3339),
             ended_at: t.ended_at.map(rfc3339),
             duration_seconds: t.started_at.map(|s| (end - s).max(0) as f64 / 1000.0),
-            summary: t.summary.clone(),
-            error: t.error.clone(),
-            files_changed: t.files.clone(),
+            // why: summaries stored before they were capped at 700 bytes are cut here.
+            summary: t.summary.as_deref().map(crate::domain::summarize),
+            error: t
+                .error
+                .as_deref()
+                .map(|e| crate::domain::middle(e, ERROR_MAX)),
+            files_total: t.files.len() as u64,
+            additions_total: sum(|c| c.additions),
+            deletions_total: sum(|c| c.deletions),
+            files_changed: largest(&t.files, FILES_SHOWN),
             usage: t.usage,
             session_usage: None,
             node: t.node_id.clone(),
             retry_of: t.retry_of.clone(),
             descendants: None,
             stale_against_checkout: None,
-            waiting_for: t.waiting_for.clone(),
+            waiting_for: t.waiting_for.as_ref().map(brief_question),
             budget: (!t.budget.is_empty()).then_some(t.budget),
             budget_note: budget_note(t),
             next,
         }
     }
+
+    /// Usage of the whole session, shown when it says more than `usage`.
+    pub fn set_session_usage(&mut self, session: Usage) {
+        self.session_usage = (!session.is_empty() && session != self.usage).then_some(session);
+    }
+
+    /// Files that no longer apply, at most ten named.
+    pub fn set_stale(&mut self, files: Option<Vec<String>>) {
+        self.stale_against_checkout = files.map(|f| capped(&f));
+    }
+
+    /// The status within [`STATUS_JSON_MAX`] bytes of JSON and [`STATUS_TEXT_MAX`] of text.
+    /// The caps on each field keep any task there; should one still pass them (every field at
+    /// its longest), fewer file entries, then a shorter summary, error and question.
+    pub fn fit(mut self) -> TaskStatus {
+        let over = |s: &TaskStatus| {
+            serde_json::to_string(s).map_or(0, |j| j.len()) > STATUS_JSON_MAX
+                || s.text().len() > STATUS_TEXT_MAX
+        };
+        while self.files_changed.len() > 3 && over(&self) {
+            self.files_changed.pop();
+        }
+        if over(&self) {
+            self.summary = self.summary.map(|s| crate::domain::tail(&s, 300));
+        }
+        if over(&self) {
+            self.error = self.error.map(|e| crate::domain::middle(&e, 200));
+        }
+        if over(&self)
+            && let Some(q) = &mut self.waiting_for
+        {
+            q.preview = None;
+        }
+        if over(&self)
+            && let Some(stale) = &mut self.stale_against_checkout
+        {
+            stale.truncate(3);
+        }
+        self
+    }
+
+    /// The status as a model reads it: one `key: value` line per field (no timestamps: the
+    /// duration says enough), files the status leaves out counted.
+    pub fn text(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            for k in ["created_at", "started_at", "ended_at"] {
+                o.shift_remove(k);
+            }
+            let more = (self.files_total as usize).saturating_sub(self.files_changed.len());
+            if more > 0
+                && let Some(serde_json::Value::Array(files)) = o.get_mut("files_changed")
+            {
+                files.push(format!("… {more} more (get_task_output lists all)").into());
+            }
+        }
+        as_text(&v)
+    }
 }
 
-/// One task in a listing: a single compact line of fields.
+/// A JSON value as lines of `key: value`: nested objects indented under their key, lists of
+/// plain values joined with `, `, lists of objects as compact JSON, continuation lines of a
+/// multi-line string indented.
+pub fn as_text(value: &serde_json::Value) -> String {
+    fn fields(o: &serde_json::Map<String, serde_json::Value>, indent: &str, out: &mut String) {
+        use serde_json::Value;
+        for (k, v) in o {
+            match v {
+                Value::Object(inner) => {
+                    out.push_str(&format!("{indent}{k}:\n"));
+                    fields(inner, &format!("{indent}  "), out);
+                }
+                _ => {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Array(items) if items.iter().all(|i| !i.is_object()) => items
+                            .iter()
+                            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        other => other.to_string(),
+                    };
+                    let text = text.trim_end().replace('\n', &format!("\n{indent}  "));
+                    out.push_str(&format!("{indent}{k}: {text}\n"));
+                }
+            }
+        }
+    }
+    match value {
+        serde_json::Value::Object(o) => {
+            let mut out = String::new();
+            fields(o, "", &mut out);
+            out
+        }
+        other => other.to_string(),
+    }
+}
+
+/// One task in a listing: a single short row, at most [`ROW_MAX`] bytes of JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskLine {
     pub task_id: String,
     pub state: TaskState,
     pub agent: String,
-    pub session_id: String,
+    /// To the second.
     pub created_at: String,
-    pub files_changed: usize,
+    /// Files in its pending change; absent when none.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub files_changed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// The first line of the prompt, shortened.
@@ -358,55 +553,95 @@ pub struct TaskLine {
     /// US dollars, when the agent reported a cost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cost_usd: Option<f64>,
-    /// While `blocked`: the permission question, its request id and option ids.
+    /// While `blocked`: the permission question, its option ids and request id.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub question: Option<String>,
 }
+
+/// Bytes of JSON a listing row keeps within.
+pub const ROW_MAX: usize = 250;
 
 /// Lines joined with single spaces.
 fn fold(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The first line of `s`, at most `max` bytes.
 fn first_line(s: &str, max: usize) -> String {
     let line = s.trim().lines().next().unwrap_or("").trim();
-    if line.chars().count() <= max {
-        line.to_string()
-    } else {
-        format!("{}…", line.chars().take(max).collect::<String>())
-    }
+    crate::domain::head(line, max)
 }
 
 impl TaskLine {
     pub fn from_task(t: &crate::domain::Task) -> TaskLine {
-        TaskLine {
-            task_id: t.id.clone(),
-            state: t.state,
-            agent: t.provider.clone(),
-            session_id: t.session_id.clone(),
-            created_at: rfc3339(t.created_at),
-            files_changed: t.files.len(),
-            node: t.node_id.clone(),
-            prompt: first_line(&t.prompt, 80),
-            // Errors quote stderr on the following lines: fold them so the line says why.
-            result: t
-                .error
-                .as_deref()
-                .or(t.summary.as_deref())
-                .map(|s| first_line(&fold(s.trim_start_matches('…')), 100)),
-            depth: None,
-            cost_usd: t.usage.cost_usd,
-            question: t.waiting_for.as_ref().map(|q| {
+        TaskLine::within(t, None, ROW_MAX)
+    }
+
+    /// The row of `t` (at `depth` in a tree), its texts shortened until it fits `max` bytes:
+    /// the prompt first (what came of a task says more than what it was asked), then the
+    /// longer of result and question, none below a few words. Ids are never cut.
+    fn within(t: &crate::domain::Task, depth: Option<u32>, max: usize) -> TaskLine {
+        const PROMPT_FLOOR: usize = 32;
+        const FLOOR: usize = 24;
+        // Errors quote stderr on the following lines: fold them so the line says why.
+        let result = t
+            .error
+            .as_deref()
+            .or(t.summary.as_deref())
+            .map(|s| fold(s.trim_start_matches('…')));
+        let question = |max: usize| {
+            t.waiting_for.as_ref().map(|q| {
                 let ids: Vec<_> = q.options.iter().map(|o| o.id.as_str()).collect();
-                format!(
-                    "{} [{}] ({})",
-                    first_line(&q.question, 80),
-                    ids.join("|"),
-                    q.request_id
-                )
-            }),
+                let text = first_line(&q.question, max);
+                let line = format!("{text} [{}] ({})", ids.join("|"), q.request_id);
+                (line, text.len())
+            })
+        };
+        let (mut prompt_max, mut result_max, mut question_max) = (80, 100, 80);
+        loop {
+            let asked = question(question_max);
+            let line = TaskLine {
+                task_id: t.id.clone(),
+                state: t.state,
+                agent: t.provider.clone(),
+                created_at: rfc3339_secs(t.created_at),
+                files_changed: t.files.len() as u64,
+                node: t.node_id.clone(),
+                prompt: first_line(&t.prompt, prompt_max),
+                result: result.as_deref().map(|s| first_line(s, result_max)),
+                depth,
+                cost_usd: t.usage.cost_usd,
+                question: asked.as_ref().map(|(q, _)| q.clone()),
+            };
+            let len = serde_json::to_string(&line).map_or(0, |j| j.len());
+            if len <= max {
+                return line;
+            }
+            let over = len - max;
+            let prompt = line.prompt.len();
+            let result = line.result.as_ref().map_or(0, String::len);
+            let asked = asked.map_or(0, |(_, n)| n);
+            if prompt > PROMPT_FLOOR {
+                prompt_max = prompt.saturating_sub(over).max(PROMPT_FLOOR);
+            } else if result.max(asked) > FLOOR {
+                let shorter = |n: usize| n.saturating_sub(over).max(FLOOR);
+                if result >= asked {
+                    result_max = shorter(result);
+                } else {
+                    question_max = shorter(asked);
+                }
+            } else {
+                return line;
+            }
         }
     }
+}
+
+/// RFC 3339 to the second, as listings show times.
+fn rfc3339_secs(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -423,10 +658,7 @@ impl TaskList {
         TaskList {
             tasks: tree
                 .iter()
-                .map(|(t, d)| TaskLine {
-                    depth: Some(*d),
-                    ..TaskLine::from_task(t)
-                })
+                .map(|(t, d)| TaskLine::within(t, Some(*d), ROW_MAX))
                 .collect(),
             next_cursor: None,
         }
@@ -444,6 +676,16 @@ impl TaskList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskOutput {
     pub status: TaskStatus,
+    /// Every file of the session's pending change when this turn ended (the status names the
+    /// largest ten).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub files: Vec<FileChange>,
+    /// The whole error, when the status' is shortened.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    /// The whole permission question, when the status' is shortened.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub waiting_for: Option<crate::domain::Question>,
     /// The agent's whole final message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_message: Option<String>,
@@ -467,8 +709,17 @@ pub struct TaskOutput {
 
 impl TaskOutput {
     pub fn from_page(page: crate::engine::OutputPage) -> TaskOutput {
+        let status = TaskStatus::from_task(&page.task).fit();
+        let whole = |short: &Option<String>, all: &Option<String>| {
+            (short != all).then(|| all.clone()).flatten()
+        };
         TaskOutput {
-            status: TaskStatus::from_task(&page.task),
+            error: whole(&status.error, &page.task.error),
+            waiting_for: (status.waiting_for != page.task.waiting_for)
+                .then(|| page.task.waiting_for.clone())
+                .flatten(),
+            files: page.task.files,
+            status,
             final_message: page.final_message,
             transcript: page.events,
             next_after_seq: page.next_after_seq,
