@@ -28,6 +28,7 @@ mod reliability_http;
 mod resources;
 mod retry;
 mod schemas;
+mod sizes;
 mod stats;
 mod store_schema;
 mod transport;
