@@ -305,7 +305,7 @@ pub const STATUS_TEXT_MAX: usize = 1500;
 const ERROR_MAX: usize = 400;
 const PATH_MAX: usize = 60;
 const QUESTION_MAX: usize = 200;
-const LABEL_MAX: usize = 60;
+const LABEL_MAX: usize = 40;
 const PREVIEW_MAX: usize = 300;
 const LIST_MAX: usize = 10;
 
@@ -339,17 +339,33 @@ fn largest(files: &[FileChange], n: usize) -> Vec<String> {
     order.into_iter().take(n).map(file_entry).collect()
 }
 
-/// At most [`LIST_MAX`] items, the rest counted in a last one.
+/// At most [`LIST_MAX`] paths (a long one keeps its end), the rest counted in a last item.
 fn capped(items: &[String]) -> Vec<String> {
     let mut out: Vec<String> = items
         .iter()
-        .take(LIST_MAX)
         .map(|p| crate::domain::tail(p, PATH_MAX))
         .collect();
-    if items.len() > LIST_MAX {
-        out.push(format!("… {} more", items.len() - LIST_MAX));
-    }
+    keep_counted(&mut out, LIST_MAX);
     out
+}
+
+/// At most `n` items of `v`, those left out counted in a last `… N more` (which an earlier
+/// cut may have added already).
+fn keep_counted(v: &mut Vec<String>, n: usize) {
+    let counted = v.last().and_then(|l| {
+        l.strip_prefix("… ")?
+            .strip_suffix(" more")?
+            .parse::<usize>()
+            .ok()
+    });
+    if counted.is_some() {
+        v.pop();
+    }
+    let hidden = counted.unwrap_or(0) + v.len().saturating_sub(n);
+    v.truncate(n);
+    if hidden > 0 {
+        v.push(format!("… {hidden} more"));
+    }
 }
 
 /// A permission question short enough for a status: its one line, labels and preview cut,
@@ -443,31 +459,59 @@ impl TaskStatus {
     }
 
     /// The status within [`STATUS_JSON_MAX`] bytes of JSON and [`STATUS_TEXT_MAX`] of text.
-    /// The caps on each field keep any task there; should one still pass them (every field at
-    /// its longest), fewer file entries, then a shorter summary, error and question.
+    /// The caps on each field keep a task there; should one still pass them (many fields at
+    /// their longest at once), detail goes step by step until it fits: file entries beyond
+    /// three, the question's preview, most of the summary and error, stale paths and question
+    /// paths beyond three, file entries beyond one, then shorter texts still.
     pub fn fit(mut self) -> TaskStatus {
+        use crate::domain::{head, middle, tail};
+        type Step = fn(&mut TaskStatus);
+        let steps: [Step; 9] = [
+            |s| s.files_changed.truncate(3),
+            |s| {
+                if let Some(q) = &mut s.waiting_for {
+                    q.preview = None;
+                }
+            },
+            |s| s.summary = s.summary.as_deref().map(|t| tail(t, 300)),
+            |s| s.error = s.error.as_deref().map(|e| middle(e, 200)),
+            |s| {
+                if let Some(stale) = &mut s.stale_against_checkout {
+                    keep_counted(stale, 3);
+                }
+            },
+            |s| {
+                if let Some(q) = &mut s.waiting_for {
+                    keep_counted(&mut q.paths, 3);
+                }
+            },
+            |s| s.files_changed.truncate(1),
+            |s| {
+                s.summary = s.summary.as_deref().map(|t| tail(t, 120));
+                s.error = s.error.as_deref().map(|e| middle(e, 120));
+                if let Some(q) = &mut s.waiting_for {
+                    q.question = head(&q.question, 60);
+                    keep_counted(&mut q.paths, 1);
+                    for o in &mut q.options {
+                        o.label = head(&o.label, 12);
+                    }
+                }
+            },
+            // The timestamps last: duration_seconds says how long it ran.
+            |s| {
+                s.started_at = None;
+                s.ended_at = None;
+            },
+        ];
         let over = |s: &TaskStatus| {
             serde_json::to_string(s).map_or(0, |j| j.len()) > STATUS_JSON_MAX
                 || s.text().len() > STATUS_TEXT_MAX
         };
-        while self.files_changed.len() > 3 && over(&self) {
-            self.files_changed.pop();
-        }
-        if over(&self) {
-            self.summary = self.summary.map(|s| crate::domain::tail(&s, 300));
-        }
-        if over(&self) {
-            self.error = self.error.map(|e| crate::domain::middle(&e, 200));
-        }
-        if over(&self)
-            && let Some(q) = &mut self.waiting_for
-        {
-            q.preview = None;
-        }
-        if over(&self)
-            && let Some(stale) = &mut self.stale_against_checkout
-        {
-            stale.truncate(3);
+        for step in steps {
+            if !over(&self) {
+                break;
+            }
+            step(&mut self);
         }
         self
     }
@@ -491,41 +535,31 @@ impl TaskStatus {
     }
 }
 
-/// A JSON value as lines of `key: value`: nested objects indented under their key, lists of
-/// plain values joined with `, `, lists of objects as compact JSON, continuation lines of a
-/// multi-line string indented.
+/// A JSON value as lines of `key: value`: a nested object on its key's line as
+/// `k=v; k=v`, lists of plain values joined with `, `, lists of objects as compact JSON,
+/// continuation lines of a multi-line string indented.
 pub fn as_text(value: &serde_json::Value) -> String {
-    fn fields(o: &serde_json::Map<String, serde_json::Value>, indent: &str, out: &mut String) {
-        use serde_json::Value;
-        for (k, v) in o {
-            match v {
-                Value::Object(inner) => {
-                    out.push_str(&format!("{indent}{k}:\n"));
-                    fields(inner, &format!("{indent}  "), out);
-                }
-                _ => {
-                    let text = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Array(items) if items.iter().all(|i| !i.is_object()) => items
-                            .iter()
-                            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        other => other.to_string(),
-                    };
-                    let text = text.trim_end().replace('\n', &format!("\n{indent}  "));
-                    out.push_str(&format!("{indent}{k}: {text}\n"));
-                }
+    use serde_json::Value;
+    fn plain(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.trim_end().to_string(),
+            Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
+                items.iter().map(plain).collect::<Vec<_>>().join(", ")
             }
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| format!("{k}={}", plain(v)))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
         }
     }
     match value {
-        serde_json::Value::Object(o) => {
-            let mut out = String::new();
-            fields(o, "", &mut out);
-            out
-        }
-        other => other.to_string(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", plain(v).replace('\n', "\n  ")))
+            .collect(),
+        other => plain(other),
     }
 }
 
@@ -553,7 +587,8 @@ pub struct TaskLine {
     /// US dollars, when the agent reported a cost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cost_usd: Option<f64>,
-    /// While `blocked`: the permission question, its option ids and request id.
+    /// While `blocked`: the permission question, its option ids (left to the status when the
+    /// row is tight) and request id.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub question: Option<String>,
 }
@@ -577,40 +612,48 @@ impl TaskLine {
         TaskLine::within(t, None, ROW_MAX)
     }
 
-    /// The row of `t` (at `depth` in a tree), its texts shortened until it fits `max` bytes:
-    /// the prompt first (what came of a task says more than what it was asked), then the
-    /// longer of result and question, none below a few words. Ids are never cut.
+    /// The row of `t` (at `depth` in a tree), shortened until it fits `max` bytes: the prompt
+    /// first (what came of a task says more than what it was asked), then the longer of result
+    /// and question, each to a few words, then fewer; for long agent or node names at last the
+    /// node (to its start) and the question's option ids (its status lists them). The task and
+    /// request ids are never cut.
     fn within(t: &crate::domain::Task, depth: Option<u32>, max: usize) -> TaskLine {
-        const PROMPT_FLOOR: usize = 32;
-        const FLOOR: usize = 24;
+        const FLOORS: [(usize, usize); 2] = [(32, 24), (12, 12)];
+        const NODE_MAX: usize = 20;
         // Errors quote stderr on the following lines: fold them so the line says why.
         let result = t
             .error
             .as_deref()
             .or(t.summary.as_deref())
             .map(|s| fold(s.trim_start_matches('…')));
-        let question = |max: usize| {
-            t.waiting_for.as_ref().map(|q| {
-                let ids: Vec<_> = q.options.iter().map(|o| o.id.as_str()).collect();
-                let text = first_line(&q.question, max);
-                let line = format!("{text} [{}] ({})", ids.join("|"), q.request_id);
-                (line, text.len())
-            })
-        };
         let (mut prompt_max, mut result_max, mut question_max) = (80, 100, 80);
+        let (mut node_max, mut option_ids) = (usize::MAX, true);
         loop {
-            let asked = question(question_max);
+            let asked = t.waiting_for.as_ref().map(|q| {
+                let text = first_line(&q.question, question_max);
+                let ids: Vec<_> = q.options.iter().map(|o| o.id.as_str()).collect();
+                let line = if option_ids {
+                    format!("{text} [{}] ({})", ids.join("|"), q.request_id)
+                } else {
+                    format!("{text} ({})", q.request_id)
+                };
+                (line, text.len())
+            });
             let line = TaskLine {
                 task_id: t.id.clone(),
                 state: t.state,
                 agent: t.provider.clone(),
                 created_at: rfc3339_secs(t.created_at),
                 files_changed: t.files.len() as u64,
-                node: t.node_id.clone(),
+                node: t
+                    .node_id
+                    .as_deref()
+                    .map(|n| crate::domain::head(n, node_max)),
                 prompt: first_line(&t.prompt, prompt_max),
                 result: result.as_deref().map(|s| first_line(s, result_max)),
                 depth,
-                cost_usd: t.usage.cost_usd,
+                // To a hundredth of a cent, as `ls` shows it.
+                cost_usd: t.usage.cost_usd.map(|c| (c * 1e4).round() / 1e4),
                 question: asked.as_ref().map(|(q, _)| q.clone()),
             };
             let len = serde_json::to_string(&line).map_or(0, |j| j.len());
@@ -621,17 +664,17 @@ impl TaskLine {
             let prompt = line.prompt.len();
             let result = line.result.as_ref().map_or(0, String::len);
             let asked = asked.map_or(0, |(_, n)| n);
-            if prompt > PROMPT_FLOOR {
-                prompt_max = prompt.saturating_sub(over).max(PROMPT_FLOOR);
-            } else if result.max(asked) > FLOOR {
-                let shorter = |n: usize| n.saturating_sub(over).max(FLOOR);
-                if result >= asked {
-                    result_max = shorter(result);
-                } else {
-                    question_max = shorter(asked);
-                }
-            } else {
-                return line;
+            let shorter = |n: usize, floor: usize| n.saturating_sub(over).max(floor);
+            let texts = FLOORS
+                .into_iter()
+                .find(|(p, r)| prompt > *p || result.max(asked) > *r);
+            match texts {
+                Some((p, _)) if prompt > p => prompt_max = shorter(prompt, p),
+                Some((_, r)) if result >= asked => result_max = shorter(result, r),
+                Some((_, r)) => question_max = shorter(asked, r),
+                None if node_max > NODE_MAX && line.node.is_some() => node_max = NODE_MAX,
+                None if option_ids && line.question.is_some() => option_ids = false,
+                None => return line,
             }
         }
     }
@@ -812,5 +855,171 @@ impl From<crate::engine::Answered> for PermissionAnswer {
             request_id: a.request_id,
             chosen: a.chosen,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Budget, Question, QuestionOption, Task};
+    use crate::worktree::FileStatus;
+
+    /// A task with every field at its longest: hundreds of files with long paths, a long
+    /// message and error, a long question with many paths, usage and a budget.
+    fn worst() -> Task {
+        let long = |c: &str, n: usize| c.repeat(n);
+        Task {
+            id: "t-3f2a9c1b7d04".into(),
+            project_path: format!("/home/someone/{}/repo", long("p", 60)),
+            session_id: "s-3f2a9c1b7d04".into(),
+            parent_task_id: Some("t-000000000001".into()),
+            prompt: long("ü", 500),
+            provider: "claude-code".into(),
+            model: Some("claude-sonnet-4-5-20250929".into()),
+            mode: None,
+            permission: None,
+            state: TaskState::Blocked,
+            created_at: 1_800_000_000_000,
+            started_at: Some(1_800_000_000_000),
+            ended_at: Some(1_800_000_100_000),
+            summary: Some(long("word ", 400)),
+            error: Some(format!(
+                "agent exited with exit status: 1; last stderr lines:\n{}",
+                long("a long stderr line\n", 200)
+            )),
+            usage: crate::domain::Usage {
+                cached_tokens: Some(123_456_789),
+                reasoning_tokens: Some(123_456_789),
+                cost_usd: Some(1_234.567_891),
+                context_used: Some(123_456_789),
+                context_size: Some(123_456_789),
+                ..crate::domain::Usage::tokens(123_456_789, 123_456_789)
+            },
+            files: (0..400)
+                .map(|i| FileChange {
+                    path: format!("src/{}/file-{i}.rs", long("deep/", 30)),
+                    old_path: Some(format!("src/{}/old-{i}.rs", long("deep/", 30))),
+                    status: FileStatus::Renamed,
+                    additions: 1_000_000 + i,
+                    deletions: 1_000_000,
+                    binary: false,
+                })
+                .collect(),
+            node_id: Some("build-server-17.example.com-123456".into()),
+            retry_of: Some("t-000000000002".into()),
+            budget: Budget {
+                max_tokens: Some(1_000_000_000),
+                max_cost_usd: Some(1000.5),
+                max_minutes: Some(100_000),
+            },
+            waiting_for: Some(Question {
+                request_id: "q-3f2a9c1b7d04".into(),
+                question: long("é", 400),
+                options: ["allow_once", "allow_always", "reject_once", "reject_always"]
+                    .iter()
+                    .map(|k| QuestionOption {
+                        id: format!("{k}-1"),
+                        label: long("l", 200),
+                        kind: k.to_string(),
+                    })
+                    .collect(),
+                paths: (0..50)
+                    .map(|i| format!("/{}/{i}", long("x", 100)))
+                    .collect(),
+                preview: Some(long("+ line\n", 300)),
+            }),
+        }
+    }
+
+    /// Every field a task can have at once at its longest: a failed one (summary, error,
+    /// files; no question) and a blocked one (question; no summary, error or files yet).
+    fn worst_cases() -> [Task; 2] {
+        let failed = Task {
+            state: TaskState::Failed,
+            waiting_for: None,
+            ..worst()
+        };
+        let blocked = Task {
+            summary: None,
+            error: None,
+            files: Vec::new(),
+            ended_at: None,
+            ..worst()
+        };
+        [failed, blocked]
+    }
+
+    #[test]
+    fn any_task_fits_its_status_and_its_row() {
+        for t in worst_cases() {
+            fits(&t);
+        }
+    }
+
+    fn fits(t: &Task) {
+        let mut status = TaskStatus::from_task(t);
+        status.set_session_usage(crate::domain::Usage::tokens(1, 1));
+        status.descendants = Some(
+            TaskState::ALL
+                .iter()
+                .map(|s| (s.to_string(), 1_000_000))
+                .collect(),
+        );
+        status.set_stale(Some((0..50).map(|i| format!("src/{i}.rs")).collect()));
+        let status = status.fit();
+        let json = serde_json::to_string(&status).expect("json");
+        assert!(json.len() <= STATUS_JSON_MAX, "{} B: {json}", json.len());
+        let text = status.text();
+        assert!(text.len() <= STATUS_TEXT_MAX, "{} B:\n{text}", text.len());
+        if let Some(largest) = t.files.last() {
+            assert_eq!(status.files_total, 400);
+            assert_eq!(
+                status.files_changed[0],
+                file_entry(largest),
+                "largest first"
+            );
+        }
+        if let Some(q) = &status.waiting_for {
+            assert!(q.options.iter().all(|o| o.id.ends_with("-1")), "ids whole");
+            assert_eq!(q.request_id, "q-3f2a9c1b7d04");
+        }
+        for line in [
+            TaskLine::from_task(t),
+            TaskLine::within(t, Some(3), ROW_MAX),
+        ] {
+            let row = serde_json::to_string(&line).expect("json");
+            assert!(row.len() <= ROW_MAX, "{} B: {row}", row.len());
+        }
+    }
+
+    #[test]
+    fn entries_and_text() {
+        let f = |status, binary| FileChange {
+            path: "src/a.rs".into(),
+            old_path: Some("src/b.rs".into()),
+            status,
+            additions: 3,
+            deletions: 1,
+            binary,
+        };
+        assert_eq!(
+            file_entry(&f(FileStatus::Modified, false)),
+            "M src/a.rs +3 -1"
+        );
+        assert_eq!(file_entry(&f(FileStatus::Added, true)), "A src/a.rs binary");
+        assert_eq!(
+            file_entry(&f(FileStatus::Renamed, false)),
+            "R src/b.rs -> src/a.rs +3 -1"
+        );
+        let v =
+            serde_json::json!({"a": "x\ny", "b": [1, "two"], "c": {"d": true}, "e": [{"f": 1}]});
+        assert_eq!(
+            as_text(&v),
+            "a: x\n  y\nb: 1, two\nc: d=true\ne: [{\"f\":1}]\n"
+        );
+        let mut v: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        keep_counted(&mut v, 3);
+        keep_counted(&mut v, 1);
+        assert_eq!(v, ["0", "… 4 more"]);
     }
 }
