@@ -553,6 +553,77 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Summaries are for a delegating model's context: the tail of the agent's final message, at
+/// most this many bytes, the `…` that marks a cut included.
+pub const SUMMARY_MAX: usize = 700;
+
+/// The tail of an agent's final message, at most [`SUMMARY_MAX`] bytes.
+pub fn summarize(message: &str) -> String {
+    tail(message.trim(), SUMMARY_MAX)
+}
+
+const CUT: &str = "…";
+/// How far a cut moves to fall between words rather than inside one.
+const WORD_SLACK: usize = 16;
+
+/// `s` when it fits in `max` bytes, else `…` and its last bytes, `max` in all (cut at a
+/// character boundary).
+pub fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max.saturating_sub(CUT.len());
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    // Rather a whole first word, when one ends close by.
+    if let Some(space) = s[start..]
+        .find(char::is_whitespace)
+        .filter(|i| *i < WORD_SLACK)
+    {
+        start += space;
+    }
+    format!("{CUT}{}", s[start..].trim_start())
+}
+
+/// `s` when it fits in `max` bytes, else its first bytes and `…`, `max` in all.
+pub fn head(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(CUT.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    // Rather a whole last word, when one starts close by.
+    if let Some(space) = s[..end]
+        .rfind(char::is_whitespace)
+        .filter(|i| *i > 0 && end - i < WORD_SLACK)
+    {
+        end = space;
+    }
+    format!("{}{CUT}", s[..end].trim_end())
+}
+
+/// `s` when it fits in `max` bytes, else its start, ` … ` and its end, `max` in all: for
+/// errors, which say what failed first and quote the last stderr lines last.
+pub fn middle(s: &str, max: usize) -> String {
+    const SEP: &str = " … ";
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let room = max.saturating_sub(SEP.len());
+    let mut front = room * 2 / 5;
+    while !s.is_char_boundary(front) {
+        front -= 1;
+    }
+    let mut back = s.len() - (room - front);
+    while !s.is_char_boundary(back) {
+        back += 1;
+    }
+    format!("{}{SEP}{}", &s[..front], &s[back..])
+}
+
 /// Short random ids (`t-3f2a9c1b7d04`): LLM callers copy them into later calls, so they are
 /// kept short; 48 random bits make a collision across one store vanishingly unlikely.
 pub fn new_id(prefix: &str) -> String {
@@ -563,6 +634,27 @@ pub fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuts_keep_to_their_bytes_on_char_boundaries() {
+        let long = format!("{}END", "é".repeat(2000));
+        let s = summarize(&long);
+        assert!(s.ends_with("END") && s.starts_with('…'), "{s}");
+        assert!(s.len() <= SUMMARY_MAX, "{}", s.len());
+        assert_eq!(summarize("  short  "), "short");
+        assert_eq!(head("abcdef", 6), "abcdef");
+        assert_eq!(head("abcdefg", 6), "abc…");
+        assert_eq!(tail("abcdefg", 6), "…efg");
+        assert_eq!(head("one two three four", 14), "one two…");
+        assert_eq!(tail("one two three four", 14), "…three four");
+        for max in [10, 11, 12, 13, 40] {
+            let m = middle(&"ü".repeat(50), max);
+            assert!(m.len() <= max && m.contains(" … "), "{max}: {m}");
+            assert!(head(&"ü".repeat(50), max).len() <= max);
+            assert!(tail(&"ü".repeat(50), max).len() <= max);
+        }
+        assert_eq!(middle("0123456789abcdef", 15), "0123 … abcdef");
+    }
 
     #[test]
     fn terminal_states_never_move() {

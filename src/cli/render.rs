@@ -208,8 +208,9 @@ fn file_lines(files: &[FileChange]) -> String {
         .collect()
 }
 
-/// A finished (or waited-on) task: state, time, summary, error and its pending files.
-pub fn result(s: &TaskStatus) -> String {
+/// A finished (or waited-on) task: state, time, summary, error and its pending `files` (all of
+/// them; the status names only the largest).
+pub fn result(s: &TaskStatus, files: &[FileChange]) -> String {
     let mut out = format!("{} {} in {}\n", s.task_id, s.state, took(s));
     if let Some(summary) = &s.summary {
         out += &format!("\n{}\n", summary.trim());
@@ -220,12 +221,12 @@ pub fn result(s: &TaskStatus) -> String {
     if !s.usage.is_empty() {
         out += &format!("\nusage: {}\n", s.usage.describe());
     }
-    if !s.files_changed.is_empty() {
+    if !files.is_empty() {
         out += &format!(
             "\nchanged files (pending; `boocoder apply {}` to land them):\n",
             s.task_id
         );
-        out += &file_lines(&s.files_changed);
+        out += &file_lines(files);
     }
     out
 }

@@ -263,6 +263,20 @@ impl Target {
         }
     }
 
+    /// Every file a task's status counts (the status names only the largest).
+    pub async fn files(&self, id: &str) -> Result<Vec<boocoder::domain::FileChange>> {
+        let o = self
+            .output(OutputRequest {
+                task_id: id.to_string(),
+                after_seq: Some(i64::MAX),
+                max_events: Some(1),
+                max_diff_bytes: Some(0),
+                ..Default::default()
+            })
+            .await?;
+        Ok(o.files)
+    }
+
     /// Apply (or with `dry_run` check) a task's or session's pending change.
     pub async fn apply(&self, id: &str, dry_run: bool) -> Result<Result<ApplyOutcome, Refusal>> {
         match self {

@@ -166,7 +166,12 @@ async fn waited(target: &mut Target, task: TaskStatus, json: bool) -> Result<i32
     if json {
         print_json(&task)?;
     } else {
-        out(&render::result(&task));
+        let files = if task.files_total > 0 {
+            target.files(&task.task_id).await?
+        } else {
+            Vec::new()
+        };
+        out(&render::result(&task, &files));
     }
     Ok(exit_code(&task))
 }
@@ -211,6 +216,9 @@ async fn show(target: &Target, id: &str, json: bool) -> Result<i32> {
     if json {
         print_json(&serde_json::json!({
             "status": o.status,
+            "files": o.files,
+            "error": o.error,
+            "waiting_for": o.waiting_for,
             "final_message": o.final_message,
             "transcript": o.transcript,
             "change_status": o.change_status,
@@ -280,7 +288,7 @@ async fn attach(target: &mut Target, id: &str) -> Result<i32> {
     let mut after_seq = None;
     loop {
         // Everything written so far, page by page.
-        let status = loop {
+        let (status, files) = loop {
             let page = target
                 .output(OutputRequest {
                     task_id: id.to_string(),
@@ -297,11 +305,11 @@ async fn attach(target: &mut Target, id: &str) -> Result<i32> {
                 after_seq = Some(last.seq);
             }
             if page.next_after_seq.is_none() {
-                break page.status;
+                break (page.status, page.files);
             }
         };
         if status.state.is_terminal() {
-            out(&format!("\n{}", render::result(&status)));
+            out(&format!("\n{}", render::result(&status, &files)));
             return Ok(exit_code(&status));
         }
         tokio::select! {

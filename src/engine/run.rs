@@ -11,12 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Running, blocking};
 use crate::backend::{BackendError, Turn, TurnEvent};
-use crate::domain::{EventKind, Session, Task, TaskState, Usage};
+use crate::domain::{EventKind, Session, Task, TaskState, Usage, summarize};
 use crate::store::{Claimed, Outcome};
 use crate::worktree;
-
-/// Summaries are for a parent LLM's context: the tail of the final message, at most this long.
-pub(crate) const SUMMARY_MAX: usize = 1500;
 
 impl Inner {
     pub(super) fn register_running(&self, id: &str) -> CancellationToken {
@@ -541,19 +538,6 @@ async fn set_blocked(inner: &Inner, task_id: &str, blocked: bool) {
     }
 }
 
-/// The tail of the agent's final message, cut at a character boundary.
-pub(crate) fn summarize(message: &str) -> String {
-    let m = message.trim();
-    if m.len() <= SUMMARY_MAX {
-        return m.to_string();
-    }
-    let mut start = m.len() - SUMMARY_MAX;
-    while !m.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &m[start..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,15 +558,5 @@ mod tests {
             "{}",
             data.to_string().len()
         );
-    }
-
-    #[test]
-    fn summary_keeps_the_tail() {
-        let long = format!("{}END", "x".repeat(5000));
-        let s = summarize(&long);
-        assert!(s.ends_with("END"));
-        assert!(s.starts_with('…'));
-        assert!(s.len() <= SUMMARY_MAX + '…'.len_utf8());
-        assert_eq!(summarize("  short  "), "short");
     }
 }

@@ -10,9 +10,11 @@ mod pre_init;
 mod prompts;
 mod provider_tools;
 pub mod provider_types;
+mod reply;
 mod resources;
 mod roots;
 pub mod sampling;
+mod schema;
 pub mod types;
 mod waiting;
 
@@ -55,17 +57,13 @@ const ORCHESTRATOR_TOOLS: [&str; 5] = [
     "answer_permission",
 ];
 
-const INSTRUCTIONS: &str = "boocoder runs coding tasks for you in isolated git worktrees. \
-Delegate with new_task (a complete, self-contained prompt); it returns a task id at once. \
-Poll check_task_status (use wait_seconds to long-poll) until the state is completed, failed or cancelled; \
-it returns a short summary and the changed files, not the transcript. \
-Nothing touches the user's checkout until you call apply_pending (use dry_run to check first); \
-discard_pending drops a change; rebase_pending merges a stale change onto the checkout's current \
-files. Follow-up turns in the same worktree: new_task with session_id. \
-get_task_output returns the full transcript and diff when you really need them. \
-list_providers shows which agents (with their models and modes) this machine can run.";
-
-/// How long provider tools wait for running probes unless told otherwise.
+const INSTRUCTIONS: &str = "boocoder runs coding tasks in isolated git worktrees. \
+Delegate with new_task (a complete, self-contained prompt), then poll check_task_status \
+(wait_seconds long-polls) until completed, failed or cancelled: it gives a short summary and the \
+largest changed files with totals; get_task_output has the transcript, every file and the diff. \
+Nothing reaches the user's checkout until apply_pending (dry_run checks first); discard_pending \
+drops a change; rebase_pending merges a stale one onto the checkout. Follow up in the same worktree with new_task(session_id). list_providers shows \
+the agents, models and modes this machine can run.";
 
 #[derive(Clone)]
 pub struct McpServer {
@@ -80,6 +78,8 @@ pub struct McpServer {
 }
 
 type ToolResult<T> = Result<Json<T>, String>;
+/// A task status: compact JSON plus the same as text ([`reply::Status`]).
+type StatusResult = Result<reply::Status, String>;
 
 fn fail(e: EngineError) -> String {
     e.to_string()
@@ -87,8 +87,18 @@ fn fail(e: EngineError) -> String {
 
 #[tool_router]
 impl McpServer {
+    /// Every tool, with its input schema compacted for the model that reads it.
+    fn router() -> ToolRouter<McpServer> {
+        let mut router = Self::tool_router() + Self::provider_tool_router();
+        for route in router.map.values_mut() {
+            route.attr.input_schema =
+                std::sync::Arc::new(schema::compact(&route.attr.input_schema));
+        }
+        router
+    }
+
     pub fn new(engine: Engine, profile: Profile) -> McpServer {
-        let mut tool_router = Self::tool_router() + Self::provider_tool_router();
+        let mut tool_router = Self::router();
         if profile == Profile::Orchestrator {
             for t in tool_router.list_all() {
                 if !ORCHESTRATOR_TOOLS.contains(&t.name.as_ref()) {
@@ -111,17 +121,15 @@ impl McpServer {
         self
     }
 
-    /// Queue a coding task for an agent in an isolated git worktree of the project. Returns the
-    /// task id and session id at once (state `pending`), or the finished status when
-    /// `wait_seconds` is given and the task ends in time. Edits become a pending change that
-    /// lands only when you call `apply_pending`. For a follow-up in the same worktree, pass
-    /// `session_id` (or `continue_task_id`).
+    /// Delegate a coding task to an agent working in its own git worktree. Returns its ids at once
+    /// (then poll `check_task_status`), or the result if it ends within `wait_seconds`. Edits stay
+    /// pending until `apply_pending`; pass `session_id` for a follow-up in the same worktree.
     #[tool(annotations(destructive_hint = false, open_world_hint = true))]
     async fn new_task(
         &self,
         Parameters(p): Parameters<NewTaskParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
+    ) -> StatusResult {
         let task = self
             .engine
             .submit(NewTask {
@@ -151,8 +159,8 @@ impl McpServer {
         self.submitted(task, p.wait_seconds, &ctx).await
     }
 
-    /// List tasks, newest first, one compact line each; filter by state, project, parent task
-    /// or session; page with `cursor`.
+    /// List tasks newest first, one short row each; filter by state, project, parent or session;
+    /// page with `cursor`.
     #[tool(annotations(read_only_hint = true))]
     async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> ToolResult<TaskList> {
         if p.tree {
@@ -188,14 +196,14 @@ impl McpServer {
         Ok(Json(TaskList::from_page(&page)))
     }
 
-    /// A task's state, timings, short summary, changed files (+/- counts), token usage and
-    /// error. With `wait_seconds`, waits (long-poll, capped at 50 s) until the state changes.
+    /// A task's state, summary, changed files (the 10 largest, with totals), usage and error, never
+    /// the transcript. `wait_seconds` long-polls until the state changes.
     #[tool(annotations(read_only_hint = true))]
     async fn check_task_status(
         &self,
         Parameters(p): Parameters<CheckTaskStatusParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
+    ) -> StatusResult {
         let task = self.engine.task(&p.task_id).await.map_err(fail)?;
         let task = match wait_for(p.wait_seconds) {
             Some(d) if !task.state.is_terminal() => {
@@ -207,7 +215,7 @@ impl McpServer {
             _ => task,
         };
         let mut status = TaskStatus::from_task(&task);
-        status.session_usage = Some(
+        status.set_session_usage(
             self.engine
                 .session_usage(&task.session_id)
                 .await
@@ -219,16 +227,17 @@ impl McpServer {
             .await
             .map_err(fail)?;
         status.descendants = (!counts.is_empty()).then_some(counts);
-        status.stale_against_checkout = self
-            .engine
-            .stale_against_checkout(&task.session_id)
-            .await
-            .map_err(fail)?;
-        Ok(Json(status))
+        status.set_stale(
+            self.engine
+                .stale_against_checkout(&task.session_id)
+                .await
+                .map_err(fail)?,
+        );
+        Ok(reply::Status(status))
     }
 
-    /// Answer a blocked task's permission question (its status' `waiting_for`) with one of
-    /// the agent's options. The first answer wins, whichever channel gives it.
+    /// Answer a blocked task's permission question (`waiting_for` in its status) with one of its
+    /// options; the first answer wins.
     #[tool(annotations(destructive_hint = false, idempotent_hint = false))]
     async fn answer_permission(
         &self,
@@ -247,15 +256,14 @@ impl McpServer {
         Ok(Json(PermissionAnswer::from(a)))
     }
 
-    /// Run a failed or cancelled task again as a new task in the same session (same agent,
-    /// model, mode and parent; its worktree as the earlier turn left it), linked by
-    /// `retry_of`. Pass `prompt` to amend what it should do.
+    /// Run a failed or cancelled task again in its session (same agent, model and worktree), linked
+    /// by `retry_of`; `prompt` amends the instruction.
     #[tool(annotations(destructive_hint = false, open_world_hint = true))]
     async fn retry_task(
         &self,
         Parameters(p): Parameters<RetryTaskParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
+    ) -> StatusResult {
         let task = self
             .engine
             .retry(&p.task_id, p.prompt, caller_of(&ctx.peer))
@@ -264,8 +272,8 @@ impl McpServer {
         self.submitted(task, p.wait_seconds, &ctx).await
     }
 
-    /// Where the work went: tasks grouped by project, agent, day or parent task, each group
-    /// with its task count by outcome, success rate, median and p90 duration, and tokens.
+    /// Where the work went: per project, agent, day or parent task, the tasks by outcome, success
+    /// rate, median and p90 duration, tokens and cost.
     #[tool(annotations(read_only_hint = true))]
     async fn usage_stats(
         &self,
@@ -284,16 +292,16 @@ impl McpServer {
         }))
     }
 
-    /// Stop a pending or running task. The agent is stopped (its whole process group), the task
-    /// becomes `cancelled`, and its worktree and any partial edits are kept.
+    /// Stop a pending or running task (with the agent's whole process group); it becomes
+    /// `cancelled`, its worktree and partial edits are kept.
     #[tool(annotations(destructive_hint = false))]
-    async fn cancel_task(&self, Parameters(p): Parameters<TaskIdParams>) -> ToolResult<TaskStatus> {
+    async fn cancel_task(&self, Parameters(p): Parameters<TaskIdParams>) -> StatusResult {
         let task = self.engine.cancel(&p.task_id).await.map_err(fail)?;
-        Ok(Json(TaskStatus::from_task(&task)))
+        Ok(reply::Status(TaskStatus::from_task(&task)))
     }
 
-    /// The full result of a task when you do want it: the final message, the transcript (text,
-    /// reasoning, tool calls, stderr) and the session's unified diff, both paged.
+    /// The whole result, when the status is not enough: final message, transcript, every changed
+    /// file and the unified diff, paged.
     #[tool(annotations(read_only_hint = true))]
     async fn get_task_output(
         &self,
@@ -313,9 +321,9 @@ impl McpServer {
         Ok(Json(TaskOutput::from_page(page)))
     }
 
-    /// Apply a session's pending change (by `task_id` or `session_id`) to the project checkout.
-    /// Atomic: every file or none. Refuses, naming the files, when the checkout changed under
-    /// them. `dry_run` checks only. Afterwards the session continues from the applied state.
+    /// Land a session's pending change (by `task_id` or `session_id`) in the project checkout, all
+    /// files or none. Refuses, naming the files, when the checkout changed under them; `dry_run`
+    /// only checks.
     #[tool(annotations(destructive_hint = true, idempotent_hint = false))]
     async fn apply_pending(
         &self,
@@ -335,12 +343,8 @@ impl McpServer {
         Ok(Json(out))
     }
 
-    /// Merge a session's pending change (by `session_id` or `task_id`) onto the checkout's
-    /// current files, when another change applied meanwhile made it stale
-    /// (`stale_against_checkout`). Three-way, per line: on success the session's worktree and
-    /// pending change build on the checkout as it is, so `apply_pending` then applies it; on a
-    /// conflict nothing changes and the conflicting files and lines are listed. Never writes
-    /// to the checkout.
+    /// Merge a stale pending change (`stale_against_checkout`) onto the checkout's current
+    /// files so apply_pending can land it; a conflict changes nothing and lists the lines.
     #[tool(annotations(destructive_hint = false, idempotent_hint = true))]
     async fn rebase_pending(
         &self,
@@ -351,8 +355,8 @@ impl McpServer {
         Ok(Json(RebaseOutcome::new(r)))
     }
 
-    /// Drop a session's pending change (by `task_id` or `session_id`) and reset its worktree,
-    /// so a follow-up turn starts from the last applied state.
+    /// Drop a session's pending change (by `task_id` or `session_id`) and reset its worktree to the
+    /// last applied state.
     #[tool(annotations(destructive_hint = true))]
     async fn discard_pending(
         &self,
@@ -519,7 +523,7 @@ pub async fn serve_stdio(
 /// The published tool definitions (name, description, input and output schemas), the source
 /// of `tool-schemas/*.json`.
 pub fn tool_definitions() -> Vec<(String, serde_json::Value)> {
-    (McpServer::tool_router() + McpServer::provider_tool_router())
+    McpServer::router()
         .list_all()
         .into_iter()
         .map(|t| {

@@ -29,11 +29,9 @@ fn probe_wait(seconds: Option<u32>, default: Duration) -> Duration {
 
 #[tool_router(router = provider_tool_router, vis = "pub(super)")]
 impl McpServer {
-    /// The coding agents this machine can run: per provider its id (pass as `agent` to
-    /// new_task), transport (native, acp, cli), status (ready, disabled, not_installed,
-    /// needs_auth, error, probing), version, default model, valid `models` and `modes`, slash
-    /// commands and a one-line diagnostic; plus any problem in the providers file. Probes run in
-    /// the background; this waits briefly for running ones.
+    /// The agents this machine can run: per provider its id (new_task's `agent`), status (ready,
+    /// needs_auth, not_installed…), version, `models`, `modes` and a diagnostic. Waits briefly for
+    /// running probes.
     #[tool(annotations(read_only_hint = true))]
     async fn list_providers(
         &self,
@@ -43,8 +41,8 @@ impl McpServer {
         Ok(Json(self.engine.providers(wait).await))
     }
 
-    /// Probe providers again (all, or the given ids) after installing, upgrading or logging in
-    /// to an agent; re-reads the providers file. Returns the new snapshot.
+    /// Probe agents again (all, or `ids`) after installing, upgrading or logging in; re-reads the
+    /// providers file.
     #[tool(annotations(
         read_only_hint = false,
         destructive_hint = false,
@@ -63,10 +61,9 @@ impl McpServer {
         Ok(Json(snap))
     }
 
-    /// Enable or disable a provider, override fields of a built-in (e.g. its command or env),
-    /// or add a custom agent (`extends`: "acp" or "cli", plus `command`). Only the fields given
-    /// change; the rest of the entry and every other entry are kept. Written to the providers
-    /// file atomically and applied at once (no restart); returns the provider after its probe.
+    /// Add a custom agent (`extends` and `command`), override a built-in's fields (e.g. `command`,
+    /// `env`) or turn one on or off. Only the given fields change; saved to the providers file and
+    /// applied at once.
     #[tool(annotations(destructive_hint = false, idempotent_hint = true))]
     async fn configure_provider(
         &self,
@@ -83,13 +80,13 @@ impl McpServer {
             env: p.env,
             prompt: p.prompt,
             model_args: p.model_args,
-            output: p.output,
-            resume_args: p.resume_args,
             enabled: p.enabled,
             timeout_secs: p.timeout_secs,
             client_fs: p.client_fs,
             permission: p.permission,
             permission_timeout_secs: p.permission_timeout_secs,
+            output: p.output,
+            resume_args: p.resume_args,
         };
         if p.remove && !patch.is_empty() {
             return Err(
@@ -109,9 +106,8 @@ impl McpServer {
         Ok(Json(done))
     }
 
-    /// Plain-text diagnosis of one provider (its resolved entry, last probe and the probe's
-    /// full log: paths tried, `--version` output, handshake steps, errors), or without `id` the
-    /// providers file's problems (with line and field) and one line per provider.
+    /// Plain-text diagnosis of one provider (its resolved entry, last probe and the probe's log),
+    /// or without `id` the providers file's problems and one line per provider.
     #[tool(annotations(read_only_hint = true))]
     async fn provider_diagnostic(
         &self,

@@ -106,7 +106,7 @@ impl McpServer {
         let contents = match part {
             Part::Status => {
                 let task = self.engine.task(&id).await.map_err(not_found)?;
-                let json = serde_json::to_string_pretty(&TaskStatus::from_task(&task))
+                let json = serde_json::to_string_pretty(&TaskStatus::from_task(&task).fit())
                     .map_err(|e| McpError::internal_error(e.to_string(), None))?;
                 ResourceContents::text(json, uri).with_mime_type("application/json")
             }

@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use rmcp::RoleServer;
-use rmcp::handler::server::wrapper::Json;
 use rmcp::model::ProgressNotificationParam;
 use rmcp::service::RequestContext;
 
 use super::types::{ApplyOutcome, TaskStatus};
-use super::{McpServer, ToolResult, fail};
+use super::{McpServer, StatusResult, fail};
 use crate::engine::{EngineError, MAX_WAIT};
 
 /// `wait_seconds` of a task tool: no wait when absent or 0, else capped at [`MAX_WAIT`].
@@ -28,7 +27,7 @@ impl McpServer {
         task: crate::domain::Task,
         wait_seconds: Option<u32>,
         ctx: &RequestContext<RoleServer>,
-    ) -> ToolResult<TaskStatus> {
+    ) -> StatusResult {
         let task = match wait_for(wait_seconds) {
             Some(d) => self
                 .wait_with_progress(&task.id, d, ctx, |t| t.state.is_terminal())
@@ -36,7 +35,7 @@ impl McpServer {
                 .map_err(fail)?,
             None => task,
         };
-        Ok(Json(TaskStatus::from_task(&task)))
+        Ok(super::reply::Status(TaskStatus::from_task(&task)))
     }
 
     /// `close_session: true` after an apply or discard: the change already landed (or was

@@ -50,9 +50,9 @@ async fn include_files_arrive_setup_runs_once_and_neither_reaches_the_change() {
     assert!(text.contains("setup says hello"), "{text}");
     // the agent saw the copied file and what setup generated; the pending change holds only
     // what the agent made (generated.txt is the setup's, but it is a file like any other)
-    let changed: Vec<&str> = s1.files_changed.iter().map(|f| f.path.as_str()).collect();
-    assert!(changed.contains(&"seen.txt"), "{s1:#?}");
-    assert!(!changed.contains(&".env"), "{s1:#?}");
+    let changed: Vec<String> = changed(&s1).into_iter().map(|f| f.0).collect();
+    assert!(changed.contains(&"seen.txt".to_string()), "{s1:#?}");
+    assert!(!changed.contains(&".env".to_string()), "{s1:#?}");
 
     let s2 = run_task(
         c,

@@ -31,6 +31,7 @@ mod resources;
 mod retry;
 mod roots;
 mod schemas;
+mod sizes;
 mod stats;
 mod store_schema;
 mod transport;

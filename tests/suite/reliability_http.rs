@@ -271,10 +271,21 @@ async fn item14_wrong_typed_arguments_name_the_argument_in_every_tool() {
     for tool in &tools {
         let root = Value::Object((*tool.input_schema).clone());
         let props = root["properties"].as_object().cloned().unwrap_or_default();
+        let required: Vec<&str> = root["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         for (prop, schema) in &props {
             let mut ok = Vec::new();
             accepted_types(schema, &root, &mut ok);
             assert!(!ok.is_empty(), "{}.{prop}: no type in {schema}", tool.name);
+            // The schemas leave `null` out to stay short: for an optional argument it means
+            // the same as omitting it.
+            if !required.contains(&prop.as_str()) {
+                ok.push("null".into());
+            }
             for (kind, value) in &candidates {
                 let fits = ok.iter().any(|t| t == kind)
                     || (*kind == "integer" && ok.iter().any(|t| t == "number"));

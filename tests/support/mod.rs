@@ -524,11 +524,29 @@ pub async fn wait_state(client: &Peer<RoleClient>, task_id: &str, state: TaskSta
     }
 }
 
-/// `(path, additions, deletions)` of each changed file.
+/// `(path, additions, deletions)` of each changed file, read from the status' short entries
+/// (`M src/a.rs +3 -1`, largest first); the status must name them all (at most ten).
 pub fn changed(status: &TaskStatus) -> Vec<(String, u32, u32)> {
-    status
+    let files: Vec<(String, u32, u32)> = status
         .files_changed
         .iter()
-        .map(|f| (f.path.clone(), f.additions, f.deletions))
-        .collect()
+        .map(|entry| {
+            let parsed = entry.rsplit_once(" -").and_then(|(rest, dels)| {
+                let (rest, adds) = rest.rsplit_once(" +")?;
+                let (_, path) = rest.split_once(' ')?;
+                Some((path.to_string(), adds.parse().ok()?, dels.parse().ok()?))
+            });
+            parsed.unwrap_or_else(|| panic!("not a file entry: {entry:?}"))
+        })
+        .collect();
+    assert_eq!(
+        status.files_total,
+        files.len() as u64,
+        "the status names every file: {status:#?}"
+    );
+    let sum =
+        |f: fn(&(String, u32, u32)) -> u32| files.iter().map(|x| u64::from(f(x))).sum::<u64>();
+    assert_eq!(status.additions_total, sum(|f| f.1), "{status:#?}");
+    assert_eq!(status.deletions_total, sum(|f| f.2), "{status:#?}");
+    files
 }
