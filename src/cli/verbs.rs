@@ -62,48 +62,20 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
         Verb::Show { id, json } => show(target, &id, json).await,
         Verb::Answer { id, option, json } => {
             let a = target.answer(&id, &option).await?;
-            if json {
-                print_json(&a)?;
-            } else {
-                out(&format!(
-                    "{}: {} (`{}`)\n",
-                    a.task_id, a.chosen.label, a.chosen.id
-                ));
-            }
-            Ok(0)
+            let text = format!("{}: {} (`{}`)\n", a.task_id, a.chosen.label, a.chosen.id);
+            printed(&a, json, text)
         }
         Verb::Stats { by, since, json } => {
             let stats = target.stats(&by, since).await?;
-            if json {
-                print_json(&stats)?;
-            } else {
-                out(&render::stats(&stats));
-            }
-            Ok(0)
+            printed(&stats, json, render::stats(&stats))
         }
         Verb::Attach { id } => attach(target, &id).await,
         Verb::Tree { id, json } => {
             let lines = target.tree(&id).await?;
-            if json {
-                print_json(&lines)?;
-            } else {
-                out(&render::tree(&lines));
-            }
-            Ok(0)
+            printed(&lines, json, render::tree(&lines))
         }
         Verb::Apply { id, dry_run } => apply(target, &id, dry_run).await,
-        Verb::Rebase { id, json } => {
-            let r = target.rebase(&id).await?;
-            let code = i32::from(r.result == RebaseState::Conflict);
-            if json {
-                print_json(&r)?;
-            } else if code == 0 {
-                out(&render::rebased(&r));
-            } else {
-                eprint!("{}", render::rebased(&r));
-            }
-            Ok(code)
-        }
+        Verb::Rebase { id, json } => rebase(target, &id, json).await,
         Verb::Discard { id } => {
             let r = target.discard(&id).await?;
             out(&format!(
@@ -132,6 +104,30 @@ pub async fn run(target: &mut Target, verb: Verb) -> Result<i32> {
             bail!("not a verb for a target (handled before one is opened)")
         }
     }
+}
+
+/// `rebase`: exit status 1 on a conflict, which is told on stderr.
+async fn rebase(target: &Target, id: &str, json: bool) -> Result<i32> {
+    let r = target.rebase(id).await?;
+    let code = i32::from(r.result == RebaseState::Conflict);
+    if json {
+        print_json(&r)?;
+    } else if code == 0 {
+        out(&render::rebased(&r));
+    } else {
+        eprint!("{}", render::rebased(&r));
+    }
+    Ok(code)
+}
+
+/// A result as JSON (`--json`) or as its rendered text.
+fn printed<T: serde::Serialize>(value: &T, json: bool, text: String) -> Result<i32> {
+    if json {
+        print_json(value)?;
+    } else {
+        out(&text);
+    }
+    Ok(0)
 }
 
 /// After `run` or `retry`: wait for the task here (`--wait`), or say it is queued.
