@@ -219,6 +219,15 @@ pub async fn main(cli: Cli) -> Result<i32> {
     code
 }
 
+/// Ctrl-C for the whole of a verb. One stream, made before the verb's first wait, keeps a
+/// signal that arrives while the verb is busy elsewhere (a `ctrl_c()` future made per wait
+/// would miss it, and the verb would go on as if nothing was pressed).
+pub(crate) fn interrupts() -> Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::interrupt(),
+    )?)
+}
+
 pub(crate) fn out(text: &str) {
     let mut o = std::io::stdout().lock();
     // why: a closed pipe (`boocoder ls | head`) is not an error worth reporting.

@@ -429,6 +429,7 @@ async fn wait_local(
     let mut tick = tokio::time::interval(Duration::from_millis(120));
     let mut reread = tokio::time::interval(Duration::from_secs(1));
     let mut cancelled = false;
+    let mut interrupt = super::interrupts()?;
     loop {
         tokio::select! {
             u = updates.recv() => {
@@ -443,7 +444,7 @@ async fn wait_local(
                 state = engine.task(id).await?.state;
                 if state.is_terminal() { break; }
             }
-            _ = tokio::signal::ctrl_c(), if !cancelled => {
+            _ = interrupt.recv(), if !cancelled => {
                 cancelled = true;
                 progress.finish();
                 eprintln!("cancelling {id} …");
@@ -462,6 +463,7 @@ async fn wait_remote(
 ) -> Result<TaskStatus> {
     let mut display = render::Progress::new();
     let mut cancelled = false;
+    let mut interrupt = super::interrupts()?;
     loop {
         let call = client.call::<TaskStatus>(
             "check_task_status",
@@ -473,7 +475,7 @@ async fn wait_remote(
                 s = &mut call => break s?,
                 Some(line) = progress.recv() => display.update(TaskState::Running, Some(&line)),
                 _ = tokio::time::sleep(Duration::from_millis(120)) => display.update(TaskState::Running, None),
-                _ = tokio::signal::ctrl_c(), if !cancelled => {
+                _ = interrupt.recv(), if !cancelled => {
                     cancelled = true;
                     display.finish();
                     eprintln!("cancelling {id} …");

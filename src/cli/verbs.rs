@@ -281,6 +281,7 @@ async fn providers(target: &Target, json: bool, refresh: bool) -> Result<i32> {
 /// `attach`: print the transcript as it grows until the task ends (then its result), or until
 /// Ctrl-C, which only detaches.
 async fn attach(target: &mut Target, id: &str) -> Result<i32> {
+    let mut interrupt = super::interrupts()?;
     let mut after_seq = None;
     loop {
         // Everything written so far, page by page.
@@ -310,7 +311,7 @@ async fn attach(target: &mut Target, id: &str) -> Result<i32> {
         }
         tokio::select! {
             changed = target.until_changed(id) => changed?,
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 eprintln!("detached from {id}; it keeps running (`boocoder attach {id}` to follow it again)");
                 return Ok(0);
             }
