@@ -121,12 +121,12 @@ pub struct UsageStatsParams {
     pub since: Option<String>,
 }
 
-/// Tasks, success rate, durations and tokens per group, largest groups first.
+/// Tasks, success rate, durations, tokens and cost per group, largest groups first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UsageStats {
     pub group_by: crate::engine::GroupBy,
     pub groups: Vec<crate::engine::StatsRow>,
-    /// Cost is not among the figures yet: agents' reported costs are not recorded.
+    /// What the figures count (tokens and cost as agents reported them).
     pub note: String,
 }
 
