@@ -20,8 +20,17 @@ use std::time::Duration;
 
 use super::sessions::worktree_path;
 use super::{ApplyResult, Engine, EngineError, Inner, Result, blocking};
-use crate::domain::{ChangeStatus, PendingChange, Task};
+use crate::domain::{ChangeStatus, PendingChange, Session, Task};
 use crate::worktree::{self, ChangeTrees, CheckoutLock, WorktreeError};
+
+/// A session's pending change under the checkout's lock, as [`Engine::lock_checkout`] leaves it.
+pub(super) struct Locked {
+    pub wt: PathBuf,
+    pub checkout: Arc<CheckoutLock>,
+    pub change: PendingChange,
+    /// The change's tree (its snapshot of the worktree).
+    pub tree: String,
+}
 
 /// How long an apply waits for another apply to the same checkout before giving up.
 pub(super) const APPLY_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -38,19 +47,12 @@ impl Engine {
             &session,
             "wait for it to finish (check_task_status) or cancel it first",
         )?;
-        self.inner.settle_rebase(&session).await?;
-        self.require_pending(&session, change).await?;
-        let wt = worktree_path(&session)?;
-        let project = PathBuf::from(&session.project_path);
-        super::new_task::check_project_still_allowed(self, &project)?;
-        let checkout =
-            Arc::new(blocking(move || CheckoutLock::acquire(&project, APPLY_LOCK_WAIT)).await?);
-        self.inner.settle_journal(&checkout).await?;
-        // Under the lock: another process may have applied or discarded it meanwhile.
-        let fresh = self.inner.store.pending_change(&session.id).await?;
-        let change = self.require_pending(&session, fresh).await?;
-        let tree = change_tree(&wt, &change).await?;
-
+        let Locked {
+            wt,
+            checkout,
+            change,
+            tree,
+        } = self.lock_checkout(&session, change).await?;
         let (c, w, base, t) = (
             checkout.clone(),
             wt.clone(),
@@ -95,6 +97,33 @@ impl Engine {
             files,
             overlaps,
             now_stale,
+        })
+    }
+
+    /// Steps 1–3 for a session whose turns are locked out (apply and rebase): an interrupted
+    /// rebase finished, the checkout's lock taken, a dead apply's journal settled, and the
+    /// change read again under the lock (another process may have settled it meanwhile).
+    pub(super) async fn lock_checkout(
+        &self,
+        session: &Session,
+        change: Option<PendingChange>,
+    ) -> Result<Locked> {
+        self.inner.settle_rebase(session).await?;
+        self.require_pending(session, change).await?;
+        let wt = worktree_path(session)?;
+        let project = PathBuf::from(&session.project_path);
+        super::new_task::check_project_still_allowed(self, &project)?;
+        let checkout =
+            Arc::new(blocking(move || CheckoutLock::acquire(&project, APPLY_LOCK_WAIT)).await?);
+        self.inner.settle_journal(&checkout).await?;
+        let fresh = self.inner.store.pending_change(&session.id).await?;
+        let change = self.require_pending(session, fresh).await?;
+        let tree = change_tree(&wt, &change).await?;
+        Ok(Locked {
+            wt,
+            checkout,
+            change,
+            tree,
         })
     }
 

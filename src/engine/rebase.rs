@@ -22,14 +22,12 @@
 //! holds, so the next turn's diff holds only the session's own work on top of it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use super::apply::{APPLY_LOCK_WAIT, change_tree, conflict};
-use super::sessions::worktree_path;
+use super::apply::conflict;
 use super::{Engine, EngineError, Inner, Result, blocking};
 use crate::domain::{FileChange, PendingChange, Session};
 use crate::worktree::{
-    self, ChangeTrees, CheckoutLock, MergeConflict, Rebase, RebaseMarker, Rebased, WorktreeError,
+    self, ChangeTrees, MergeConflict, Rebase, RebaseMarker, Rebased, WorktreeError,
 };
 
 /// What a rebase did.
@@ -72,18 +70,12 @@ impl Engine {
                 session.id
             )));
         }
-        self.inner.settle_rebase(&session).await?;
-        self.require_pending(&session, change).await?;
-        let wt = worktree_path(&session)?;
-        let project = PathBuf::from(&session.project_path);
-        super::new_task::check_project_still_allowed(self, &project)?;
-        let checkout =
-            Arc::new(blocking(move || CheckoutLock::acquire(&project, APPLY_LOCK_WAIT)).await?);
-        self.inner.settle_journal(&checkout).await?;
-        // Under the lock: another process may have applied, discarded or rebased it meanwhile.
-        let fresh = self.inner.store.pending_change(&session.id).await?;
-        let change = self.require_pending(&session, fresh).await?;
-        let tree = change_tree(&wt, &change).await?;
+        let super::apply::Locked {
+            wt,
+            checkout,
+            change,
+            tree,
+        } = self.lock_checkout(&session, change).await?;
         self.inner
             .require_worktree_holds(&session, &wt, &change, &tree)
             .await?;
