@@ -22,6 +22,22 @@ pub struct Question {
     pub preview: Option<String>,
 }
 
+impl Question {
+    /// What a person is shown (an elicitation form, a Tasks input request): the task, its
+    /// agent, and the question with its paths and preview.
+    pub fn message(&self, task_id: &str, agent: Option<&str>) -> String {
+        let agent = agent.map(|a| format!(" ({a})")).unwrap_or_default();
+        let mut m = format!("Task {task_id}{agent} asks permission: {}", self.question);
+        if !self.paths.is_empty() {
+            m += &format!("\nFiles: {}", self.paths.join(", "));
+        }
+        if let Some(p) = &self.preview {
+            m += &format!("\n\n{p}");
+        }
+        m
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct QuestionOption {
     pub id: String,
@@ -82,6 +98,10 @@ pub enum Decider {
     Form,
     /// The `answer_permission` tool.
     Tool,
+    /// The client's `tasks/update` (MCP Tasks extension).
+    TaskUpdate,
+    /// The client's retry of the waiting tool call with its input responses (MRTR).
+    Retry,
     /// `boocoder answer`.
     Cli,
     /// Nobody answered in time: rejected.
@@ -95,6 +115,8 @@ impl Decider {
         match self {
             Decider::Form => "form",
             Decider::Tool => "tool",
+            Decider::TaskUpdate => "task_update",
+            Decider::Retry => "retry",
             Decider::Cli => "cli",
             Decider::Timeout => "timeout",
             Decider::Cancelled => "cancelled",
@@ -105,6 +127,8 @@ impl Decider {
         [
             Decider::Form,
             Decider::Tool,
+            Decider::TaskUpdate,
+            Decider::Retry,
             Decider::Cli,
             Decider::Timeout,
             Decider::Cancelled,

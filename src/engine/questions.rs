@@ -186,18 +186,8 @@ async fn wait(
 
 /// What the form says: the task, its agent, and the question with its paths and preview.
 async fn form_message(inner: &Inner, task_id: &str, q: &Question) -> String {
-    let agent = match inner.store.task(task_id).await {
-        Ok(Some(t)) => format!(" ({})", t.provider),
-        _ => String::new(),
-    };
-    let mut m = format!("Task {task_id}{agent} asks permission: {}", q.question);
-    if !q.paths.is_empty() {
-        m += &format!("\nFiles: {}", q.paths.join(", "));
-    }
-    if let Some(p) = &q.preview {
-        m += &format!("\n\n{p}");
-    }
-    m
+    let agent = inner.store.task(task_id).await.ok().flatten();
+    q.message(task_id, agent.as_ref().map(|t| t.provider.as_str()))
 }
 
 /// What `answer_permission` settled.
@@ -217,25 +207,7 @@ impl Engine {
         option_id: &str,
         by: Decider,
     ) -> Result<Answered> {
-        let inner = &self.inner;
-        if inner.store.task(task_id).await?.is_none() {
-            return Err(EngineError::NotFound {
-                what: "task",
-                id: task_id.to_string(),
-            });
-        }
-        let (owner, q, decided) = match inner.store.question(request_id).await? {
-            Some(found) if found.0 == task_id => found,
-            _ => {
-                return Err(invalid(
-                    "request_id",
-                    format!("`{request_id}` is not a question of task `{task_id}`"),
-                ));
-            }
-        };
-        if let Some(d) = decided {
-            return Err(already(&d));
-        }
+        let (owner, q) = self.open_question(task_id, request_id).await?;
         let Some(chosen) = q.options.iter().find(|o| o.id == option_id).cloned() else {
             let ids: Vec<_> = q.options.iter().map(|o| format!("`{}`", o.id)).collect();
             return Err(invalid(
@@ -246,10 +218,49 @@ impl Engine {
                 ),
             ));
         };
-        let d = Decision {
-            option_id: Some(chosen.id.clone()),
-            by,
-        };
+        self.decide(request_id, Some(chosen.id.clone()), by).await?;
+        Ok(Answered {
+            task_id: owner,
+            request_id: request_id.to_string(),
+            chosen,
+        })
+    }
+
+    /// Reject an open permission question of `task_id` without choosing one of the agent's
+    /// options (a declined or cancelled form, wherever it was shown).
+    pub async fn decline_permission(
+        &self,
+        task_id: &str,
+        request_id: &str,
+        by: Decider,
+    ) -> Result<()> {
+        self.open_question(task_id, request_id).await?;
+        self.decide(request_id, None, by).await
+    }
+
+    /// The task's undecided question `request_id`.
+    async fn open_question(&self, task_id: &str, request_id: &str) -> Result<(String, Question)> {
+        let store = &self.inner.store;
+        if store.task(task_id).await?.is_none() {
+            return Err(EngineError::NotFound {
+                what: "task",
+                id: task_id.to_string(),
+            });
+        }
+        match store.question(request_id).await? {
+            Some((owner, _, Some(d))) if owner == task_id => Err(already(&d)),
+            Some((owner, q, None)) if owner == task_id => Ok((owner, q)),
+            _ => Err(invalid(
+                "request_id",
+                format!("`{request_id}` is not a question of task `{task_id}`"),
+            )),
+        }
+    }
+
+    /// Record the first answer; a later one is refused, naming the one that won.
+    async fn decide(&self, request_id: &str, option_id: Option<String>, by: Decider) -> Result<()> {
+        let inner = &self.inner;
+        let d = Decision { option_id, by };
         if !inner.store.decide_question(request_id, &d).await? {
             let settled = inner.store.question(request_id).await?.and_then(|f| f.2);
             return Err(settled.map_or_else(
@@ -258,11 +269,7 @@ impl Engine {
             ));
         }
         inner.questions.wake(request_id);
-        Ok(Answered {
-            task_id: owner,
-            request_id: request_id.to_string(),
-            chosen,
-        })
+        Ok(())
     }
 }
 

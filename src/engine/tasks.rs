@@ -20,6 +20,12 @@ impl Engine {
             })
     }
 
+    /// The task's latest transcript line a person would read as progress (text, tool call,
+    /// plan or notice).
+    pub async fn last_line(&self, id: &str) -> Result<Option<String>> {
+        Ok(self.inner.store.last_event_text(id).await?)
+    }
+
     /// Block until `done(task)` holds or `timeout` passes; returns the latest row either way.
     /// Progress lines are forwarded to `progress` as they arrive.
     pub async fn wait_until(

@@ -17,7 +17,7 @@ use crate::domain::Question;
 use crate::engine::{Caller, Elicited, Elicitor};
 
 /// The form's one field.
-const FIELD: &str = "decision";
+pub(super) const FIELD: &str = "decision";
 
 /// What the client of `peer` offers its tasks.
 pub fn caller_of(peer: &Peer<RoleServer>) -> Caller {
@@ -86,7 +86,7 @@ impl Elicitor for FormElicitor {
 
 /// The form: the message, and one required enum field of the options (ids as values, the
 /// agent's labels as titles).
-fn form(message: String, q: &Question) -> Option<ElicitRequestParams> {
+pub(super) fn form(message: String, q: &Question) -> Option<ElicitRequestParams> {
     let ids: Vec<String> = q.options.iter().map(|o| o.id.clone()).collect();
     let labels: Vec<String> = q.options.iter().map(|o| o.label.clone()).collect();
     let choice = EnumSchema::builder(ids)

@@ -15,10 +15,12 @@ mod resources;
 mod roots;
 pub mod sampling;
 mod schema;
+mod tasks;
 pub mod types;
 mod waiting;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Json;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
@@ -78,8 +80,9 @@ pub struct McpServer {
 }
 
 type ToolResult<T> = Result<Json<T>, String>;
-/// A task status: compact JSON plus the same as text ([`reply::Status`]).
-type StatusResult = Result<reply::Status, String>;
+/// A task status: compact JSON plus the same as text ([`reply::Status`]), or an MCP task or
+/// a request for input for the clients that speak them ([`reply::Reply`]).
+type StatusResult = Result<reply::Reply, String>;
 
 fn fail(e: EngineError) -> String {
     e.to_string()
@@ -128,8 +131,13 @@ impl McpServer {
     async fn new_task(
         &self,
         Parameters(p): Parameters<NewTaskParams>,
+        RequestState(state): RequestState,
+        InputResponses(answers): InputResponses,
         ctx: RequestContext<RoleServer>,
     ) -> StatusResult {
+        if let Some(task) = self.resumed(state.as_deref(), answers.as_ref()).await? {
+            return self.submitted(task, p.wait_seconds, &ctx).await;
+        }
         let task = self
             .engine
             .submit(NewTask {
@@ -202,38 +210,31 @@ impl McpServer {
     async fn check_task_status(
         &self,
         Parameters(p): Parameters<CheckTaskStatusParams>,
+        RequestState(state): RequestState,
+        InputResponses(answers): InputResponses,
         ctx: RequestContext<RoleServer>,
     ) -> StatusResult {
         let task = self.engine.task(&p.task_id).await.map_err(fail)?;
-        let task = match wait_for(p.wait_seconds) {
+        if let Some(answers) = answers {
+            // An MRTR retry answers the question the first round asked, of this task only.
+            let named = match state.as_deref() {
+                Some(s) => Some(self.retried_task(s).await?),
+                None => None,
+            };
+            if named.as_deref().is_some_and(|n| n != task.id) {
+                return Err("invalid `requestState`: it names another task".into());
+            }
+            self.answer_inputs(&task.id, &answers, crate::domain::Decider::Retry)
+                .await?;
+        }
+        match wait_for(p.wait_seconds) {
             Some(d) if !task.state.is_terminal() => {
                 let from = task.state;
-                self.wait_with_progress(&task.id, d, &ctx, move |t| t.state != from)
+                self.wait_reply(&task.id, d, &ctx, move |t| t.state != from)
                     .await
-                    .map_err(fail)?
             }
-            _ => task,
-        };
-        let mut status = TaskStatus::from_task(&task);
-        status.set_session_usage(
-            self.engine
-                .session_usage(&task.session_id)
-                .await
-                .map_err(fail)?,
-        );
-        let counts = self
-            .engine
-            .descendant_counts(&task.id)
-            .await
-            .map_err(fail)?;
-        status.descendants = (!counts.is_empty()).then_some(counts);
-        status.set_stale(
-            self.engine
-                .stale_against_checkout(&task.session_id)
-                .await
-                .map_err(fail)?,
-        );
-        Ok(reply::Status(status))
+            _ => Ok(self.status_of(&task).await?.into()),
+        }
     }
 
     /// Answer a blocked task's permission question (`waiting_for` in its status) with one of its
@@ -262,8 +263,13 @@ impl McpServer {
     async fn retry_task(
         &self,
         Parameters(p): Parameters<RetryTaskParams>,
+        RequestState(state): RequestState,
+        InputResponses(answers): InputResponses,
         ctx: RequestContext<RoleServer>,
     ) -> StatusResult {
+        if let Some(task) = self.resumed(state.as_deref(), answers.as_ref()).await? {
+            return self.submitted(task, p.wait_seconds, &ctx).await;
+        }
         let task = self
             .engine
             .retry(&p.task_id, p.prompt, caller_of(&ctx.peer))
@@ -297,7 +303,7 @@ impl McpServer {
     #[tool(annotations(destructive_hint = false))]
     async fn cancel_task(&self, Parameters(p): Parameters<TaskIdParams>) -> StatusResult {
         let task = self.engine.cancel(&p.task_id).await.map_err(fail)?;
-        Ok(reply::Status(TaskStatus::from_task(&task)))
+        Ok(TaskStatus::from_task(&task).into())
     }
 
     /// The whole result, when the status is not enough: final message, transcript, every changed
@@ -395,6 +401,7 @@ impl ServerHandler for McpServer {
                 .enable_prompts()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("boocoder", env!("CARGO_PKG_VERSION")))
@@ -411,6 +418,33 @@ impl ServerHandler for McpServer {
             Err(e) => args::into_tool_error(e).map(Into::into),
             ok => ok,
         }
+    }
+
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, rmcp::ErrorData> {
+        Ok(rmcp::model::GetTaskResult::new(
+            self.task_get(&request.task_id).await?,
+        ))
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.task_update(&request.task_id, &request.input_responses)
+            .await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.task_cancel(&request.task_id).await
     }
 
     async fn on_roots_list_changed(

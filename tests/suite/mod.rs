@@ -12,6 +12,7 @@ mod environment;
 mod errors;
 mod flow;
 mod lifecycle;
+mod mcp_tasks;
 mod native;
 mod native_guards;
 mod nodes;

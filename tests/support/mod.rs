@@ -6,6 +6,7 @@
 pub mod elicit_client;
 pub mod fake_llm;
 pub mod sampling_client;
+pub mod tasks_client;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -141,6 +141,8 @@ fn settle(
     let by = match d.by {
         Decider::Form => "by the caller's form".to_string(),
         Decider::Tool => "by answer_permission".to_string(),
+        Decider::TaskUpdate => "by the caller's tasks/update".to_string(),
+        Decider::Retry => "by the caller's retry (input responses)".to_string(),
         Decider::Cli => "by `boocoder answer`".to_string(),
         Decider::Timeout => format!("policy ask, no decision within {} s", timeout.as_secs()),
         Decider::Cancelled => {
