@@ -9,7 +9,9 @@ use anyhow::{Result, bail};
 use boocoder::config::Config;
 use boocoder::domain::{Decider, Task, TaskState};
 use boocoder::engine::GroupBy;
-use boocoder::engine::{Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate};
+use boocoder::engine::{
+    ClientRoots, Engine, EngineError, ListRequest, NewTask, OutputRequest, TaskUpdate,
+};
 use boocoder::mcp::client::{RemoteClient, RemoteError};
 use boocoder::mcp::types::{
     ApplyOutcome, PermissionAnswer, RebaseOutcome, TaskLine, TaskList, TaskOutput, TaskStatus,
@@ -280,20 +282,22 @@ impl Target {
     /// Apply (or with `dry_run` check) a task's or session's pending change.
     pub async fn apply(&self, id: &str, dry_run: bool) -> Result<Result<ApplyOutcome, Refusal>> {
         match self {
-            Target::Local { engine, .. } => match engine.apply(id, dry_run).await {
-                Ok(r) => {
-                    let result = if r.dry_run { "would_apply" } else { "applied" };
-                    Ok(Ok(ApplyOutcome::new(r, result)))
+            Target::Local { engine, .. } => {
+                match engine.apply(id, dry_run, &ClientRoots::default()).await {
+                    Ok(r) => {
+                        let result = if r.dry_run { "would_apply" } else { "applied" };
+                        Ok(Ok(ApplyOutcome::new(r, result)))
+                    }
+                    Err(EngineError::Conflict(report)) => Ok(Err(Refusal::Conflict(
+                        report
+                            .files
+                            .into_iter()
+                            .map(|f| (f.path, f.reason))
+                            .collect(),
+                    ))),
+                    Err(e) => Err(e.into()),
                 }
-                Err(EngineError::Conflict(report)) => Ok(Err(Refusal::Conflict(
-                    report
-                        .files
-                        .into_iter()
-                        .map(|f| (f.path, f.reason))
-                        .collect(),
-                ))),
-                Err(e) => Err(e.into()),
-            },
+            }
             Target::Remote { client, .. } => {
                 let mut args = change_target(id);
                 args["dry_run"] = json!(dry_run);
@@ -309,7 +313,9 @@ impl Target {
     /// Merge a session's pending change onto the checkout's current files.
     pub async fn rebase(&self, id: &str) -> Result<RebaseOutcome> {
         match self {
-            Target::Local { engine, .. } => Ok(RebaseOutcome::new(engine.rebase(id).await?)),
+            Target::Local { engine, .. } => Ok(RebaseOutcome::new(
+                engine.rebase(id, &ClientRoots::default()).await?,
+            )),
             Target::Remote { client, .. } => {
                 Ok(client.call("rebase_pending", change_target(id)).await?)
             }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::sessions::worktree_path;
-use super::{ApplyResult, Engine, EngineError, Inner, Result, blocking};
+use super::{ApplyResult, ClientRoots, Engine, EngineError, Inner, Result, blocking};
 use crate::domain::{ChangeStatus, PendingChange, Session, Task};
 use crate::worktree::{self, ChangeTrees, CheckoutLock, WorktreeError};
 
@@ -39,8 +39,14 @@ const RECOVERY_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 impl Engine {
     /// Apply a session's pending change to the project checkout: all files or none, checked
-    /// under the checkout's lock (`dry_run` checks only).
-    pub async fn apply(&self, target: &str, dry_run: bool) -> Result<ApplyResult> {
+    /// under the checkout's lock (`dry_run` checks only). `client` is the roots of the client
+    /// asking: the project must lie in the roots allowed to it now.
+    pub async fn apply(
+        &self,
+        target: &str,
+        dry_run: bool,
+        client: &ClientRoots,
+    ) -> Result<ApplyResult> {
         let (session, change) = self.change_target(target).await?;
         self.require_local(&session)?;
         let _turns = self.lock_idle_session(
@@ -52,7 +58,7 @@ impl Engine {
             checkout,
             change,
             tree,
-        } = self.lock_checkout(&session, change).await?;
+        } = self.lock_checkout(&session, change, client).await?;
         let (c, w, base, t) = (
             checkout.clone(),
             wt.clone(),
@@ -102,17 +108,19 @@ impl Engine {
 
     /// Steps 1–3 for a session whose turns are locked out (apply and rebase): an interrupted
     /// rebase finished, the checkout's lock taken, a dead apply's journal settled, and the
-    /// change read again under the lock (another process may have settled it meanwhile).
+    /// change read again under the lock (another process may have settled it meanwhile). The
+    /// project must lie in the roots allowed to `client`, the client asking.
     pub(super) async fn lock_checkout(
         &self,
         session: &Session,
         change: Option<PendingChange>,
+        client: &ClientRoots,
     ) -> Result<Locked> {
         self.inner.settle_rebase(session).await?;
         self.require_pending(session, change).await?;
         let wt = worktree_path(session)?;
         let project = PathBuf::from(&session.project_path);
-        super::new_task::check_project_still_allowed(self, &project)?;
+        super::roots::check_project_still_allowed(self, &project, client)?;
         let checkout =
             Arc::new(blocking(move || CheckoutLock::acquire(&project, APPLY_LOCK_WAIT)).await?);
         self.inner.settle_journal(&checkout).await?;

@@ -15,6 +15,7 @@ mod questions;
 mod reap;
 mod rebase;
 mod requests;
+mod roots;
 mod run;
 mod sessions;
 mod stats;
@@ -43,6 +44,7 @@ pub use new_task::{Caller, NewTask};
 pub use questions::{Answered, Elicited, Elicitor};
 pub use rebase::{RebaseResult, RebaseState};
 pub use requests::{ApplyResult, ListRequest, OutputPage, OutputRequest, TaskListPage};
+pub use roots::ClientRoots;
 pub use stats::{GroupBy, StatsRow};
 
 /// Longest a caller may block in one call: Claude Desktop drops results after ~60 s.

@@ -3,18 +3,17 @@
 //! written until every step has passed, and errors name the field.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::questions::Elicitor;
 use super::requests::{invalid, opt};
-use super::{Engine, EngineError, Result, blocking, canonical_dir};
+use super::roots::{ClientRoots, allowed_project, first_git_root};
+use super::{Engine, EngineError, Result};
 use crate::backend::native::SamplerHandle;
 use crate::config::Config;
 use crate::domain::{PermissionPolicy, Session, Task, TaskState, new_id};
 use crate::providers::{Provider, ProviderError};
 use crate::store::NewTaskRow;
-use crate::worktree;
 
 /// Largest prompt accepted; a bigger one is almost certainly a mistake.
 const MAX_PROMPT_BYTES: usize = 256 << 10;
@@ -47,8 +46,8 @@ pub struct Caller {
     pub sampler: Option<SamplerHandle>,
     pub elicitor: Option<Arc<dyn Elicitor>>,
     /// The client's roots: a task naming no project runs in the first git repository among
-    /// them that lies inside the allowed roots.
-    pub roots: Vec<PathBuf>,
+    /// them that is allowed; over stdio they also count as allowed roots.
+    pub roots: ClientRoots,
 }
 
 impl std::fmt::Debug for Caller {
@@ -56,6 +55,7 @@ impl std::fmt::Debug for Caller {
         f.debug_struct("Caller")
             .field("sampler", &self.sampler.is_some())
             .field("elicitor", &self.elicitor.is_some())
+            .field("roots", &self.roots)
             .finish()
     }
 }
@@ -268,11 +268,11 @@ async fn resolve_project(
     engine: &Engine,
     session: Option<&Session>,
     project: Option<String>,
-    client_roots: &[PathBuf],
+    client_roots: &ClientRoots,
 ) -> Result<String> {
     let root = match (session, project) {
         (Some(s), Some(p)) => {
-            let p = allowed_project(engine, &p).await?;
+            let p = allowed_project(engine, &p, client_roots).await?;
             if p.to_string_lossy() != s.project_path {
                 return Err(invalid(
                     "project",
@@ -287,34 +287,30 @@ async fn resolve_project(
             return Ok(s.project_path.clone());
         }
         (Some(s), None) => return Ok(s.project_path.clone()),
-        (None, Some(p)) => allowed_project(engine, &p).await?,
+        (None, Some(p)) => allowed_project(engine, &p, client_roots).await?,
         (None, None) => match (
             first_git_root(engine, client_roots).await,
             &engine.inner.config.default_project,
         ) {
-            (Some(root), _) => root,
-            (None, Some(p)) => allowed_project(engine, &p.to_string_lossy()).await?,
-            (None, None) => {
+            (Ok(root), _) => root,
+            (Err(_), Some(p)) => {
+                allowed_project(engine, &p.to_string_lossy(), client_roots).await?
+            }
+            (Err(skipped), None) => {
+                let why = match skipped.as_slice() {
+                    [] => String::new(),
+                    s => format!("; this client's roots were skipped: {}", s.join(" | ")),
+                };
                 return Err(invalid(
                     "project",
-                    "no project given and the server has no default project (pass the path of a git repository, or start the server with --project)",
+                    format!(
+                        "no project given and the server has no default project (pass the path of a git repository, or start the server with --project){why}"
+                    ),
                 ));
             }
         },
     };
     Ok(root.to_string_lossy().into_owned())
-}
-
-/// The first of the client's roots that is an allowed git repository (the others are
-/// skipped: a root may be any directory, and a client must not widen the allowed roots).
-async fn first_git_root(engine: &Engine, roots: &[PathBuf]) -> Option<PathBuf> {
-    for r in roots {
-        match allowed_project(engine, &r.to_string_lossy()).await {
-            Ok(p) => return Some(p),
-            Err(e) => tracing::debug!(root = %r.display(), error = %e, "client root skipped"),
-        }
-    }
-    None
 }
 
 async fn check_parent(engine: &Engine, parent: Option<&str>) -> Result<()> {
@@ -508,77 +504,4 @@ fn check_against_probe(
         }
     }
     Ok(())
-}
-
-/// A project is a git repository with at least one commit, inside an allowed root. Both the
-/// directory named and the work tree it resolves to are checked: `Repository::discover` walks
-/// up from a plain subdirectory to a repository that may lie outside every root, and a git
-/// directory's `core.worktree` can point anywhere, while `apply_pending` writes into that
-/// work tree. The server's own `--project` is exempt: the operator named it.
-async fn allowed_project(engine: &Engine, raw: &str) -> Result<PathBuf> {
-    let dir = canonical_dir("project", raw)?;
-    let config = &engine.inner.config;
-    let roots = &config.allowed_roots;
-    if !within_roots(roots, &dir) {
-        return Err(outside_roots("project", &dir, None, roots));
-    }
-    let asked = dir.clone();
-    let root = blocking(move || worktree::project_root(&asked))
-        .await
-        .map_err(|e| invalid("project", e.to_string()))?;
-    let named_by_operator = config.default_project.as_deref() == Some(dir.as_path());
-    if !named_by_operator && !within_roots(roots, &root) {
-        return Err(outside_roots("project", &dir, Some(&root), roots));
-    }
-    Ok(root)
-}
-
-/// An apply writes into the session's project: refuse it when the project is no longer inside
-/// the allowed roots (a session created under a wider `--allow-root`).
-pub(super) fn check_project_still_allowed(engine: &Engine, project: &Path) -> Result<()> {
-    let config = &engine.inner.config;
-    let named_by_operator = config.default_project.as_deref() == Some(project);
-    if named_by_operator || within_roots(&config.allowed_roots, project) {
-        return Ok(());
-    }
-    Err(EngineError::State(format!(
-        "the session's project `{}` is outside the allowed roots ({}); start the server with --allow-root to permit it",
-        project.display(),
-        config
-            .allowed_roots
-            .iter()
-            .map(|r| r.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
-}
-
-/// Whether `path` (canonical) lies in one of the allowed roots; no roots means no limit.
-fn within_roots(roots: &[PathBuf], path: &Path) -> bool {
-    roots.is_empty() || roots.iter().any(|r| path.starts_with(r))
-}
-
-fn outside_roots(
-    field: &'static str,
-    dir: &Path,
-    work_tree: Option<&Path>,
-    roots: &[PathBuf],
-) -> EngineError {
-    let roots = roots
-        .iter()
-        .map(|r| r.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let what = match work_tree {
-        None => format!("`{}` is outside the allowed roots ({roots})", dir.display()),
-        Some(wt) => format!(
-            "`{}` belongs to the git work tree `{}`, which is outside the allowed roots ({roots})",
-            dir.display(),
-            wt.display()
-        ),
-    };
-    invalid(
-        field,
-        format!("{what}; start the server with --allow-root to permit it"),
-    )
 }

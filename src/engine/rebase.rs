@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 
 use super::apply::conflict;
-use super::{Engine, EngineError, Inner, Result, blocking};
+use super::{ClientRoots, Engine, EngineError, Inner, Result, blocking};
 use crate::domain::{FileChange, PendingChange, Session};
 use crate::worktree::{
     self, ChangeTrees, MergeConflict, Rebase, RebaseMarker, Rebased, WorktreeError,
@@ -56,8 +56,9 @@ pub struct RebaseResult {
 
 impl Engine {
     /// Merge a session's pending change (by session id or any task id of it) onto the
-    /// checkout's current content of its files. Nothing is written on a conflict.
-    pub async fn rebase(&self, target: &str) -> Result<RebaseResult> {
+    /// checkout's current content of its files. Nothing is written on a conflict. `client` is
+    /// the roots of the client asking: the project must lie in the roots allowed to it now.
+    pub async fn rebase(&self, target: &str, client: &ClientRoots) -> Result<RebaseResult> {
         let (session, change) = self.change_target(target).await?;
         self.require_local(&session)?;
         let _turns = self.lock_idle_session(
@@ -75,7 +76,7 @@ impl Engine {
             checkout,
             change,
             tree,
-        } = self.lock_checkout(&session, change).await?;
+        } = self.lock_checkout(&session, change, client).await?;
         self.inner
             .require_worktree_holds(&session, &wt, &change, &tree)
             .await?;

@@ -27,7 +27,7 @@ pub fn caller_of(peer: &Peer<RoleServer>) -> Caller {
             .supported_elicitation_modes()
             .contains(&ElicitationMode::Form)
             .then(|| Arc::new(FormElicitor { peer: peer.clone() }) as Arc<dyn Elicitor>),
-        roots: Vec::new(),
+        roots: Default::default(),
     }
 }
 

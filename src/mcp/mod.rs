@@ -23,11 +23,11 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Json;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::service::RequestContext;
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::domain::TaskState;
-use crate::engine::{Caller, Engine, EngineError, NewTask, OutputRequest};
+use crate::engine::{Caller, ClientRoots, Engine, EngineError, NewTask, OutputRequest};
 use args::Parameters;
 use elicitation::caller_of;
 use pre_init::PreInit;
@@ -76,7 +76,10 @@ pub struct McpServer {
     /// takes the server's `--http-allow-provider-edits`.
     provider_edits: bool,
     /// The client's roots (a task naming no project runs in the first git one).
-    roots: roots::ClientRoots,
+    roots: roots::Cache,
+    /// Whether the client is the local user who launched the server (stdio), whose roots
+    /// count as allowed roots for this connection; never over HTTP.
+    local_client: bool,
 }
 
 type ToolResult<T> = Result<Json<T>, String>;
@@ -115,6 +118,24 @@ impl McpServer {
             subscriptions: Default::default(),
             provider_edits: true,
             roots: Default::default(),
+            local_client: false,
+        }
+    }
+
+    /// A server for the client on stdio: the local user who launched it, so its roots count
+    /// as allowed roots for this connection (see `engine::ClientRoots::local`).
+    pub fn over_stdio(mut self) -> McpServer {
+        self.local_client = true;
+        self
+    }
+
+    /// The roots of the client on `peer`, with what they permit on this transport.
+    async fn client_roots(&self, peer: &Peer<RoleServer>) -> ClientRoots {
+        let paths = self.roots.of(peer).await;
+        if self.local_client {
+            ClientRoots::local(paths)
+        } else {
+            ClientRoots::remote(paths)
         }
     }
 
@@ -158,7 +179,7 @@ impl McpServer {
                 },
                 options: p.options,
                 caller: Caller {
-                    roots: self.roots.of(&ctx.peer).await,
+                    roots: self.client_roots(&ctx.peer).await,
                     ..caller_of(&ctx.peer)
                 },
             })
@@ -272,7 +293,14 @@ impl McpServer {
         }
         let task = self
             .engine
-            .retry(&p.task_id, p.prompt, caller_of(&ctx.peer))
+            .retry(
+                &p.task_id,
+                p.prompt,
+                Caller {
+                    roots: self.client_roots(&ctx.peer).await,
+                    ..caller_of(&ctx.peer)
+                },
+            )
             .await
             .map_err(fail)?;
         self.submitted(task, p.wait_seconds, &ctx).await
@@ -334,6 +362,7 @@ impl McpServer {
     async fn apply_pending(
         &self,
         Parameters(p): Parameters<ApplyPendingParams>,
+        ctx: RequestContext<RoleServer>,
     ) -> ToolResult<ApplyOutcome> {
         let target = target(p.task_id, p.session_id)?;
         if p.dry_run && p.close_session {
@@ -341,7 +370,12 @@ impl McpServer {
                 "invalid `close_session`: not with `dry_run` (a dry run changes nothing)".into(),
             );
         }
-        let r = self.engine.apply(&target, p.dry_run).await.map_err(fail)?;
+        let roots = self.client_roots(&ctx.peer).await;
+        let r = self
+            .engine
+            .apply(&target, p.dry_run, &roots)
+            .await
+            .map_err(fail)?;
         let result = if r.dry_run { "would_apply" } else { "applied" };
         let mut out = ApplyOutcome::new(r, result);
         self.close_after(&mut out, p.close_session, "applied")
@@ -355,9 +389,11 @@ impl McpServer {
     async fn rebase_pending(
         &self,
         Parameters(p): Parameters<RebasePendingParams>,
+        ctx: RequestContext<RoleServer>,
     ) -> ToolResult<RebaseOutcome> {
         let target = target(p.task_id, p.session_id)?;
-        let r = self.engine.rebase(&target).await.map_err(fail)?;
+        let roots = self.client_roots(&ctx.peer).await;
+        let r = self.engine.rebase(&target, &roots).await.map_err(fail)?;
         Ok(Json(RebaseOutcome::new(r)))
     }
 
@@ -525,7 +561,7 @@ pub async fn serve_stdio(
     plain: bool,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), std::io::Error> {
-    let server = McpServer::new(engine, profile);
+    let server = McpServer::new(engine, profile).over_stdio();
     let handshake = |e: rmcp::service::ServerInitializeError| {
         std::io::Error::other(format!("MCP handshake failed: {e}"))
     };

@@ -314,9 +314,20 @@ impl<H: ClientHandler> Server<H> {
 impl Server {
     /// `boocoder serve --http 127.0.0.1:0`; returns the server and its URL.
     pub async fn http(env: &Env, extra: &[&str]) -> (Child, String, PathBuf) {
+        Server::http_with(env, env.args(), extra).await
+    }
+
+    /// `boocoder serve --http 127.0.0.1:0` with these global args, started in `env`'s root
+    /// (no git repository: without `--project` the server has no default project).
+    pub async fn http_with(
+        env: &Env,
+        args: Vec<String>,
+        extra: &[&str],
+    ) -> (Child, String, PathBuf) {
         let log = log_path(env);
         let mut child = Command::new(BIN)
-            .args(env.args())
+            .args(args)
+            .current_dir(env.root())
             .args(["serve", "--http", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
