@@ -3,11 +3,12 @@
 //! written until every step has passed, and errors name the field.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use super::questions::Elicitor;
 use super::requests::{invalid, opt};
-use super::roots::{ClientRoots, allowed_project, first_git_root};
+use super::roots::{ClientRoots, allowed_project, check_project_still_allowed, first_git_root};
 use super::{Engine, EngineError, Result};
 use crate::backend::native::SamplerHandle;
 use crate::config::Config;
@@ -286,7 +287,13 @@ async fn resolve_project(
             }
             return Ok(s.project_path.clone());
         }
-        (Some(s), None) => return Ok(s.project_path.clone()),
+        (Some(s), None) => {
+            // A follow-up runs in the session's project: the client asking now must be
+            // allowed there too (the session may come from another client's roots, or from
+            // a wider `--allow-root`).
+            check_project_still_allowed(engine, Path::new(&s.project_path), client_roots)?;
+            return Ok(s.project_path.clone());
+        }
         (None, Some(p)) => allowed_project(engine, &p, client_roots).await?,
         (None, None) => match (
             first_git_root(engine, client_roots).await,

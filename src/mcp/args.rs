@@ -83,6 +83,25 @@ pub fn into_tool_error(e: rmcp::ErrorData) -> Result<CallToolResult, rmcp::Error
     }
 }
 
+/// The change a session tool acts on: `task_id` or `session_id`, exactly one.
+pub(super) fn target(
+    task_id: Option<String>,
+    session_id: Option<String>,
+) -> Result<String, String> {
+    let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    match (clean(task_id), clean(session_id)) {
+        (Some(t), None) => Ok(t),
+        (None, Some(s)) if s.starts_with("s-") => Ok(s),
+        (None, Some(s)) => Err(format!(
+            "invalid `session_id`: `{s}` is not a session id (they start with `s-`)"
+        )),
+        (Some(_), Some(_)) => {
+            Err("invalid `task_id`: give either `task_id` or `session_id`, not both".into())
+        }
+        (None, None) => Err("invalid `task_id`: give `task_id` or `session_id`".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

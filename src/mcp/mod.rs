@@ -23,11 +23,11 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Json;
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::domain::TaskState;
-use crate::engine::{Caller, ClientRoots, Engine, EngineError, NewTask, OutputRequest};
+use crate::engine::{Caller, Engine, EngineError, NewTask, OutputRequest};
 use args::Parameters;
 use elicitation::caller_of;
 use pre_init::PreInit;
@@ -127,16 +127,6 @@ impl McpServer {
     pub fn over_stdio(mut self) -> McpServer {
         self.local_client = true;
         self
-    }
-
-    /// The roots of the client on `peer`, with what they permit on this transport.
-    async fn client_roots(&self, peer: &Peer<RoleServer>) -> ClientRoots {
-        let paths = self.roots.of(peer).await;
-        if self.local_client {
-            ClientRoots::local(paths)
-        } else {
-            ClientRoots::remote(paths)
-        }
     }
 
     /// A server for one HTTP session: provider edits only when the operator allowed them.
@@ -364,7 +354,7 @@ impl McpServer {
         Parameters(p): Parameters<ApplyPendingParams>,
         ctx: RequestContext<RoleServer>,
     ) -> ToolResult<ApplyOutcome> {
-        let target = target(p.task_id, p.session_id)?;
+        let target = args::target(p.task_id, p.session_id)?;
         if p.dry_run && p.close_session {
             return Err(
                 "invalid `close_session`: not with `dry_run` (a dry run changes nothing)".into(),
@@ -391,7 +381,7 @@ impl McpServer {
         Parameters(p): Parameters<RebasePendingParams>,
         ctx: RequestContext<RoleServer>,
     ) -> ToolResult<RebaseOutcome> {
-        let target = target(p.task_id, p.session_id)?;
+        let target = args::target(p.task_id, p.session_id)?;
         let roots = self.client_roots(&ctx.peer).await;
         let r = self.engine.rebase(&target, &roots).await.map_err(fail)?;
         Ok(Json(RebaseOutcome::new(r)))
@@ -404,27 +394,12 @@ impl McpServer {
         &self,
         Parameters(p): Parameters<DiscardPendingParams>,
     ) -> ToolResult<ApplyOutcome> {
-        let target = target(p.task_id, p.session_id)?;
+        let target = args::target(p.task_id, p.session_id)?;
         let r = self.engine.discard(&target).await.map_err(fail)?;
         let mut out = ApplyOutcome::new(r, "discarded");
         self.close_after(&mut out, p.close_session, "discarded")
             .await?;
         Ok(Json(out))
-    }
-}
-
-fn target(task_id: Option<String>, session_id: Option<String>) -> Result<String, String> {
-    let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    match (clean(task_id), clean(session_id)) {
-        (Some(t), None) => Ok(t),
-        (None, Some(s)) if s.starts_with("s-") => Ok(s),
-        (None, Some(s)) => Err(format!(
-            "invalid `session_id`: `{s}` is not a session id (they start with `s-`)"
-        )),
-        (Some(_), Some(_)) => {
-            Err("invalid `task_id`: give either `task_id` or `session_id`, not both".into())
-        }
-        (None, None) => Err("invalid `task_id`: give `task_id` or `session_id`".into()),
     }
 }
 

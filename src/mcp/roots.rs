@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use rmcp::RoleServer;
 use rmcp::service::Peer;
+
+use crate::engine::ClientRoots;
 use tokio::sync::Mutex;
 
 /// How long a client may take to list its roots before a request goes on without them.
@@ -66,6 +68,18 @@ fn local_path(uri: &str) -> Option<PathBuf> {
         tracing::debug!(uri, "client root is no local file URI; ignored");
     }
     path
+}
+
+impl super::McpServer {
+    /// The roots of the client on `peer`, with what they permit on this transport.
+    pub(super) async fn client_roots(&self, peer: &Peer<RoleServer>) -> ClientRoots {
+        let paths = self.roots.of(peer).await;
+        if self.local_client {
+            ClientRoots::local(paths)
+        } else {
+            ClientRoots::remote(paths)
+        }
+    }
 }
 
 #[cfg(test)]

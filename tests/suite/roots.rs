@@ -284,5 +284,14 @@ async fn over_http_the_clients_roots_never_widen_the_allowed_roots() {
             .expect_err("the project is outside the allowed roots");
         assert!(err.contains("outside the allowed roots"), "{tool}: {err}");
     }
+    // Nor can it run a follow-up turn in that session, or retry its task.
+    let err = call(
+        &remote,
+        "new_task",
+        json!({"prompt": "say y", "session_id": t.session_id}),
+    )
+    .await
+    .expect_err("a follow-up outside the allowed roots");
+    assert!(err.contains("outside the allowed roots"), "{err}");
     assert!(!foreign.join("hello.txt").exists());
 }
