@@ -35,6 +35,23 @@ pub fn state_file(id: &str) -> PathBuf {
     dir.join(format!("fake-acp-{id}.turns"))
 }
 
+/// Every `session/new` as a line `<pid> <cwd>` in `FAKE_ACP_STATE/session-new.log`, so tests
+/// can tell which process opened which session, and when.
+fn log_new_session(cwd: &std::path::Path) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("FAKE_ACP_STATE") else {
+        return;
+    };
+    let line = format!("{} {}\n", std::process::id(), cwd.display());
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(PathBuf::from(dir).join("session-new.log"))
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
 pub fn modes(current: &str) -> s::SessionModeState {
     // (plain and gemini shapes: modes in `modes`)
     s::SessionModeState::new(
@@ -156,6 +173,7 @@ pub fn open_session(
             *n
         };
         let id = format!("fake-{}-{n}", std::process::id());
+        log_new_session(&r.cwd);
         (id, fresh(r.cwd, 0, "new"), true)
     } else {
         let r: s::LoadSessionRequest = serde_json::from_value(req.params.clone()).map_err(bad)?;

@@ -140,7 +140,7 @@ fn default_project(r: &mut Report, config: &Config) {
 /// What the worktree pool holds: disk it uses is bounded by `--pool-size` spares per project
 /// used within `--pool-ttl-secs`.
 fn pool(r: &Report, config: &Config) {
-    let pools = boocoder::worktree::disk_use(&config.pool_dir());
+    let pools = boocoder::worktree::disk_use(&config.pool_dir(), &config.worktrees_dir());
     let spares: usize = pools.iter().map(|p| p.spares).sum();
     let bytes: u64 = pools.iter().map(|p| p.bytes).sum();
     let limit = format!(

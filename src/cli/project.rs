@@ -157,7 +157,7 @@ fn show(config: &Config, root: &Path, as_json: bool) -> Result<i32> {
     let effective = projects::bootstrap(&config.data_dir, root, config.trust_repo_setup);
     let repo_file = root.join(projects::REPO_FILE).exists();
     let trusted = config.trust_repo_setup || entry.trust_repo_file;
-    let pool = worktree::disk_use(&config.pool_dir())
+    let pool = worktree::disk_use(&config.pool_dir(), &config.worktrees_dir())
         .into_iter()
         .find(|p| p.project == root);
     let (spares, bytes) = pool.map_or((0, 0), |p| (p.spares, p.bytes));

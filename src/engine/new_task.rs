@@ -141,6 +141,7 @@ pub(super) async fn validate_new_task(engine: &Engine, req: NewTask) -> Result<V
         project_path,
         session_id,
         new_session_provider,
+        new_session_worktree: None,
         parent_task_id,
         prompt: req.prompt,
         provider: provider.id,
@@ -199,7 +200,8 @@ impl Engine {
             return Err(EngineError::ShuttingDown);
         }
         let caller = req.caller.clone();
-        let Validated { row, native } = validate_new_task(self, req).await?;
+        let Validated { mut row, native } = validate_new_task(self, req).await?;
+        let spare = self.inner.spare_for(&mut row).await;
         // Registered before the row exists, so the dispatcher can never claim the task first.
         if let (Some(s), Some(NativeRoute::Sampling)) = (caller.sampler, native) {
             self.inner.backends.samplers.insert(&row.id, s);
@@ -212,9 +214,11 @@ impl Engine {
             Err(e) => {
                 drop(self.inner.backends.samplers.take(&row.id));
                 self.inner.questions.forget(&row.id);
+                self.inner.settle_spare(spare, &row, false).await;
                 return Err(e.into());
             }
         };
+        self.inner.settle_spare(spare, &row, true).await;
         tracing::info!(task_id = %task.id, session_id = %task.session_id, provider = %task.provider, "task queued");
         self.inner.publish(&task.id, TaskState::Pending, None);
         self.inner.wake.notify_one();

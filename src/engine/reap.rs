@@ -67,6 +67,15 @@ impl Inner {
                 }
                 _ => {}
             }
+            // A spare of the pool (on offer, or claimed by a session being recorded).
+            let pool = self.config.pool_dir();
+            let n2 = name.to_string();
+            if blocking(move || Ok(worktree::is_pooled(&pool, &n2)))
+                .await
+                .unwrap_or(true)
+            {
+                continue;
+            }
             let young = entry
                 .metadata()
                 .and_then(|m| m.modified())

@@ -328,15 +328,12 @@ async fn ensure_worktree(
     let project = PathBuf::from(&session.project_path);
     let wt = inner.config.worktrees_dir().join(&session.id);
     let branch = format!("boocoder/{}", session.id);
-    let info = match inner.take_spare(&project, &wt, &branch).await {
-        Some(info) => info,
-        None => {
-            let (p, w, b) = (project.clone(), wt.clone(), branch.clone());
-            blocking(move || worktree::create(&p, &w, &b))
-                .await
-                .map_err(|e| BackendError::internal("could not create the worktree", e))?
-        }
-    };
+    // (a spare from the pool is taken when the session is submitted, not here: its id is the
+    // session's)
+    let (p, w, b) = (project.clone(), wt.clone(), branch.clone());
+    let info = blocking(move || worktree::create(&p, &w, &b))
+        .await
+        .map_err(|e| BackendError::internal("could not create the worktree", e))?;
     let path = info.path.to_string_lossy().into_owned();
     inner
         .store

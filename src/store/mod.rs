@@ -27,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::domain::{ChangeStatus, TaskState};
 pub use changes::{SiblingChange, UnappliedChange};
 pub use rows::StoredEvent;
-pub use tasks::{Claimed, NewTaskRow, Outcome, StatRow, TaskFilter};
+pub use tasks::{Claimed, NewTaskRow, NewWorktree, Outcome, StatRow, TaskFilter};
 pub use wakeups::Wakeup;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -13,6 +13,8 @@ pub struct NewTaskRow {
     pub session_id: String,
     /// `Some(provider)` to create the session together with the task.
     pub new_session_provider: Option<String>,
+    /// A new session's worktree when it is known at once (a spare taken from the pool).
+    pub new_session_worktree: Option<NewWorktree>,
     pub parent_task_id: Option<String>,
     pub prompt: String,
     pub provider: String,
@@ -22,6 +24,15 @@ pub struct NewTaskRow {
     pub retry_of: Option<String>,
     pub budget: crate::domain::Budget,
     pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// A new session's worktree, recorded with the session row.
+#[derive(Debug, Clone)]
+pub struct NewWorktree {
+    pub path: String,
+    pub branch: String,
+    pub base_commit: String,
+    pub host: String,
 }
 
 /// Filters for `list_tasks`; `None` (or no states) means any.
@@ -98,11 +109,16 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             if let Some(provider) = &row.new_session_provider {
-                sqlx::query("INSERT INTO sessions (id, project_id, provider, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+                let wt = row.new_session_worktree.as_ref();
+                sqlx::query("INSERT INTO sessions (id, project_id, provider, created_at, updated_at, worktree_path, branch, base_commit, host) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)")
                     .bind(&row.session_id)
                     .bind(&project_id)
                     .bind(provider)
                     .bind(now)
+                    .bind(wt.map(|w| w.path.as_str()))
+                    .bind(wt.map(|w| w.branch.as_str()))
+                    .bind(wt.map(|w| w.base_commit.as_str()))
+                    .bind(wt.map(|w| w.host.as_str()))
                     .execute(&mut *tx)
                     .await?;
             }

@@ -17,6 +17,7 @@ fn row(id: &str, session: &str, new_session: bool) -> NewTaskRow {
         project_path: "/repo".into(),
         session_id: session.into(),
         new_session_provider: new_session.then(|| "cli".to_string()),
+        new_session_worktree: None,
         parent_task_id: None,
         prompt: format!("prompt {id}"),
         provider: "cli".into(),

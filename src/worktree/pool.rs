@@ -1,23 +1,37 @@
-//! Spare worktrees made ahead of need: a new session takes one by renaming it into place
-//! (milliseconds) instead of checking the project out (a third of a second on 10 000 files,
-//! seconds on large repositories). A spare is an ordinary private-repository worktree at the
-//! project's HEAD on a placeholder branch, kept in a directory per project; taking it renames
-//! the directory, the branch and the project's base ref, all under the per-repository lock
-//! that creation and removal already share, so two processes on one data directory never
-//! hand out the same spare (and the rename would fail for the second anyway).
+//! Spare worktrees made ahead of need, at the path a session will keep: a spare of a project
+//! is an ordinary private-repository worktree `WORKTREES/<sid>` on branch `boocoder/<sid>`
+//! (with the project ref `refs/boocoder/<sid>`), where `sid` is the id the session that takes
+//! it will get. Nothing is renamed when it is taken, so an agent can open its session in the
+//! spare before anyone asks for it, and a taken spare is at once where the store says the
+//! session's files are.
+//!
+//! The pool itself is a directory per project holding one token file per spare:
+//! `spare-<sid>` while it is on offer, `taken-<sid>` from the moment a process claims it until
+//! the session row that owns it is written. Taking renames the token under the project's
+//! worktree lock; rename succeeds for one process only, so several processes on one data
+//! directory never hand out the same spare. A spare's git directory carries `SPARE` while no
+//! session owns it: a worktree with that marker, no token and no session was never used by an
+//! agent (a crash between claiming or dropping and recording), so it is removed whatever files
+//! it holds.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use git2::{Oid, Repository};
 
 use super::create::{base_ref, create_with, lock_worktrees, worktree_name};
+use super::remove::clean_up;
 use super::{GIT_REDIRECTS, WorktreeError, WorktreeInfo, project_root};
 
 /// In a spare's git directory: the spare is complete (bootstrapped) and may be taken.
 pub const READY: &str = "boocoder-spare-ready";
+/// In a spare's git directory: no session owns this worktree yet.
+pub const SPARE: &str = "boocoder-spare";
 const SPARE_PREFIX: &str = "spare-";
+const TAKEN_PREFIX: &str = "taken-";
 /// In a project's pool directory: the project's path (the directory is named by its hash).
 const PROJECT_FILE: &str = "project";
 
@@ -39,15 +53,36 @@ pub fn pooled_projects(pool_root: &Path) -> Vec<(PathBuf, PathBuf)> {
         .collect()
 }
 
-/// Remove every spare in a project's pool directory, and the directory; for a project that
-/// is gone, the directories alone.
-pub fn drop_pool(project: &Path, dir: &Path) -> Result<(), WorktreeError> {
+/// The session id a token file names, for tokens with `prefix`.
+fn token_sid<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    name.strip_prefix(prefix).filter(|sid| {
+        !sid.is_empty()
+            && sid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+}
+
+/// Remove every spare on offer in a project's pool directory, and the directory unless a
+/// claim is in flight (a `taken-` token: the claiming process records its session next).
+pub fn drop_pool(project: &Path, dir: &Path, worktrees: &Path) -> Result<(), WorktreeError> {
+    let mut claims = false;
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
-            if e.path().is_dir() {
-                super::remove(project, &e.path(), "")?;
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                // a spare of the earlier layout, kept inside the pool directory
+                super::remove(project, &path, "")?;
+            } else if let Some(sid) = token_sid(&name, SPARE_PREFIX) {
+                drop_spare(project, &Spare::offered(worktrees, dir, sid))?;
+            } else if name.starts_with(TAKEN_PREFIX) {
+                claims = true;
             }
         }
+    }
+    if claims {
+        return Ok(());
     }
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
@@ -58,10 +93,32 @@ pub fn drop_pool(project: &Path, dir: &Path) -> Result<(), WorktreeError> {
 /// One spare of a project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spare {
+    /// The worktree (the session's path once taken).
     pub path: PathBuf,
+    /// Its token in the pool directory.
+    pub token: PathBuf,
     /// The commit it is checked out at.
     pub base: String,
     pub ready: bool,
+    /// A spare of the earlier layout (a directory inside the pool): never taken, dropped.
+    pub legacy: bool,
+}
+
+impl Spare {
+    fn offered(worktrees: &Path, dir: &Path, sid: &str) -> Spare {
+        Spare {
+            path: worktrees.join(sid),
+            token: dir.join(format!("{SPARE_PREFIX}{sid}")),
+            base: String::new(),
+            ready: false,
+            legacy: false,
+        }
+    }
+
+    /// The session id it is made for.
+    pub fn session_id(&self) -> Option<String> {
+        self.path.file_name()?.to_str().map(str::to_string)
+    }
 }
 
 /// Where the spares of `project` (a checkout root) live under `pool_root`: one directory per
@@ -76,16 +133,34 @@ pub fn pool_dir(pool_root: &Path, project: &Path) -> PathBuf {
     pool_root.join(&hash[..hash.len().min(16)])
 }
 
-/// Make a new spare of `project` in its pool directory, not yet ready: the caller bootstraps
-/// it, then marks it with [`mark_ready`].
-pub fn make_spare(project: &Path, pool_root: &Path) -> Result<PathBuf, WorktreeError> {
+/// Make a new spare of `project` for the future session `sid`, at `worktrees/<sid>`, not yet
+/// ready: the caller bootstraps it, then marks it with [`mark_ready`]. The token is written
+/// first, so a crash during creation leaves a spare the pool knows of (dropped once
+/// abandoned), never a worktree nobody claims.
+pub fn make_spare(
+    project: &Path,
+    pool_root: &Path,
+    worktrees: &Path,
+    sid: &str,
+) -> Result<PathBuf, WorktreeError> {
     let root = project_root(project)?;
     let dir = pool_dir(pool_root, &root);
+    if token_sid(&format!("{SPARE_PREFIX}{sid}"), SPARE_PREFIX).is_none() {
+        return Err(WorktreeError::InvalidWorktreePath {
+            path: sid.to_string(),
+        });
+    }
     fs::create_dir_all(&dir)?;
+    fs::create_dir_all(worktrees)?;
     fs::write(dir.join(PROJECT_FILE), root.as_os_str().as_encoded_bytes())?;
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let path = dir.join(format!("{SPARE_PREFIX}{id}"));
-    let info = create_with(&root, &path, &format!("boocoder/{SPARE_PREFIX}{id}"), true)?;
+    fs::write(dir.join(format!("{SPARE_PREFIX}{sid}")), b"")?;
+    let info = create_with(
+        &root,
+        &worktrees.join(sid),
+        &format!("boocoder/{sid}"),
+        true,
+    )?;
+    fs::write(info.path.join(".git").join(SPARE), b"")?;
     Ok(info.path)
 }
 
@@ -94,8 +169,13 @@ pub fn mark_ready(spare: &Path) -> Result<(), WorktreeError> {
     Ok(())
 }
 
-/// The spares of `project`.
-pub fn spares(project: &Path, pool_root: &Path) -> Result<Vec<Spare>, WorktreeError> {
+/// The spares of `project` (on offer, or still being prepared), and spares of the earlier
+/// layout (`legacy`).
+pub fn spares(
+    project: &Path,
+    pool_root: &Path,
+    worktrees: &Path,
+) -> Result<Vec<Spare>, WorktreeError> {
     let root = project_root(project)?;
     let dir = pool_dir(pool_root, &root);
     let Ok(entries) = fs::read_dir(&dir) else {
@@ -103,100 +183,187 @@ pub fn spares(project: &Path, pool_root: &Path) -> Result<Vec<Spare>, WorktreeEr
     };
     let mut out = Vec::new();
     for entry in entries.flatten() {
-        let path = entry.path();
-        let named = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(SPARE_PREFIX));
-        if !named {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let mut spare = if entry.path().is_dir() && name.starts_with(SPARE_PREFIX) {
+            Spare {
+                path: entry.path(),
+                token: entry.path(),
+                base: String::new(),
+                ready: false,
+                legacy: true,
+            }
+        } else if let Some(sid) = token_sid(&name, SPARE_PREFIX) {
+            Spare::offered(worktrees, &dir, sid)
+        } else {
             continue;
-        }
-        let base = Repository::open(&path)
+        };
+        spare.base = Repository::open(&spare.path)
             .ok()
             .and_then(|r| r.head().ok().and_then(|h| h.target()))
             .map(|o| o.to_string())
             .unwrap_or_default();
-        out.push(Spare {
-            ready: path.join(".git").join(READY).exists(),
-            path,
-            base,
-        });
+        spare.ready = !spare.legacy && spare.path.join(".git").join(READY).exists();
+        out.push(spare);
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-/// Take a ready spare at the project's current HEAD as the worktree `wt_path` on `branch`;
-/// `None` when there is none (the caller creates one the ordinary way).
+/// A spare claimed by [`take_spare`]: the session it is made for, and its worktree.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub session_id: String,
+    pub info: WorktreeInfo,
+    token: PathBuf,
+}
+
+/// Claim a ready spare at the project's current HEAD (`prefer` first, when it is one of
+/// them); `None` when there is none. The caller records the session `session_id` with the
+/// worktree, then calls [`settle_taken`]; or [`give_back`] when it could not.
 pub fn take_spare(
     project: &Path,
     pool_root: &Path,
-    wt_path: &Path,
-    branch: &str,
-) -> Result<Option<WorktreeInfo>, WorktreeError> {
+    worktrees: &Path,
+    prefer: Option<&Path>,
+) -> Result<Option<Taken>, WorktreeError> {
     let root = project_root(project)?;
     let repo = Repository::open(&root)?;
     let head = repo.head()?.peel_to_commit()?.id().to_string();
-    let new_name = worktree_name(wt_path)?;
-    let new_ref = format!("refs/heads/{branch}");
-    if !git2::Reference::is_valid_name(&new_ref) {
-        return Err(git2::Error::from_str(&format!("invalid branch name `{branch}`")).into());
-    }
     let _lock = lock_worktrees(&repo)?;
-    for spare in spares(&root, pool_root)? {
-        if !spare.ready || spare.base != head {
+    let mut offered = spares(&root, pool_root, worktrees)?;
+    offered.sort_by_key(|s| Some(s.path.as_path()) != prefer);
+    for spare in offered {
+        if !spare.ready || spare.legacy || spare.base != head {
             continue;
         }
-        if let Some(parent) = wt_path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        // The claim: whoever renames it first has it.
-        if fs::rename(&spare.path, wt_path).is_err() {
+        let Some(sid) = spare.session_id() else {
+            continue;
+        };
+        let taken = spare.token.with_file_name(format!("{TAKEN_PREFIX}{sid}"));
+        // The claim: whoever renames the token first has the spare.
+        if fs::rename(&spare.token, &taken).is_err() {
             continue;
         }
-        let old_name = worktree_name(&spare.path)?;
-        let base = Oid::from_str(&head)?;
-        repo.reference(&base_ref(&new_name), base, true, "boocoder: session base")?;
-        if let Ok(mut r) = repo.find_reference(&base_ref(&old_name)) {
-            r.delete()?;
-        }
-        let private = Repository::open(wt_path)?;
-        private.reference(&new_ref, base, true, "boocoder: session branch")?;
-        private.set_head(&new_ref)?;
-        if let Ok(mut r) = private.find_reference(&format!("refs/heads/boocoder/{old_name}")) {
-            r.delete()?;
-        }
-        fs::remove_file(wt_path.join(".git").join(READY))?;
-        return Ok(Some(WorktreeInfo {
-            path: fs::canonicalize(wt_path)?,
-            branch: branch.to_owned(),
-            base_commit: head,
+        let git_dir = spare.path.join(".git");
+        remove_marker(&git_dir.join(READY))?;
+        remove_marker(&git_dir.join(SPARE))?;
+        return Ok(Some(Taken {
+            session_id: sid.clone(),
+            info: WorktreeInfo {
+                path: fs::canonicalize(&spare.path)?,
+                branch: format!("boocoder/{sid}"),
+                base_commit: head,
+            },
+            token: taken,
         }));
     }
     Ok(None)
 }
 
-/// Move a spare forward to the project's current HEAD (it is no longer ready), touching only the files that changed
-/// between the two commits (git's two-tree `read-tree -m -u`, hooks off). A spare whose
-/// files are in the way (an untracked file where the new commit has one) is not moved:
-/// `Ok(false)`, and the caller drops it.
-pub fn bring_forward(project: &Path, spare: &Path) -> Result<bool, WorktreeError> {
+fn remove_marker(path: &Path) -> Result<(), WorktreeError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The session that took `taken` is recorded: the claim token goes.
+pub fn settle_taken(taken: &Taken) -> Result<(), WorktreeError> {
+    remove_marker(&taken.token)
+}
+
+/// Offer a claimed spare again (its session could not be recorded; no agent touched it).
+pub fn give_back(taken: &Taken) -> Result<(), WorktreeError> {
+    let git_dir = taken.info.path.join(".git");
+    fs::write(git_dir.join(SPARE), b"")?;
+    fs::write(git_dir.join(READY), b"")?;
+    let offered = taken
+        .token
+        .with_file_name(format!("{SPARE_PREFIX}{}", taken.session_id));
+    fs::rename(&taken.token, offered)?;
+    Ok(())
+}
+
+/// Claims in a project's pool directory whose session may not have been recorded: the
+/// session id, the worktree and how long ago it was claimed.
+pub fn claims(
+    project: &Path,
+    pool_root: &Path,
+    worktrees: &Path,
+) -> Vec<(String, PathBuf, Duration)> {
+    let Ok(root) = project_root(project) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(pool_dir(pool_root, &root)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let sid = token_sid(&name, TAKEN_PREFIX)?.to_string();
+            // the rename that claimed it changed the token's ctime, not its mtime
+            let ctime = e.metadata().ok()?.ctime();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs() as i64;
+            let age = Duration::from_secs(now.saturating_sub(ctime).max(0) as u64);
+            Some((sid.clone(), worktrees.join(&sid), age))
+        })
+        .collect()
+}
+
+/// Forget a claim whose session was recorded (`drop` false), or drop the worktree of one
+/// whose session never was (`drop` true: the claiming process died before recording it).
+pub fn end_claim(
+    project: &Path,
+    pool_root: &Path,
+    worktrees: &Path,
+    sid: &str,
+    drop: bool,
+) -> Result<(), WorktreeError> {
+    let root = project_root(project)?;
+    let token = pool_dir(pool_root, &root).join(format!("{TAKEN_PREFIX}{sid}"));
+    if drop {
+        let repo = Repository::open(&root)?;
+        let _lock = lock_worktrees(&repo)?;
+        clean_up(&repo, sid, &worktrees.join(sid), "")?;
+    }
+    remove_marker(&token)
+}
+
+/// Whether the worktree named `sid` is a spare the pool owns (on offer or being claimed).
+pub fn is_pooled(pool_root: &Path, sid: &str) -> bool {
+    pooled_projects(pool_root).iter().any(|(_, dir)| {
+        dir.join(format!("{SPARE_PREFIX}{sid}")).exists()
+            || dir.join(format!("{TAKEN_PREFIX}{sid}")).exists()
+    })
+}
+
+/// Move a spare still on offer forward to the project's current HEAD (it is no longer
+/// ready), touching only the files that changed between the two commits (git's two-tree
+/// `read-tree -m -u`, hooks off). A spare whose files are in the way (an untracked file where
+/// the new commit has one) is not moved: `Ok(false)`, and the caller drops it. A spare taken
+/// meanwhile (its token is gone) is a session's worktree now and is left alone: `Ok(false)`
+/// too, and dropping it finds no token either.
+pub fn bring_forward(project: &Path, spare: &Spare) -> Result<bool, WorktreeError> {
     let root = project_root(project)?;
     let repo = Repository::open(&root)?;
     let head = repo.head()?.peel_to_commit()?.id();
     let _lock = lock_worktrees(&repo)?;
-    let private = Repository::open(spare)?;
+    if spare.legacy || !spare.token.exists() {
+        return Ok(false);
+    }
+    let private = Repository::open(&spare.path)?;
     let old = private.head()?.peel_to_commit()?.id();
     if old == head {
         return Ok(true);
     }
     // Moved, it needs preparing again (setup for the new commits) before anyone takes it.
-    match fs::remove_file(spare.join(".git").join(READY)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
+    remove_marker(&spare.path.join(".git").join(READY))?;
     let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(spare).args([
+    cmd.arg("-C").arg(&spare.path).args([
         "-c",
         "core.hooksPath=/dev/null",
         "read-tree",
@@ -218,7 +385,7 @@ pub fn bring_forward(project: &Path, spare: &Path) -> Result<bool, WorktreeError
         .map(str::to_string)
         .map_err(|_| git2::Error::from_str("a spare's HEAD is not a branch"))?;
     private.reference(&branch, head, true, "boocoder: spare brought forward")?;
-    let name = worktree_name(spare)?;
+    let name = worktree_name(&spare.path)?;
     repo.reference(
         &base_ref(&name),
         head,
@@ -228,9 +395,25 @@ pub fn bring_forward(project: &Path, spare: &Path) -> Result<bool, WorktreeError
     Ok(true)
 }
 
-/// Remove a spare (its directory and the project's base ref).
-pub fn drop_spare(project: &Path, spare: &Path) -> Result<(), WorktreeError> {
-    super::remove(project, spare, "")
+/// Remove a spare on offer (its worktree, the project's base ref, then its token). The token
+/// is claimed first, under the project's worktree lock, so a spare another process has just
+/// taken is never removed; a crash after the claim leaves a worktree marked `SPARE` with no
+/// token, which the reaper removes.
+pub fn drop_spare(project: &Path, spare: &Spare) -> Result<(), WorktreeError> {
+    if spare.legacy {
+        return super::remove(project, &spare.path, "");
+    }
+    let root = project_root(project)?;
+    let repo = Repository::open(&root)?;
+    let _lock = lock_worktrees(&repo)?;
+    match fs::remove_file(&spare.token) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let name = worktree_name(&spare.path)?;
+    clean_up(&repo, &name, &spare.path, "")?;
+    Ok(())
 }
 
 /// The commit the project's HEAD is at, if it can be read.
@@ -250,26 +433,23 @@ pub struct PoolUse {
     pub bytes: u64,
 }
 
-/// The pools under `pool_root` and their disk use.
-pub fn disk_use(pool_root: &Path) -> Vec<PoolUse> {
+/// The pools under `pool_root` and their disk use (spares live in `worktrees`).
+pub fn disk_use(pool_root: &Path, worktrees: &Path) -> Vec<PoolUse> {
     pooled_projects(pool_root)
         .into_iter()
-        .map(|(project, dir)| {
-            let spares = fs::read_dir(&dir)
-                .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
-                .unwrap_or(0);
+        .map(|(project, _)| {
+            let spares = spares(&project, pool_root, worktrees).unwrap_or_default();
             let mut seen = std::collections::HashSet::new();
             PoolUse {
                 project,
-                spares,
-                bytes: allocated(&dir, &mut seen),
+                spares: spares.len(),
+                bytes: spares.iter().map(|s| allocated(&s.path, &mut seen)).sum(),
             }
         })
         .collect()
 }
 
 fn allocated(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };

@@ -10,8 +10,9 @@ use git2::{ErrorCode, Repository};
 use super::WorktreeError;
 
 /// Remove `wt_path` (and its project ref, or for the earlier layout its registration and
-/// branch) when its working directory has no changes against its HEAD. Returns whether it
-/// was removed.
+/// branch) when its working directory has no changes against its HEAD, or when it is an
+/// unclaimed spare (the caller checked that neither a session nor the pool owns it). Returns
+/// whether it was removed.
 pub fn remove_if_clean(wt_path: &Path) -> Result<bool, WorktreeError> {
     if super::is_trash(wt_path) {
         super::remove_all(wt_path)?;
@@ -28,7 +29,10 @@ pub fn remove_if_clean(wt_path: &Path) -> Result<bool, WorktreeError> {
             return Ok(empty);
         }
     };
-    if holds_work(&repo)? {
+    // A spare no session took (a crash between claiming or dropping it and recording that)
+    // never had an agent in it: what is there was brought in by the pool.
+    let spare = repo.path().join(super::pool::SPARE).exists();
+    if !spare && holds_work(&repo)? {
         return Ok(false);
     }
     let owner = owner(&repo, wt_path);

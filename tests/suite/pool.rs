@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// Spare directories of the data directory's pool, and which of them are ready.
+/// The spares on offer in the data directory's pool (each a token `spare-<session id>` in the
+/// project's pool directory, its worktree at `worktrees/<session id>`), and which are ready.
 fn spares(data: &Path) -> Vec<(PathBuf, bool)> {
     let mut out = Vec::new();
     for project in std::fs::read_dir(data.join("pool"))
@@ -23,8 +24,9 @@ fn spares(data: &Path) -> Vec<(PathBuf, bool)> {
             .flatten()
             .flatten()
         {
-            let p = spare.path();
-            if p.is_dir() {
+            let name = spare.file_name().to_string_lossy().into_owned();
+            if let Some(sid) = name.strip_prefix("spare-") {
+                let p = data.join("worktrees").join(sid);
                 let ready = p.join(".git/boocoder-spare-ready").exists();
                 out.push((p, ready));
             }
@@ -74,7 +76,9 @@ async fn a_new_session_takes_a_prepared_spare_and_a_moved_head_is_respected() {
 
     let b = run_task(c, json!({"prompt": "run git rev-parse HEAD"})).await;
     assert_eq!(b.state, TaskState::Completed, "{b:#?}");
-    assert!(!spare.exists(), "the spare became the session's worktree");
+    // the spare became the session's worktree where it stood, its id the session's
+    assert_eq!(spare, env.data.join("worktrees").join(&b.session_id));
+    assert!(spares(&env.data).iter().all(|(p, _)| *p != spare));
     let text = transcript_text(c, &b.task_id).await;
     assert!(
         text.contains("made ready ahead of need (worktree pool)") && text.contains("finished"),
@@ -128,7 +132,13 @@ async fn an_idle_project_s_spares_are_dropped_leaving_nothing_behind() {
             .unwrap_or(true)
     })
     .await;
-    // only the session's own hidden ref is left in the project
+    // only the session's own worktree and hidden ref are left
+    let left: Vec<_> = std::fs::read_dir(env.data.join("worktrees"))
+        .expect("worktrees")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec![a.session_id.clone()]);
     let refs = git(
         &env.repo,
         &["for-each-ref", "--format=%(refname)", "refs/boocoder"],
@@ -189,16 +199,17 @@ async fn two_servers_on_one_data_directory_never_hand_out_the_same_spare() {
     );
     assert!(from_pool >= 1, "no session took a spare: {worktrees:#?}");
     assert!(from_pool <= 6);
-    // a spare is a directory of the pool, never a session's worktree
+    // a spare handed out is its session's worktree, at most once
     for spare in before {
         let name = spare
             .file_name()
             .expect("name")
             .to_string_lossy()
             .to_string();
+        let users = worktrees.iter().filter(|w| w.ends_with(&name)).count();
         assert!(
-            !worktrees.iter().any(|w| w.ends_with(&name)),
-            "a spare's name is a session worktree: {spare:?}"
+            users <= 1,
+            "a spare went to {users} sessions: {worktrees:#?}"
         );
     }
 }

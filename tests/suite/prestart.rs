@@ -87,3 +87,72 @@ async fn a_pre_started_agent_serves_a_new_session_s_first_turn_with_no_new_proce
         "{text}"
     );
 }
+
+/// The fixture's `session/new` log: (pid, cwd) per line.
+fn sessions_opened(env: &Env) -> Vec<(u32, String)> {
+    std::fs::read_to_string(env.root().join("acp-state").join("session-new.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (pid, cwd) = l.split_once(' ')?;
+            Some((pid.parse().ok()?, cwd.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_parked_agent_opens_its_session_in_a_spare_and_the_next_new_session_takes_both() {
+    let env = Env::new();
+    let server = Server::stdio(&env, &["--prestart", "fake", "--pool-size", "1"]).await;
+    let c = &server.client;
+    let park = env.data.join("prestart").join("fake");
+    let first = parked(&park, None).await;
+    let a = run_task(c, json!({"prompt": "say first", "agent": "fake"})).await;
+    assert_eq!(a.state, TaskState::Completed, "{a:#?}");
+
+    // the replacement agent opens a session ahead of need in the spare made after `a`
+    let worktrees = env
+        .data
+        .join("worktrees")
+        .canonicalize()
+        .expect("worktrees");
+    let mut ahead = None;
+    for _ in 0..300 {
+        ahead = sessions_opened(&env)
+            .into_iter()
+            .find(|(pid, cwd)| *pid != first && cwd.starts_with(&worktrees.display().to_string()));
+        if ahead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (pid, spare) = ahead.expect("no session opened ahead of need in a spare");
+    let opened = sessions_opened(&env).len();
+
+    let b = run_task(
+        c,
+        json!({"prompt": "pid\nwrite made.txt by a pre-opened session\nsay done", "agent": "fake"}),
+    )
+    .await;
+    assert_eq!(b.state, TaskState::Completed, "{b:#?}");
+    // the session took that spare (its id is the spare's) and that agent, and no process
+    // and no `session/new` were started on its turn's path
+    assert_eq!(
+        Path::new(&spare),
+        worktrees.join(&b.session_id),
+        "the new session did not take the spare the agent opened its session in"
+    );
+    let text = transcript_text(c, &b.task_id).await;
+    assert!(
+        text.contains(&format!("pre-started agent `fake` (pid {pid}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
+    let later: Vec<_> = sessions_opened(&env).into_iter().skip(opened).collect();
+    assert!(
+        later.iter().all(|(p, _)| *p != pid),
+        "the turn opened another session: {later:?}"
+    );
+    assert_eq!(changed(&b), vec![("made.txt".to_string(), 1, 0)]);
+    assert!(Path::new(&spare).join("made.txt").exists());
+}

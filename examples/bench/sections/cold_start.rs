@@ -26,6 +26,7 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
                     project_path: repo.display().to_string(),
                     session_id: sid,
                     new_session_provider: Some("noop".into()),
+                    new_session_worktree: None,
                     parent_task_id: None,
                     prompt: format!("task {i}"),
                     provider: "noop".into(),

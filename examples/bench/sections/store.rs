@@ -46,6 +46,7 @@ async fn transitions(store: &boocoder::store::Store, n: usize, tag: &str) -> Res
                 project_path: "/bench".into(),
                 session_id: format!("s-{tag}-{i}"),
                 new_session_provider: Some("noop".into()),
+                new_session_worktree: None,
                 parent_task_id: None,
                 prompt: "x".into(),
                 provider: "noop".into(),

@@ -25,15 +25,21 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
             // session's worktree; against `git worktree add` the way boocoder runs git
             // (parallel checkout, hooks off).
             let pool = base.join("pool");
-            let (r, p) = (repo.clone(), pool.clone());
-            let spare = tokio::task::spawn_blocking(move || boocoder::worktree::make_spare(&r, &p))
-                .await??;
+            let pooled_wts = base.join("pooled");
+            let (r, p, w) = (repo.clone(), pool.clone(), pooled_wts.clone());
+            let spare = tokio::task::spawn_blocking(move || {
+                boocoder::worktree::make_spare(&r, &p, &w, &format!("pooled-{rep}"))
+            })
+            .await??;
             boocoder::worktree::mark_ready(&spare)?;
-            let taken = base.join(format!("pooled-{rep}"));
             let t = Instant::now();
-            let (r, p, w) = (repo.clone(), pool.clone(), taken.clone());
+            let (r, p, w) = (repo.clone(), pool.clone(), pooled_wts.clone());
             let got = tokio::task::spawn_blocking(move || {
-                boocoder::worktree::take_spare(&r, &p, &w, &format!("bench/pooled-{rep}"))
+                let taken = boocoder::worktree::take_spare(&r, &p, &w, None)?;
+                if let Some(t) = &taken {
+                    boocoder::worktree::settle_taken(t)?;
+                }
+                Ok::<_, boocoder::worktree::WorktreeError>(taken)
             })
             .await??;
             pooled.push(t.elapsed().as_secs_f64() * 1e3);

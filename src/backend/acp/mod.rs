@@ -10,6 +10,7 @@ mod choices;
 mod connection;
 mod fs;
 mod handlers;
+mod parked;
 mod permissions;
 mod pool;
 mod probe;

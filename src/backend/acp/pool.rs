@@ -48,23 +48,17 @@ struct Entry {
     last_used: Instant,
 }
 
-/// An agent started and `initialize`d ahead of need, in an empty directory, waiting for a
-/// new session to bind it to a worktree.
-struct Prestarted {
-    launch: Launch,
-    conn: Arc<AgentConn>,
-    since: Instant,
-}
-
 #[derive(Default)]
-struct Inner {
+pub(super) struct Inner {
     live: HashMap<Key, Entry>,
     /// At most one pre-started agent per provider id.
-    prestarted: HashMap<String, Prestarted>,
+    pub(super) prestarted: HashMap<String, super::parked::Prestarted>,
     /// Providers whose pre-start is in flight (never two at once).
-    starting: std::collections::HashSet<String>,
+    pub(super) starting: std::collections::HashSet<String>,
     /// Providers to keep one agent pre-started for, with their launch and parking directory.
-    prestart: HashMap<String, (Launch, std::path::PathBuf)>,
+    pub(super) prestart: HashMap<String, (Launch, std::path::PathBuf)>,
+    /// Per provider, the spare worktree its parked agent opens a session in ahead of need.
+    pub(super) targets: HashMap<String, std::path::PathBuf>,
     /// The last ACP session of each key, kept after its agent died so a fresh agent can
     /// `session/load` it.
     sessions: HashMap<Key, s::SessionId>,
@@ -77,7 +71,7 @@ pub struct Pool {
     memory: Arc<dyn crate::backend::SessionMemory>,
     inner: Mutex<Inner>,
     reaper: AtomicBool,
-    closed: CancellationToken,
+    pub(super) closed: CancellationToken,
 }
 
 /// What the key's warm agent offers a new turn.
@@ -144,7 +138,7 @@ impl Drop for Lease {
 
 /// Stop an agent in the background. Outside a runtime, dropping the last handle still kills
 /// its process group (the connection's guard does).
-fn close_later(conn: Arc<AgentConn>) {
+pub(super) fn close_later(conn: Arc<AgentConn>) {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn(async move { conn.close().await });
     }
@@ -161,7 +155,7 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -197,16 +191,22 @@ impl Pool {
         };
         let previous = self.stored_session(&key, previous).await;
         let began = Instant::now();
-        let (conn, prestarted) = match self.take_prestarted(&key.1, launch, root) {
-            Some(conn) => (conn, true),
-            None => (Arc::new(AgentConn::start(launch, root).await?), false),
+        let parked = self
+            .take_prestarted(&key.1, launch, root, previous.is_none())
+            .await;
+        let (conn, opened, prestarted) = match parked {
+            Some(taken) => (taken.conn, taken.session, true),
+            None => (Arc::new(AgentConn::start(launch, root).await?), None, false),
         };
-        let session = match conn.open_session(previous.as_ref()).await {
-            Ok(s) => s,
-            Err(e) => {
-                conn.close().await;
-                return Err(e);
-            }
+        let session = match opened {
+            Some(session) => session,
+            None => match conn.open_session(previous.as_ref()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    conn.close().await;
+                    return Err(e);
+                }
+            },
         };
         if previous.as_ref() != Some(&session.id)
             && let Err(e) = self
@@ -310,102 +310,6 @@ impl Pool {
         self.enforce_cap();
     }
 
-    /// Keep one agent of `provider` started and `initialize`d ahead of need, parked in `dir`
-    /// (an empty directory) until a new session binds it to its worktree. A changed launch
-    /// (the provider entry was edited) replaces the parked agent.
-    pub(super) fn prestart(self: &Arc<Self>, provider: &str, launch: Launch, dir: &Path) {
-        {
-            let mut inner = self.lock();
-            inner
-                .prestart
-                .insert(provider.to_string(), (launch, dir.to_path_buf()));
-        }
-        self.refill(provider);
-    }
-
-    /// Start a replacement pre-started agent of `provider` in the background, unless one is
-    /// parked (with the current launch) or starting.
-    fn refill(self: &Arc<Self>, provider: &str) {
-        let (launch, dir, stale) = {
-            let mut inner = self.lock();
-            let Some((launch, dir)) = inner.prestart.get(provider).cloned() else {
-                return;
-            };
-            let stale = match inner.prestarted.get(provider) {
-                Some(p) if p.launch == launch && !p.conn.is_dead() => return,
-                Some(_) => inner.prestarted.remove(provider).map(|p| p.conn),
-                None => None,
-            };
-            if self.closed.is_cancelled() || !inner.starting.insert(provider.to_string()) {
-                return;
-            }
-            (launch, dir, stale)
-        };
-        if let Some(c) = stale {
-            close_later(c);
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            self.lock().starting.remove(provider);
-            return;
-        };
-        self.start_reaper();
-        let (pool, provider) = (self.clone(), provider.to_string());
-        rt.spawn(async move {
-            // let the turn that took the parked agent answer its caller first
-            tokio::time::sleep(crate::backend::YIELD_TO_CALLER).await;
-            let started = match std::fs::create_dir_all(&dir) {
-                Ok(()) => AgentConn::start(&launch, &dir).await,
-                Err(e) => Err(e.into()),
-            };
-            let mut inner = pool.lock();
-            inner.starting.remove(&provider);
-            match started {
-                Ok(conn) if !pool.closed.is_cancelled() => {
-                    tracing::info!(provider, pid = ?conn.pid, "agent pre-started");
-                    inner.prestarted.insert(
-                        provider,
-                        Prestarted {
-                            launch,
-                            conn: Arc::new(conn),
-                            since: Instant::now(),
-                        },
-                    );
-                }
-                Ok(conn) => close_later(Arc::new(conn)),
-                Err(e) => tracing::warn!(provider, error = %e, "could not pre-start the agent"),
-            }
-        });
-    }
-
-    /// The parked agent of `provider`, bound to `root`, if its launch is still current.
-    fn take_prestarted(
-        &self,
-        provider: &str,
-        launch: &Launch,
-        root: &Path,
-    ) -> Option<Arc<AgentConn>> {
-        let parked = self.lock().prestarted.remove(provider)?;
-        if parked.launch != *launch || parked.conn.is_dead() {
-            close_later(parked.conn);
-            return None;
-        }
-        match root.canonicalize() {
-            Ok(root) => {
-                parked.conn.shared.bind(root);
-                Some(parked.conn)
-            }
-            Err(_) => {
-                close_later(parked.conn);
-                None
-            }
-        }
-    }
-
-    /// Pre-started agents parked now (for diagnostics and tests).
-    pub fn prestarted(&self) -> usize {
-        self.lock().prestarted.len()
-    }
-
     /// Stop the least recently used idle agents beyond the cap.
     fn enforce_cap(&self) {
         let victims: Vec<Arc<AgentConn>> = {
@@ -454,12 +358,12 @@ impl Pool {
                 .prestarted
                 .iter()
                 .filter(|(_, p)| {
-                    p.conn.is_dead() || now.duration_since(p.since) >= self.cfg.idle_ttl
+                    p.conn().is_dead() || now.duration_since(p.since) >= self.cfg.idle_ttl
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
             gone.iter()
-                .filter_map(|k| inner.prestarted.remove(k).map(|p| p.conn))
+                .filter_map(|k| inner.prestarted.remove(k).map(|p| p.conn().clone()))
                 .collect()
         };
         for c in parked {
@@ -474,7 +378,7 @@ impl Pool {
         n
     }
 
-    fn start_reaper(self: &Arc<Self>) {
+    pub(super) fn start_reaper(self: &Arc<Self>) {
         if self.reaper.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -518,7 +422,11 @@ impl Pool {
         self.closed.cancel();
         let all: Vec<Arc<AgentConn>> = {
             let mut inner = self.lock();
-            let parked: Vec<_> = inner.prestarted.drain().map(|(_, p)| p.conn).collect();
+            let parked: Vec<_> = inner
+                .prestarted
+                .drain()
+                .map(|(_, p)| p.conn().clone())
+                .collect();
             inner
                 .live
                 .drain()

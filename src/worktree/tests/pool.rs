@@ -1,9 +1,14 @@
-//! Spare worktrees: taken by rename, brought forward when HEAD moves, never handed out twice.
+//! Spare worktrees: made at the path their session keeps, claimed by renaming a token, brought
+//! forward when HEAD moves, never handed out twice, never removed once taken.
 
 use super::*;
 
 fn pool(fx: &Fx) -> PathBuf {
     fx.dir.path().join("pool")
+}
+
+fn wts(fx: &Fx) -> PathBuf {
+    fx.dir.path().join("worktrees")
 }
 
 fn refs(project: &Path) -> String {
@@ -13,82 +18,131 @@ fn refs(project: &Path) -> String {
     )
 }
 
+fn offered(fx: &Fx, path: &Path) -> Spare {
+    spares(&fx.project, &pool(fx), &wts(fx))
+        .unwrap()
+        .into_iter()
+        .find(|s| s.path == path)
+        .expect("on offer")
+}
+
 #[test]
-fn a_ready_spare_becomes_the_session_worktree() {
+fn a_ready_spare_is_taken_where_it_stands() {
     let fx = Fx::new();
-    let root = pool(&fx);
-    let a = make_spare(&fx.project, &root).unwrap();
-    let b = make_spare(&fx.project, &root).unwrap();
-    assert_eq!(spares(&fx.project, &root).unwrap().len(), 2);
+    let (root, w) = (pool(&fx), wts(&fx));
+    let a = make_spare(&fx.project, &root, &w, "s-a").unwrap();
+    let b = make_spare(&fx.project, &root, &w, "s-b").unwrap();
+    assert_eq!(spares(&fx.project, &root, &w).unwrap().len(), 2);
     mark_ready(&b).unwrap();
 
-    let info = take_spare(&fx.project, &root, &fx.wt, &fx.branch)
+    let taken = take_spare(&fx.project, &root, &w, None)
         .unwrap()
         .expect("a ready spare");
-    assert_eq!(info.path, fx.wt);
-    assert_eq!(info.base_commit, fx.head());
-    assert!(!b.exists() && a.exists(), "the ready one was taken");
-    assert_eq!(snapshot(&fx.wt), snapshot(&fx.project));
+    assert_eq!(taken.session_id, "s-b");
+    assert_eq!(taken.info.path, b.canonicalize().unwrap());
+    assert_eq!(taken.info.branch, "boocoder/s-b");
+    assert_eq!(taken.info.base_commit, fx.head());
+    assert_eq!(snapshot(&b), snapshot(&fx.project));
     assert_eq!(
-        git(&fx.wt, &["symbolic-ref", "HEAD"]).trim(),
-        "refs/heads/boocoder/task-1"
+        git(&b, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/boocoder/s-b"
     );
-    assert_eq!(
-        git(
-            &fx.wt,
-            &["for-each-ref", "--format=%(refname)", "refs/heads"]
-        )
-        .trim(),
-        "refs/heads/boocoder/task-1"
-    );
-    let names = refs(&fx.project);
-    assert!(names.contains("refs/boocoder/task-1"), "{names}");
-    assert!(!names.contains(&format!(
-        "refs/boocoder/{}",
-        b.file_name().unwrap().to_string_lossy()
-    )));
-    assert!(diff(&fx.wt, &info.base_commit).unwrap().is_empty());
+    assert!(refs(&fx.project).contains("refs/boocoder/s-b"));
+    assert!(!b.join(".git").join(crate::worktree::pool::SPARE).exists());
+    assert!(diff(&b, &taken.info.base_commit).unwrap().is_empty());
+    // taken, it is no longer on offer, and a claim is pending until settled
+    assert_eq!(spares(&fx.project, &root, &w).unwrap().len(), 1);
+    assert!(is_pooled(&root, "s-b"));
+    settle_taken(&taken).unwrap();
+    assert!(!is_pooled(&root, "s-b"));
+    assert!(is_pooled(&root, "s-a"));
     // the only other spare is not ready: nothing to take
-    let other = fx.wt.parent().unwrap().join("task-2");
-    assert!(
-        take_spare(&fx.project, &root, &other, "boocoder/task-2")
-            .unwrap()
-            .is_none()
-    );
-    // removal as for any worktree
-    remove(&fx.project, &fx.wt, &fx.branch).unwrap();
-    drop_spare(&fx.project, &a).unwrap();
-    assert!(!a.exists());
+    assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_none());
+    // the pool dropped whole leaves the taken worktree alone
+    drop_pool(&fx.project, &pool_dir(&root, &fx.project), &w).unwrap();
+    assert!(!a.exists() && b.exists());
+    remove(&fx.project, &b, "").unwrap();
     assert_eq!(refs(&fx.project).trim(), "");
+}
+
+#[test]
+fn the_preferred_spare_goes_first_and_a_given_back_one_is_offered_again() {
+    let fx = Fx::new();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let a = make_spare(&fx.project, &root, &w, "s-a").unwrap();
+    let b = make_spare(&fx.project, &root, &w, "s-b").unwrap();
+    mark_ready(&a).unwrap();
+    mark_ready(&b).unwrap();
+    let taken = take_spare(&fx.project, &root, &w, Some(&b))
+        .unwrap()
+        .expect("ready");
+    assert_eq!(taken.session_id, "s-b");
+    give_back(&taken).unwrap();
+    assert!(offered(&fx, &b).ready);
+    assert!(b.join(".git").join(crate::worktree::pool::SPARE).exists());
+    assert!(claims(&fx.project, &root, &w).is_empty());
+}
+
+#[test]
+fn a_taken_spare_is_neither_moved_nor_dropped_by_a_stale_listing() {
+    let fx = Fx::new();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let a = make_spare(&fx.project, &root, &w, "s-a").unwrap();
+    mark_ready(&a).unwrap();
+    let stale = offered(&fx, &a);
+    let taken = take_spare(&fx.project, &root, &w, None)
+        .unwrap()
+        .expect("ready");
+    fs::write(a.join("work.txt"), "an agent's work\n").unwrap();
+    fs::write(fx.project.join("a.txt"), "changed upstream\n").unwrap();
+    git(&fx.project, &["commit", "-qam", "move"]);
+    assert!(!bring_forward(&fx.project, &stale).unwrap());
+    drop_spare(&fx.project, &stale).unwrap();
+    assert!(a.join("work.txt").exists());
+    assert_eq!(
+        git(&a, &["rev-parse", "HEAD"]).trim(),
+        taken.info.base_commit
+    );
+    // the claim's process died before recording the session: the claim is dropped
+    let pending = claims(&fx.project, &root, &w);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0, "s-a");
+    end_claim(&fx.project, &root, &w, "s-a", true).unwrap();
+    assert!(!a.exists() && claims(&fx.project, &root, &w).is_empty());
+}
+
+#[test]
+fn an_unclaimed_spare_with_brought_files_is_reaped() {
+    let fx = Fx::new();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let a = make_spare(&fx.project, &root, &w, "s-a").unwrap();
+    fs::write(a.join("brought.txt"), "from the checkout\n").unwrap();
+    // its token is gone (a drop that died after claiming it): nobody owns it
+    fs::remove_file(pool_dir(&root, &fx.project).join("spare-s-a")).unwrap();
+    assert!(!is_pooled(&root, "s-a"));
+    assert!(remove_if_clean(&a).unwrap());
+    assert!(!a.exists());
 }
 
 #[test]
 fn a_spare_behind_head_is_not_taken_until_brought_forward() {
     let fx = Fx::new();
-    let root = pool(&fx);
-    let spare = make_spare(&fx.project, &root).unwrap();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let spare = make_spare(&fx.project, &root, &w, "s-a").unwrap();
     mark_ready(&spare).unwrap();
     fs::write(fx.project.join("a.txt"), "changed upstream\n").unwrap();
     fs::write(fx.project.join("new.txt"), "new\n").unwrap();
     git(&fx.project, &["add", "-A"]);
     git(&fx.project, &["commit", "-q", "-m", "move"]);
-    assert!(
-        take_spare(&fx.project, &root, &fx.wt, &fx.branch)
-            .unwrap()
-            .is_none()
-    );
+    assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_none());
 
     let untouched = fs::metadata(spare.join("src/lib.rs"))
         .unwrap()
         .modified()
         .unwrap();
-    assert!(bring_forward(&fx.project, &spare).unwrap());
+    assert!(bring_forward(&fx.project, &offered(&fx, &spare)).unwrap());
     // moved, it waits to be prepared again
-    assert!(
-        take_spare(&fx.project, &root, &fx.wt, &fx.branch)
-            .unwrap()
-            .is_none()
-    );
+    assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_none());
     mark_ready(&spare).unwrap();
     assert_eq!(
         fs::metadata(spare.join("src/lib.rs"))
@@ -98,33 +152,24 @@ fn a_spare_behind_head_is_not_taken_until_brought_forward() {
         untouched,
         "only changed files are rewritten"
     );
-    let info = take_spare(&fx.project, &root, &fx.wt, &fx.branch)
+    let taken = take_spare(&fx.project, &root, &w, None)
         .unwrap()
         .expect("brought forward");
-    assert_eq!(info.base_commit, fx.head());
-    assert_eq!(snapshot(&fx.wt), snapshot(&fx.project));
-    assert!(diff(&fx.wt, &info.base_commit).unwrap().is_empty());
+    assert_eq!(taken.info.base_commit, fx.head());
+    assert_eq!(snapshot(&spare), snapshot(&fx.project));
+    assert!(diff(&spare, &taken.info.base_commit).unwrap().is_empty());
 }
 
 #[test]
 fn concurrent_takers_never_share_a_spare() {
     let fx = Fx::new();
-    let root = pool(&fx);
-    let spare = make_spare(&fx.project, &root).unwrap();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let spare = make_spare(&fx.project, &root, &w, "s-a").unwrap();
     mark_ready(&spare).unwrap();
-    let parent = fx.wt.parent().unwrap().to_path_buf();
     let takers: Vec<_> = (0..4)
-        .map(|i| {
-            let (project, root, wt) = (
-                fx.project.clone(),
-                root.clone(),
-                parent.join(format!("s-{i}")),
-            );
-            std::thread::spawn(move || {
-                take_spare(&project, &root, &wt, &format!("boocoder/s-{i}"))
-                    .unwrap()
-                    .is_some()
-            })
+        .map(|_| {
+            let (project, root, w) = (fx.project.clone(), root.clone(), w.clone());
+            std::thread::spawn(move || take_spare(&project, &root, &w, None).unwrap().is_some())
         })
         .collect();
     let taken = takers
