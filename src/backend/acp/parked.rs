@@ -165,7 +165,7 @@ impl Pool {
             conn.shared.bind(root.clone());
             match conn.open_session(None).await {
                 Ok(session) => {
-                    tracing::debug!(provider, root = %root.display(), "pre-started agent opened its session ahead of need");
+                    tracing::info!(provider, root = %root.display(), "pre-started agent opened its session ahead of need");
                     *guard = Some(session);
                 }
                 Err(e) => {

@@ -603,6 +603,13 @@ async fn two_turns(
     let c = &server.client;
     if let Some(dir) = parked_in {
         wait_parked(&server, dir).await;
+        // A session of the project makes it one the pool keeps spares for; the parked agent
+        // then opens its session in one, and the measured session below is a new session
+        // as it comes once a project is in use.
+        let warm = json!({"prompt": "Create the file. FILE=warm.txt TEXT=warm up", "agent": agent});
+        let t = new_task(c, warm).await;
+        wait_done_long(c, &t.task_id).await;
+        wait_log(&server, "opened its session ahead of need").await;
     }
     let mut figs = Vec::new();
     let mut turns = Vec::new();
@@ -659,6 +666,16 @@ async fn two_turns(
 }
 
 /// Until the server says it parked an initialized agent (started in `dir`).
+async fn wait_log(server: &Server, line: &str) {
+    for _ in 0..1200 {
+        if server.log().contains(line) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the server never logged `{line}`:\n{}", server.log());
+}
+
 async fn wait_parked(server: &Server, dir: &Path) {
     for _ in 0..1200 {
         if server.log().contains("agent pre-started") {
