@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rmcp::RoleClient;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, DetailedTask, GetTaskParams,
-    InputRequest, ProtocolVersion, TaskPayload, TaskStatus as McpStatus, UpdateTaskParams,
+    InputRequest, TaskPayload, TaskStatus as McpStatus, UpdateTaskParams,
 };
 use rmcp::service::Peer;
-use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
 use serde_json::{Value, json};
 
 use crate::support::tasks_client::TasksClient;
@@ -248,44 +248,11 @@ async fn a_permission_question_is_input_required_and_answered_by_tasks_update() 
     server.stop().await;
 }
 
-fn discover() -> ClientLifecycleMode {
-    ClientLifecycleMode::Discover {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-    }
-}
-
-async fn discover_client(
-    env: &Env,
-    handler: TasksClient,
-) -> (
-    tokio::process::Child,
-    rmcp::service::RunningService<RoleClient, TasksClient>,
-) {
-    let mut child = tokio::process::Command::new(BIN)
-        .args(env.args())
-        .arg("serve")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let io = (
-        child.stdout.take().expect("out"),
-        child.stdin.take().expect("in"),
-    );
-    let client = handler
-        .serve_with_lifecycle(io, discover())
-        .await
-        .expect("discover");
-    (child, client)
-}
-
 #[tokio::test]
 async fn the_2026_lifecycle_gets_tasks_and_mrtr_questions() {
     let env = Env::new();
     // Tasks on the 2026-07-28 lifecycle, declared per request.
-    let (_child, client) = discover_client(&env, TasksClient::new()).await;
+    let (_child, client) = discover_stdio(&env, TasksClient::new()).await;
     let c = client.peer();
     let id = create(
         c,
@@ -307,7 +274,7 @@ async fn the_2026_lifecycle_gets_tasks_and_mrtr_questions() {
         no_tasks: true,
         ..TasksClient::new()
     };
-    let (_child, client) = discover_client(&env, mrtr).await;
+    let (_child, client) = discover_stdio(&env, mrtr).await;
     let c = client.peer();
     let args =
         json!({"prompt": "perm-write mrtr.txt yes", "agent": "fake-ask", "wait_seconds": 60});

@@ -92,27 +92,10 @@ async fn orchestrator_profile_publishes_five_tools() {
 /// newest SDK clients try first. The whole round trip must work there too, over stdio and HTTP.
 #[tokio::test]
 async fn discover_lifecycle_round_trip_over_stdio_and_http() {
-    use rmcp::model::ProtocolVersion;
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
-    let discover = || ClientLifecycleMode::Discover {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-    };
+    use rmcp::ClientServiceExt;
 
     let env = Env::new();
-    let mut child = tokio::process::Command::new(BIN)
-        .args(env.args())
-        .arg("serve")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let io = (
-        child.stdout.take().expect("out"),
-        child.stdin.take().expect("in"),
-    );
-    let client = ().serve_with_lifecycle(io, discover()).await.expect("discover over stdio");
+    let (mut child, client) = discover_stdio(&env, ()).await;
     let version = client.peer_info().map(|i| i.protocol_version.to_string());
     assert_eq!(version.as_deref(), Some("2026-07-28"));
     crate::suite::flow::round_trip(&client, &env).await;

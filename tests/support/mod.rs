@@ -311,6 +311,40 @@ impl<H: ClientHandler> Server<H> {
     }
 }
 
+/// The 2026-07-28 lifecycle (`server/discover`, per-request `_meta`).
+pub fn discover() -> rmcp::ClientLifecycleMode {
+    rmcp::ClientLifecycleMode::Discover {
+        preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+    }
+}
+
+/// `boocoder serve` over stdio, driven by `handler` on the 2026-07-28 lifecycle; the child
+/// is killed when dropped.
+pub async fn discover_stdio<H: ClientHandler>(
+    env: &Env,
+    handler: H,
+) -> (Child, RunningService<RoleClient, H>) {
+    use rmcp::ClientServiceExt;
+    let mut child = Command::new(BIN)
+        .args(env.args())
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn boocoder");
+    let io = (
+        child.stdout.take().expect("stdout"),
+        child.stdin.take().expect("stdin"),
+    );
+    let client = handler
+        .serve_with_lifecycle(io, discover())
+        .await
+        .expect("discover over stdio");
+    (child, client)
+}
+
 impl Server {
     /// `boocoder serve --http 127.0.0.1:0`; returns the server and its URL.
     pub async fn http(env: &Env, extra: &[&str]) -> (Child, String, PathBuf) {
