@@ -165,8 +165,22 @@ pub fn make_spare(
 }
 
 pub fn mark_ready(spare: &Path) -> Result<(), WorktreeError> {
-    fs::write(spare.join(".git").join(READY), b"")?;
+    // why: the marker holds the commit, so taking a spare reads one small file instead of
+    // opening each spare's repository (on the path of every new session).
+    let base = Repository::open(spare)?
+        .head()?
+        .peel_to_commit()?
+        .id()
+        .to_string();
+    fs::write(spare.join(".git").join(READY), base.as_bytes())?;
     Ok(())
+}
+
+/// The commit a ready spare is at, as [`mark_ready`] recorded it (`None`: not ready, or a
+/// marker written before it held one).
+fn ready_base(spare: &Path) -> Option<String> {
+    let base = fs::read_to_string(spare.join(".git").join(READY)).ok()?;
+    (base.len() == 40 && base.bytes().all(|b| b.is_ascii_hexdigit())).then_some(base)
 }
 
 /// The spares of `project` (on offer, or still being prepared), and spares of the earlier
@@ -197,12 +211,15 @@ pub fn spares(
         } else {
             continue;
         };
-        spare.base = Repository::open(&spare.path)
-            .ok()
-            .and_then(|r| r.head().ok().and_then(|h| h.target()))
-            .map(|o| o.to_string())
-            .unwrap_or_default();
-        spare.ready = !spare.legacy && spare.path.join(".git").join(READY).exists();
+        let ready = (!spare.legacy).then(|| ready_base(&spare.path)).flatten();
+        spare.ready = ready.is_some();
+        spare.base = ready.unwrap_or_else(|| {
+            Repository::open(&spare.path)
+                .ok()
+                .and_then(|r| r.head().ok().and_then(|h| h.target()))
+                .map(|o| o.to_string())
+                .unwrap_or_default()
+        });
         out.push(spare);
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -276,7 +293,7 @@ pub fn settle_taken(taken: &Taken) -> Result<(), WorktreeError> {
 pub fn give_back(taken: &Taken) -> Result<(), WorktreeError> {
     let git_dir = taken.info.path.join(".git");
     fs::write(git_dir.join(SPARE), b"")?;
-    fs::write(git_dir.join(READY), b"")?;
+    fs::write(git_dir.join(READY), taken.info.base_commit.as_bytes())?;
     let offered = taken
         .token
         .with_file_name(format!("{SPARE_PREFIX}{}", taken.session_id));

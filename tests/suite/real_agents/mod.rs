@@ -380,6 +380,10 @@ async fn run_prestarted(id: &str) {
     let (env, script) = install(id).await;
     let park = env.data.join("prestart").join(id);
     let turns = two_turns(&env, id, &script, &["--prestart", id], Some(&park)).await;
+    eprintln!(
+        "FIGURE {id} pre-started first turn:\n{}",
+        turns[0].transcript
+    );
     assert!(
         turns[0]
             .transcript
