@@ -226,6 +226,18 @@ pub fn spares(
     Ok(out)
 }
 
+/// Whether a pool directory offers a ready spare (checked again under the lock).
+fn any_ready(dir: &Path, worktrees: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        token_sid(&name.to_string_lossy(), SPARE_PREFIX)
+            .is_some_and(|sid| ready_base(&worktrees.join(sid)).is_some())
+    })
+}
+
 /// A spare claimed by [`take_spare`]: the session it is made for, and its worktree.
 #[derive(Debug, Clone)]
 pub struct Taken {
@@ -244,6 +256,11 @@ pub fn take_spare(
     prefer: Option<&Path>,
 ) -> Result<Option<Taken>, WorktreeError> {
     let root = project_root(project)?;
+    // why: in a burst most submits find no ready spare; they learn it from a directory
+    // listing, without opening the repository or waiting for its lock.
+    if !any_ready(&pool_dir(pool_root, &root), worktrees) {
+        return Ok(None);
+    }
     let repo = Repository::open(&root)?;
     let head = repo.head()?.peel_to_commit()?.id().to_string();
     let _lock = lock_worktrees(&repo)?;
