@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rmcp::RoleServer;
 use rmcp::model::{
-    ClientResult, ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationSchema,
-    EnumSchema, ServerRequest,
+    ClientResult, ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationSchema, EnumSchema, ServerRequest,
 };
 use rmcp::service::{ElicitationMode, Peer, PeerRequestOptions};
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use crate::domain::Question;
 use crate::engine::{Caller, Elicited, Elicitor};
 
 /// The form's one field.
-pub(super) const FIELD: &str = "decision";
+const FIELD: &str = "decision";
 
 /// What the client of `peer` offers its tasks.
 pub fn caller_of(peer: &Peer<RoleServer>) -> Caller {
@@ -68,20 +68,39 @@ impl Elicitor for FormElicitor {
                 }
             };
             match answer {
-                Ok(Ok(ClientResult::ElicitResult(r))) => match r.action {
-                    ElicitationAction::Accept => r
-                        .content
-                        .as_ref()
-                        .and_then(|c| c.get(FIELD))
-                        .and_then(|v| v.as_str())
-                        .filter(|id| question.options.iter().any(|o| o.id == *id))
-                        .map_or(Elicited::Nothing, |id| Elicited::Chosen(id.to_string())),
-                    _ => Elicited::Declined,
+                Ok(Ok(ClientResult::ElicitResult(r))) => match answer_of(&r) {
+                    Answer::Chosen(id) if question.options.iter().any(|o| o.id == id) => {
+                        Elicited::Chosen(id.to_string())
+                    }
+                    Answer::Declined => Elicited::Declined,
+                    Answer::Chosen(_) | Answer::Empty => Elicited::Nothing,
                 },
                 Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Elicited::Nothing,
             }
         })
     }
+}
+
+/// What a person answered in the permission form, wherever it was shown (a form request,
+/// a Tasks input request, an MRTR input request).
+pub(super) enum Answer<'a> {
+    /// Accepted with this option id.
+    Chosen(&'a str),
+    /// Declined or cancelled: the question is rejected.
+    Declined,
+    /// Accepted without a choice.
+    Empty,
+}
+
+pub(super) fn answer_of(r: &ElicitResult) -> Answer<'_> {
+    if r.action != ElicitationAction::Accept {
+        return Answer::Declined;
+    }
+    r.content
+        .as_ref()
+        .and_then(|c| c.get(FIELD))
+        .and_then(|v| v.as_str())
+        .map_or(Answer::Empty, Answer::Chosen)
 }
 
 /// The form: the message, and one required enum field of the options (ids as values, the

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use rmcp::RoleServer;
 use rmcp::model::{
-    ElicitResult, ElicitationAction, InputRequiredResult, InputResponses,
-    ProgressNotificationParam, ProtocolVersion,
+    ElicitResult, InputRequiredResult, InputResponses, ProgressNotificationParam, ProtocolVersion,
 };
 use rmcp::service::RequestContext;
 
+use super::elicitation::Answer;
 use super::reply::Reply;
 use super::types::{ApplyOutcome, TaskStatus};
 use super::{McpServer, StatusResult, fail};
@@ -136,21 +136,14 @@ impl McpServer {
                     "invalid `inputResponses`: `{request_id}` is not an elicitation result: {e}"
                 )
             })?;
-            let chosen = match r.action {
-                ElicitationAction::Accept => Some(
-                    r.content
-                        .as_ref()
-                        .and_then(|c| c.get(super::elicitation::FIELD))
-                        .and_then(|v| v.as_str())
-                        .ok_or_else(|| {
-                            format!(
-                                "invalid `inputResponses`: `{request_id}` accepts without a `{}`",
-                                super::elicitation::FIELD
-                            )
-                        })?
-                        .to_string(),
-                ),
-                _ => None,
+            let chosen = match super::elicitation::answer_of(&r) {
+                Answer::Chosen(id) => Some(id.to_string()),
+                Answer::Declined => None,
+                Answer::Empty => {
+                    return Err(format!(
+                        "invalid `inputResponses`: `{request_id}` accepts without a `decision`"
+                    ));
+                }
             };
             let answered = match chosen {
                 Some(option) => self
