@@ -238,7 +238,9 @@ async fn a_permission_question_is_input_required_and_answered_by_tasks_update() 
         .expect("tasks/update");
     let done = until(c, &id, |t| t.status().is_terminal()).await;
     assert_ne!(done.status(), McpStatus::InputRequired);
-    assert!(env.read("refused.txt").is_none());
+    if let TaskPayload::Completed { .. } = &done.payload {
+        assert!(changed(&result_status(&done)).is_empty(), "{done:#?}");
+    }
     let text = transcript_text(c, &id).await;
     assert!(
         text.lines()
@@ -315,4 +317,71 @@ async fn the_2026_lifecycle_gets_tasks_and_mrtr_questions() {
     };
     assert_eq!(r.is_error, Some(true));
     assert!(text_of(&r).contains("requestState"), "{}", text_of(&r));
+
+    // The same through check_task_status: queued without waiting, asked while it waits,
+    // answered (declined) by its retry; a requestState naming another task is refused.
+    let queued = c
+        .call_tool_once(params(
+            "new_task",
+            json!({"prompt": "perm-write later.txt no", "agent": "fake-ask"}),
+        ))
+        .await
+        .expect("call");
+    let CallToolResponse::Complete(queued) = queued else {
+        panic!("{queued:#?}")
+    };
+    let queued: TaskStatus = typed(queued.structured_content.clone().expect("structured"));
+    let wait = json!({"task_id": queued.task_id, "wait_seconds": 60});
+    let mut asked = None;
+    for _ in 0..5 {
+        match c
+            .call_tool_once(params("check_task_status", wait.clone()))
+            .await
+            .expect("call")
+        {
+            CallToolResponse::InputRequired(i) => {
+                asked = Some(i);
+                break;
+            }
+            CallToolResponse::Complete(r) => {
+                let s: TaskStatus = typed(r.structured_content.clone().expect("structured"));
+                assert!(!s.state.is_terminal(), "ended without asking: {s:#?}");
+            }
+            other => panic!("{other:#?}"),
+        }
+    }
+    let asked = asked.expect("check_task_status asked the question");
+    let (key, _) = asked
+        .input_requests
+        .as_ref()
+        .and_then(|r| r.iter().next())
+        .expect("one");
+    let declined = BTreeMap::from([(key.clone(), json!({"action": "decline"}))]);
+    let mut other = params("check_task_status", wait.clone());
+    other.input_responses = Some(declined.clone());
+    other.request_state = Some(format!("boocoder-task:{}", status.task_id));
+    let r = c.call_tool_once(other).await.expect("call");
+    let CallToolResponse::Complete(r) = r else {
+        panic!("{r:#?}")
+    };
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("another task"), "{}", text_of(&r));
+    let mut retry = params("check_task_status", wait);
+    retry.input_responses = Some(declined);
+    retry.request_state = asked.request_state.clone();
+    let r = c.call_tool_once(retry).await.expect("retry");
+    let CallToolResponse::Complete(r) = r else {
+        panic!("{r:#?}")
+    };
+    let s: TaskStatus = typed(r.structured_content.clone().expect("structured"));
+    assert_ne!(s.state, TaskState::Blocked, "{s:#?}");
+    let s = wait_done(c, &queued.task_id).await;
+    assert!(changed(&s).is_empty(), "{s:#?}");
+    let text = transcript_text(c, &queued.task_id).await;
+    assert!(
+        text.lines()
+            .any(|l| l.contains("rejected")
+                && l.ends_with("by the caller's retry (input responses)")),
+        "{text}"
+    );
 }
