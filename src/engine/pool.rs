@@ -4,7 +4,7 @@
 //! takes one by rename. Spares of a project no session used for the pool TTL are dropped;
 //! spares behind a moved HEAD are brought forward (only changed files; setup again), or
 //! dropped when that fails. Several processes may share the pool directory: a spare is
-//! taken under the project's worktree lock, by rename.
+//! taken by renaming its token (see `worktree/pool.rs`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -203,6 +203,9 @@ impl Inner {
         let head = worktree::head_commit(project);
         if spare.legacy {
             // a spare of the earlier layout (inside the pool directory): not takeable
+        } else if spare.moving {
+            // another process is moving it (dropping waits for its lock and then finds the
+            // token back on offer), or one died doing so (dropped)
         } else if !spare.ready {
             // the token is written before the worktree, so a creation that died counts too
             let age = std::fs::metadata(&spare.token)
@@ -241,6 +244,7 @@ impl Inner {
             base: String::new(),
             ready: false,
             legacy: false,
+            moving: false,
         };
         let prepared =
             super::bootstrap::prepare_spare(&self.config, project, spare, &self.shutdown).await;

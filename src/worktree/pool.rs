@@ -7,9 +7,13 @@
 //!
 //! The pool itself is a directory per project holding one token file per spare:
 //! `spare-<sid>` while it is on offer, `taken-<sid>` from the moment a process claims it until
-//! the session row that owns it is written. Taking renames the token under the project's
-//! worktree lock; rename succeeds for one process only, so several processes on one data
-//! directory never hand out the same spare. A spare's git directory carries `SPARE` while no
+//! the session row that owns it is written, `moving-<sid>` while it is brought forward. Who
+//! renames the token owns the spare: rename succeeds for one process only, so several
+//! processes on one data directory never hand out the same spare, and a new session claims
+//! one without waiting for the project's worktree lock (held by every worktree being made
+//! for the project). Moving a spare happens under that lock from its first rename to the
+//! one back, so a `moving-` token seen by a holder of the lock was left by a process that
+//! died. A spare's git directory carries `SPARE` while no
 //! session owns it: a worktree with that marker, no token and no session was never used by an
 //! agent (a crash between claiming or dropping and recording), so it is removed whatever files
 //! it holds.
@@ -32,6 +36,7 @@ pub const READY: &str = "boocoder-spare-ready";
 pub const SPARE: &str = "boocoder-spare";
 const SPARE_PREFIX: &str = "spare-";
 const TAKEN_PREFIX: &str = "taken-";
+const MOVING_PREFIX: &str = "moving-";
 /// In a project's pool directory: the project's path (the directory is named by its hash).
 const PROJECT_FILE: &str = "project";
 
@@ -76,6 +81,8 @@ pub fn drop_pool(project: &Path, dir: &Path, worktrees: &Path) -> Result<(), Wor
                 super::remove(project, &path, "")?;
             } else if let Some(sid) = token_sid(&name, SPARE_PREFIX) {
                 drop_spare(project, &Spare::offered(worktrees, dir, sid))?;
+            } else if let Some(sid) = token_sid(&name, MOVING_PREFIX) {
+                drop_spare(project, &Spare::moving(worktrees, dir, sid))?;
             } else if name.starts_with(TAKEN_PREFIX) {
                 claims = true;
             }
@@ -102,6 +109,8 @@ pub struct Spare {
     pub ready: bool,
     /// A spare of the earlier layout (a directory inside the pool): never taken, dropped.
     pub legacy: bool,
+    /// Its token says it is being brought forward (or a process died doing so).
+    pub moving: bool,
 }
 
 impl Spare {
@@ -112,6 +121,16 @@ impl Spare {
             base: String::new(),
             ready: false,
             legacy: false,
+            moving: false,
+        }
+    }
+
+    /// A spare whose move forward did not finish (its token is `moving-`).
+    fn moving(worktrees: &Path, dir: &Path, sid: &str) -> Spare {
+        Spare {
+            token: dir.join(format!("{MOVING_PREFIX}{sid}")),
+            moving: true,
+            ..Spare::offered(worktrees, dir, sid)
         }
     }
 
@@ -205,13 +224,19 @@ pub fn spares(
                 base: String::new(),
                 ready: false,
                 legacy: true,
+                moving: false,
             }
         } else if let Some(sid) = token_sid(&name, SPARE_PREFIX) {
             Spare::offered(worktrees, &dir, sid)
+        } else if let Some(sid) = token_sid(&name, MOVING_PREFIX) {
+            // being brought forward, or left so by a process that died: never ready
+            Spare::moving(worktrees, &dir, sid)
         } else {
             continue;
         };
-        let ready = (!spare.legacy).then(|| ready_base(&spare.path)).flatten();
+        let ready = (!spare.legacy && !spare.moving)
+            .then(|| ready_base(&spare.path))
+            .flatten();
         spare.ready = ready.is_some();
         spare.base = ready.unwrap_or_else(|| {
             Repository::open(&spare.path)
@@ -261,13 +286,18 @@ pub fn take_spare(
     if !any_ready(&pool_dir(pool_root, &root), worktrees) {
         return Ok(None);
     }
-    let repo = Repository::open(&root)?;
-    let head = repo.head()?.peel_to_commit()?.id().to_string();
-    let _lock = lock_worktrees(&repo)?;
+    let head = Repository::open(&root)?
+        .head()?
+        .peel_to_commit()?
+        .id()
+        .to_string();
+    // No lock: every worktree being made for the project holds it, and in a burst that is a
+    // wait per new session. The token is the claim, and what a listing said is read again
+    // once the token is ours.
     let mut offered = spares(&root, pool_root, worktrees)?;
     offered.sort_by_key(|s| Some(s.path.as_path()) != prefer);
     for spare in offered {
-        if !spare.ready || spare.legacy || spare.base != head {
+        if !spare.ready || spare.legacy || spare.moving || spare.base != head {
             continue;
         }
         let Some(sid) = spare.session_id() else {
@@ -276,6 +306,12 @@ pub fn take_spare(
         let taken = spare.token.with_file_name(format!("{TAKEN_PREFIX}{sid}"));
         // The claim: whoever renames the token first has the spare.
         if fs::rename(&spare.token, &taken).is_err() {
+            continue;
+        }
+        // Between the listing and the claim it may have been moved forward (and not yet
+        // prepared again): offered back as it is, markers untouched.
+        if ready_base(&spare.path).as_deref() != Some(head.as_str()) {
+            fs::rename(&taken, &spare.token)?;
             continue;
         }
         let git_dir = spare.path.join(".git");
@@ -370,8 +406,9 @@ pub fn end_claim(
 /// Whether the worktree named `sid` is a spare the pool owns (on offer or being claimed).
 pub fn is_pooled(pool_root: &Path, sid: &str) -> bool {
     pooled_projects(pool_root).iter().any(|(_, dir)| {
-        dir.join(format!("{SPARE_PREFIX}{sid}")).exists()
-            || dir.join(format!("{TAKEN_PREFIX}{sid}")).exists()
+        [SPARE_PREFIX, TAKEN_PREFIX, MOVING_PREFIX]
+            .iter()
+            .any(|prefix| dir.join(format!("{prefix}{sid}")).exists())
     })
 }
 
@@ -386,18 +423,33 @@ pub fn bring_forward(project: &Path, spare: &Spare) -> Result<bool, WorktreeErro
     let repo = Repository::open(&root)?;
     let head = repo.head()?.peel_to_commit()?.id();
     let _lock = lock_worktrees(&repo)?;
-    if spare.legacy || !spare.token.exists() {
+    let Some(sid) = spare.session_id() else {
+        return Ok(false);
+    };
+    if spare.legacy || spare.moving {
         return Ok(false);
     }
-    let private = Repository::open(&spare.path)?;
+    // Claimed like a taker claims it, so nobody takes it half moved.
+    let moving = spare.token.with_file_name(format!("{MOVING_PREFIX}{sid}"));
+    if fs::rename(&spare.token, &moving).is_err() {
+        return Ok(false);
+    }
+    let moved = move_spare(&repo, &spare.path, head);
+    // Back on offer, not ready: the caller prepares it again, or drops it.
+    fs::rename(&moving, &spare.token)?;
+    moved
+}
+
+fn move_spare(repo: &Repository, path: &Path, head: Oid) -> Result<bool, WorktreeError> {
+    let private = Repository::open(path)?;
     let old = private.head()?.peel_to_commit()?.id();
     if old == head {
         return Ok(true);
     }
     // Moved, it needs preparing again (setup for the new commits) before anyone takes it.
-    remove_marker(&spare.path.join(".git").join(READY))?;
+    remove_marker(&path.join(".git").join(READY))?;
     let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(&spare.path).args([
+    cmd.arg("-C").arg(path).args([
         "-c",
         "core.hooksPath=/dev/null",
         "read-tree",
@@ -419,7 +471,7 @@ pub fn bring_forward(project: &Path, spare: &Spare) -> Result<bool, WorktreeErro
         .map(str::to_string)
         .map_err(|_| git2::Error::from_str("a spare's HEAD is not a branch"))?;
     private.reference(&branch, head, true, "boocoder: spare brought forward")?;
-    let name = worktree_name(&spare.path)?;
+    let name = worktree_name(path)?;
     repo.reference(
         &base_ref(&name),
         head,
@@ -431,8 +483,9 @@ pub fn bring_forward(project: &Path, spare: &Spare) -> Result<bool, WorktreeErro
 
 /// Remove a spare on offer (its worktree, the project's base ref, then its token). The token
 /// is claimed first, under the project's worktree lock, so a spare another process has just
-/// taken is never removed; a crash after the claim leaves a worktree marked `SPARE` with no
-/// token, which the reaper removes.
+/// taken is never removed (a `moving-` token found under the lock was left by a process that
+/// died moving the spare: it is dropped the same way); a crash after the claim leaves a
+/// worktree marked `SPARE` with no token, which the reaper removes.
 pub fn drop_spare(project: &Path, spare: &Spare) -> Result<(), WorktreeError> {
     if spare.legacy {
         return super::remove(project, &spare.path, "");

@@ -179,3 +179,54 @@ fn concurrent_takers_never_share_a_spare() {
         .count();
     assert_eq!(taken, 1);
 }
+
+#[test]
+fn a_spare_being_moved_is_not_taken_and_a_dead_move_is_dropped() {
+    let fx = Fx::new();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let a = make_spare(&fx.project, &root, &w, "s-a").unwrap();
+    mark_ready(&a).unwrap();
+    let listed = offered(&fx, &a);
+    // a mover claims it as `bring_forward` does, then its process dies
+    let dir = pool_dir(&root, &fx.project);
+    fs::rename(dir.join("spare-s-a"), dir.join("moving-s-a")).unwrap();
+    assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_none());
+    assert!(
+        !bring_forward(&fx.project, &listed).unwrap(),
+        "claimed by the mover"
+    );
+    assert!(is_pooled(&root, "s-a"), "the reaper leaves it to the pool");
+    let moving = offered(&fx, &a);
+    assert!(moving.moving && !moving.ready);
+    // whoever holds the project's worktree lock next knows the mover is gone
+    drop_spare(&fx.project, &moving).unwrap();
+    assert!(!a.exists() && !is_pooled(&root, "s-a"));
+    assert_eq!(refs(&fx.project).trim(), "");
+}
+
+#[test]
+fn a_moved_spare_is_back_on_offer_and_taken_once_prepared_while_others_are_made() {
+    let fx = Fx::new();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let a = make_spare(&fx.project, &root, &w, "s-a").unwrap();
+    mark_ready(&a).unwrap();
+    fs::write(fx.project.join("a.txt"), "changed upstream\n").unwrap();
+    git(&fx.project, &["commit", "-qam", "move"]);
+    assert!(bring_forward(&fx.project, &offered(&fx, &a)).unwrap());
+    let back = offered(&fx, &a);
+    assert!(!back.moving && !back.ready);
+    // a taker does not wait for the lock a worktree being made holds
+    let repo = git2::Repository::open(&fx.project).unwrap();
+    let held = crate::worktree::create::lock_worktrees(&repo).unwrap();
+    mark_ready(&a).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (project, r, w2) = (fx.project.clone(), root.clone(), w.clone());
+    std::thread::spawn(move || tx.send(take_spare(&project, &r, &w2, None).unwrap()));
+    let taken = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the taker waited for the lock")
+        .expect("ready at HEAD");
+    drop(held);
+    assert_eq!(taken.info.base_commit, fx.head());
+    assert_eq!(snapshot(&a), snapshot(&fx.project));
+}
