@@ -251,16 +251,22 @@ pub fn spares(
     Ok(out)
 }
 
-/// Whether a pool directory offers a ready spare (checked again under the lock).
-fn any_ready(dir: &Path, worktrees: &Path) -> bool {
+/// The spares of a pool directory on offer and ready: their session id and commit, sorted.
+fn ready_spares(dir: &Path, worktrees: &Path) -> Vec<(String, String)> {
     let Ok(entries) = fs::read_dir(dir) else {
-        return false;
+        return Vec::new();
     };
-    entries.flatten().any(|e| {
-        let name = e.file_name();
-        token_sid(&name.to_string_lossy(), SPARE_PREFIX)
-            .is_some_and(|sid| ready_base(&worktrees.join(sid)).is_some())
-    })
+    let mut out: Vec<(String, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let sid = token_sid(&name.to_string_lossy(), SPARE_PREFIX)?.to_string();
+            let base = ready_base(&worktrees.join(&sid))?;
+            Some((sid, base))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// A spare claimed by [`take_spare`]: the session it is made for, and its worktree.
@@ -280,10 +286,13 @@ pub fn take_spare(
     worktrees: &Path,
     prefer: Option<&Path>,
 ) -> Result<Option<Taken>, WorktreeError> {
-    let root = project_root(project)?;
-    // why: in a burst most submits find no ready spare; they learn it from a directory
-    // listing, without opening the repository or waiting for its lock.
-    if !any_ready(&pool_dir(pool_root, &root), worktrees) {
+    // why: this is on the path of every new session, and in a burst most submits find no
+    // ready spare. One listing (a small file read per spare) says which are ready; only then
+    // is the repository opened, once, for its HEAD.
+    let root = fs::canonicalize(project)?;
+    let dir = pool_dir(pool_root, &root);
+    let mut ready = ready_spares(&dir, worktrees);
+    if ready.is_empty() {
         return Ok(None);
     }
     let head = Repository::open(&root)?
@@ -292,38 +301,38 @@ pub fn take_spare(
         .id()
         .to_string();
     // No lock: every worktree being made for the project holds it, and in a burst that is a
-    // wait per new session. The token is the claim, and what a listing said is read again
-    // once the token is ours.
-    let mut offered = spares(&root, pool_root, worktrees)?;
-    offered.sort_by_key(|s| Some(s.path.as_path()) != prefer);
-    for spare in offered {
-        if !spare.ready || spare.legacy || spare.moving || spare.base != head {
+    // wait per new session. The token is the claim, and the marker is read again once the
+    // token is ours.
+    ready.sort_by_key(|(sid, _)| {
+        prefer.and_then(Path::file_name) != Some(std::ffi::OsStr::new(sid))
+    });
+    for (sid, base) in ready {
+        if base != head {
             continue;
         }
-        let Some(sid) = spare.session_id() else {
-            continue;
-        };
-        let taken = spare.token.with_file_name(format!("{TAKEN_PREFIX}{sid}"));
+        let token = dir.join(format!("{SPARE_PREFIX}{sid}"));
+        let taken = dir.join(format!("{TAKEN_PREFIX}{sid}"));
         // The claim: whoever renames the token first has the spare.
-        if fs::rename(&spare.token, &taken).is_err() {
+        if fs::rename(&token, &taken).is_err() {
             continue;
         }
+        let path = worktrees.join(&sid);
         // Between the listing and the claim it may have been moved forward (and not yet
         // prepared again): offered back as it is, markers untouched.
-        if ready_base(&spare.path).as_deref() != Some(head.as_str()) {
-            fs::rename(&taken, &spare.token)?;
+        if ready_base(&path).as_deref() != Some(head.as_str()) {
+            fs::rename(&taken, &token)?;
             continue;
         }
-        let git_dir = spare.path.join(".git");
+        let git_dir = path.join(".git");
         remove_marker(&git_dir.join(READY))?;
         remove_marker(&git_dir.join(SPARE))?;
         return Ok(Some(Taken {
-            session_id: sid.clone(),
             info: WorktreeInfo {
-                path: fs::canonicalize(&spare.path)?,
+                path: fs::canonicalize(&path)?,
                 branch: format!("boocoder/{sid}"),
                 base_commit: head,
             },
+            session_id: sid,
             token: taken,
         }));
     }

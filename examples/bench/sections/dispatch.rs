@@ -109,12 +109,20 @@ pub async fn run(opts: &Opts) -> Result<Vec<Figure>> {
         hot,
         Some("ACP fixture: new_task→completed, first turn"),
     ));
+    let (prestarted, paused) = prestarted_first_turns(opts).await?;
+    out.push(fig(
+        "dispatch",
+        "ACP fixture: follow-up after the same pause, --prestart",
+        "ms",
+        paused,
+        Some("ACP fixture: new_task→completed, warm follow-up"),
+    ));
     out.push(fig(
         "dispatch",
         "ACP fixture: first turn of a new session, --prestart",
         "ms",
-        prestarted_first_turns(opts).await?,
-        Some("ACP fixture: new_task→completed, warm follow-up"),
+        prestarted,
+        Some("ACP fixture: follow-up after the same pause, --prestart"),
     ));
     out.push(fig(
         "dispatch",
@@ -223,17 +231,33 @@ async fn new_sessions_without_pool(opts: &Opts) -> Result<Vec<f64>> {
 
 /// First turns of new sessions with the fixture agent pre-started (`--prestart fixture`): the
 /// turn only opens its ACP session in the parked process. A pause between sessions lets the
-/// replacement be parked, as it would be between a person's tasks.
-async fn prestarted_first_turns(opts: &Opts) -> Result<Vec<f64>> {
+/// replacement be parked, as it would be between a person's tasks; each session then gets a
+/// follow-up after the same pause, the like-for-like reference (the warm follow-up above
+/// comes straight after a turn, with every cache and thread still hot).
+async fn prestarted_first_turns(opts: &Opts) -> Result<(Vec<f64>, Vec<f64>)> {
     let (_data, _repo, mut args) = setup(opts, "dispatch-prestart")?;
     args.extend(["--prestart".into(), "fixture".into(), "serve".into()]);
     let (c, _) = StdioClient::spawn(&opts.boocoder, &args).await?;
-    let mut out = Vec::new();
+    let pause = std::time::Duration::from_millis(300);
+    let (mut first, mut again) = (Vec::new(), Vec::new());
     for _ in 0..opts.reps.max(3) * 2 {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        out.push(fixture_first_turn(&c).await?.0);
+        tokio::time::sleep(pause).await;
+        let (ms, r) = fixture_first_turn(&c).await?;
+        first.push(ms);
+        let sid = r["structuredContent"]["session_id"]
+            .as_str()
+            .context("session")?
+            .to_string();
+        tokio::time::sleep(pause).await;
+        let t = Instant::now();
+        c.call(
+            "new_task",
+            json!({"prompt": "say again", "session_id": sid, "wait_seconds": 30}),
+        )
+        .await?;
+        again.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(out)
+    Ok((first, again))
 }
 
 /// A new session's first turn with the fixture agent: its round trip in ms, and the result.
