@@ -42,46 +42,49 @@ pub(super) fn create_with(
     let name = worktree_name(wt_path)?;
     let wt_abs = absolute_worktree_path(wt_path, &name)?;
     let repo = Repository::open(&root)?;
-    let _lock = lock_worktrees(&repo)?;
-    match try_create(&repo, &name, &wt_abs, branch, use_cli) {
-        Ok(info) => Ok(info),
-        Err(first) => {
-            if !clean_up(&repo, &name, &wt_abs, branch)? {
-                return Err(first);
+    let base = {
+        let _lock = lock_worktrees(&repo)?;
+        match reserve(&repo, &name, &wt_abs) {
+            Ok(base) => base,
+            Err(first) => {
+                if !clean_up(&repo, &name, &wt_abs, branch)? {
+                    return Err(first);
+                }
+                reserve(&repo, &name, &wt_abs)?
             }
-            try_create(&repo, &name, &wt_abs, branch, use_cli)
         }
-    }
-}
-
-fn try_create(
-    repo: &Repository,
-    name: &str,
-    wt_abs: &Path,
-    branch: &str,
-    use_cli: bool,
-) -> Result<WorktreeInfo, WorktreeError> {
-    let base = repo.head()?.peel_to_commit()?.id();
-    // An existing directory is debris (or someone else's): the caller decides.
-    fs::create_dir(wt_abs)?;
-    let made = repo
-        .reference(&base_ref(name), base, true, "boocoder: session base")
-        .map_err(WorktreeError::from)
-        .and_then(|_| init_private(repo, wt_abs, branch, base, use_cli));
-    if let Err(e) = made {
+    };
+    // why: the name is ours now (its directory and the ref holding its base exist), and the
+    // checkout touches nothing outside the new directory; run outside the lock, worktrees of
+    // one project are made side by side instead of one at a time (a burst of new sessions).
+    if let Err(e) = init_private(&repo, &wt_abs, branch, base, use_cli) {
         // Leave nothing behind for an error that is not about debris (permissions, disk
-        // full): the caller would trip over it next time.
-        let _ = remove_tree(wt_abs);
-        if let Ok(mut r) = repo.find_reference(&base_ref(name)) {
+        // full): the next creation of this name would trip over it.
+        let _lock = lock_worktrees(&repo)?;
+        let _ = remove_tree(&wt_abs);
+        if let Ok(mut r) = repo.find_reference(&base_ref(&name)) {
             let _ = r.delete();
         }
         return Err(e);
     }
     Ok(WorktreeInfo {
-        path: fs::canonicalize(wt_abs)?,
+        path: fs::canonicalize(&wt_abs)?,
         branch: branch.to_owned(),
         base_commit: base.to_string(),
     })
+}
+
+/// Claim the name under the project's worktree lock: its directory (an existing one is
+/// debris, or someone else's: the caller decides) and the project ref that keeps the base
+/// commit alive. Returns the base: the project's HEAD commit.
+fn reserve(repo: &Repository, name: &str, wt_abs: &Path) -> Result<git2::Oid, WorktreeError> {
+    let base = repo.head()?.peel_to_commit()?.id();
+    fs::create_dir(wt_abs)?;
+    if let Err(e) = repo.reference(&base_ref(name), base, true, "boocoder: session base") {
+        let _ = fs::remove_dir(wt_abs);
+        return Err(e.into());
+    }
+    Ok(base)
 }
 
 /// A stable name lets a restarted process find the worktree (and its project ref) again.

@@ -277,3 +277,43 @@ fn an_interrupted_removal_is_finished_later() {
     assert!(remove_if_clean(&trash).unwrap());
     assert!(!trash.exists());
 }
+
+#[test]
+fn worktrees_of_one_project_are_made_side_by_side() {
+    let fx = Fx::new();
+    let dir = fx.dir.path().join("side");
+    let makers: Vec<_> = (0..4)
+        .map(|i| {
+            let (project, wt) = (fx.project.clone(), dir.join(format!("s-{i}")));
+            std::thread::spawn(move || {
+                create(&project, &wt, &format!("boocoder/s-{i}")).map(|info| (wt, info))
+            })
+        })
+        .collect();
+    for m in makers {
+        let (wt, info) = m.join().unwrap().unwrap();
+        assert_eq!(info.base_commit, fx.head());
+        assert_eq!(snapshot(&wt), snapshot(&fx.project));
+        assert!(diff(&wt, &info.base_commit).unwrap().is_empty());
+    }
+    let refs = git(
+        &fx.project,
+        &["for-each-ref", "--format=%(refname)", "refs/boocoder"],
+    );
+    assert_eq!(refs.lines().count(), 4, "{refs}");
+}
+
+#[test]
+fn a_failed_checkout_leaves_neither_directory_nor_ref() {
+    let fx = Fx::new();
+    let err = create(&fx.project, &fx.wt, "bad..branch").unwrap_err();
+    assert!(err.to_string().contains("invalid branch name"), "{err}");
+    assert!(!fx.wt.exists());
+    let refs = git(
+        &fx.project,
+        &["for-each-ref", "--format=%(refname)", "refs/boocoder"],
+    );
+    assert_eq!(refs.trim(), "");
+    // and the name is free for the next creation
+    fx.create();
+}
