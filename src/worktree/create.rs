@@ -115,9 +115,10 @@ fn absolute_worktree_path(wt_path: &Path, name: &str) -> Result<PathBuf, Worktre
     Ok(fs::canonicalize(parent)?.join(name))
 }
 
-/// Serialise worktree creation and removal on one repository across threads and processes,
-/// so a creation retrying over debris never races a removal of the same name (the project
-/// ref and the directory are checked and changed as one step).
+/// Serialise claiming a worktree name and removing one on a repository across threads and
+/// processes, so a creation retrying over debris never races a removal of the same name (the
+/// project ref and the directory are checked and changed as one step). The checkout into a
+/// claimed directory runs outside it.
 pub(super) fn lock_worktrees(
     repo: &Repository,
 ) -> Result<nix::fcntl::Flock<fs::File>, WorktreeError> {
