@@ -80,7 +80,8 @@ fn setup(opts: &Opts, name: &str) -> Result<(PathBuf, PathBuf, Vec<String>)> {
         data.join("providers.json"),
         json!({"providers": {
             "noop": {"extends": "cli", "command": ["true"], "prompt": "arg"},
-            "fixture": {"extends": "acp", "command": [fixture]},
+            // its sessions' state stays in the bench's directory, not the system temp dir
+            "fixture": {"extends": "acp", "command": [fixture], "env": {"FAKE_ACP_STATE": data}},
         }})
         .to_string(),
     )?;
