@@ -7,6 +7,7 @@
 //! taken by renaming its token (see `worktree/pool.rs`).
 
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -208,10 +209,14 @@ impl Inner {
             // token back on offer), or one died doing so (dropped)
         } else if !spare.ready {
             // the token is written before the worktree, so a creation that died counts too
+            // ctime: a token renamed back (a give-back, the end of a move) is young again
             let age = std::fs::metadata(&spare.token)
-                .and_then(|m| m.modified())
                 .ok()
-                .and_then(|t| t.elapsed().ok())
+                .and_then(|m| {
+                    let ctime =
+                        std::time::UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64);
+                    ctime.elapsed().ok()
+                })
                 .unwrap_or_default();
             if age < ABANDONED {
                 // Another process is preparing it.
@@ -221,12 +226,16 @@ impl Inner {
             return true;
         } else {
             let (p, s) = (project.to_path_buf(), spare.clone());
-            let moved = blocking(move || worktree::bring_forward(&p, &s)).await;
-            if matches!(moved, Ok(true)) {
-                // New commits may need the setup again (a changed lock file).
-                let _ =
-                    std::fs::remove_file(spare.path.join(".git").join(super::bootstrap::SET_UP));
-                return self.ready_spare(project, &spare.path).await;
+            match blocking(move || worktree::bring_forward(&p, &s)).await {
+                Ok(worktree::Forward::Moved) => {
+                    // New commits may need the setup again (a changed lock file).
+                    let _ = std::fs::remove_file(
+                        spare.path.join(".git").join(super::bootstrap::SET_UP),
+                    );
+                    return self.ready_spare(project, &spare.path).await;
+                }
+                Ok(worktree::Forward::AtHead) => return true,
+                Ok(worktree::Forward::Gone) | Err(_) => {}
             }
         }
         self.drop_spare(project, spare).await;

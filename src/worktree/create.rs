@@ -28,47 +28,70 @@ pub(super) fn base_ref(name: &str) -> String {
 /// ref, or (from the linked-worktree layout of earlier versions) a registration and branch
 /// behind under the same name; those are cleaned up and the creation retried once, so a
 /// restarted task does not wedge on its own debris.
+///
+/// For a session's worktree the checkout runs outside the project's worktree lock, so the
+/// worktrees of a burst of new sessions are made side by side: nothing removes a session's
+/// directory while its creation runs (its session exists and has a turn running, which
+/// `close` refuses and the reaper skips).
 pub fn create(project: &Path, wt_path: &Path, branch: &str) -> Result<WorktreeInfo, WorktreeError> {
-    create_with(project, wt_path, branch, true)
+    create_with(project, wt_path, branch, Checkout::Unlocked)
+}
+
+/// How the checkout of a new worktree runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Checkout {
+    /// git's parallel `read-tree -u`, outside the lock (a session's worktree).
+    Unlocked,
+    /// git's parallel `read-tree -u`, under the lock: a spare, which the pool of another
+    /// process may drop at any time (it takes the lock to do so).
+    Locked,
+    /// libgit2's checkout, under the lock (the fallback, compared in tests).
+    Libgit2,
 }
 
 pub(super) fn create_with(
     project: &Path,
     wt_path: &Path,
     branch: &str,
-    use_cli: bool,
+    checkout: Checkout,
 ) -> Result<WorktreeInfo, WorktreeError> {
     let root = project_root(project)?;
     let name = worktree_name(wt_path)?;
     let wt_abs = absolute_worktree_path(wt_path, &name)?;
     let repo = Repository::open(&root)?;
-    let base = {
-        let _lock = lock_worktrees(&repo)?;
-        match reserve(&repo, &name, &wt_abs) {
-            Ok(base) => base,
-            Err(first) => {
-                if !clean_up(&repo, &name, &wt_abs, branch)? {
-                    return Err(first);
-                }
-                reserve(&repo, &name, &wt_abs)?
+    let mut lock = Some(lock_worktrees(&repo)?);
+    let base = match reserve(&repo, &name, &wt_abs) {
+        Ok(base) => base,
+        Err(first) => {
+            if !clean_up(&repo, &name, &wt_abs, branch)? {
+                return Err(first);
             }
+            reserve(&repo, &name, &wt_abs)?
         }
     };
-    // why: the name is ours now (its directory and the ref holding its base exist), and the
-    // checkout touches nothing outside the new directory; run outside the lock, worktrees of
-    // one project are made side by side instead of one at a time (a burst of new sessions).
+    if checkout == Checkout::Unlocked {
+        // why: the name is ours now (its directory and the ref holding its base exist), and
+        // the checkout touches nothing outside the new directory.
+        lock = None;
+    }
+    let use_cli = checkout != Checkout::Libgit2;
     if let Err(e) = init_private(&repo, &wt_abs, branch, base, use_cli) {
         // Leave nothing behind for an error that is not about debris (permissions, disk
         // full): the next creation of this name would trip over it.
-        let _lock = lock_worktrees(&repo)?;
+        let _lock = match lock {
+            Some(l) => Some(l),
+            None => lock_worktrees(&repo).ok(),
+        };
         let _ = remove_tree(&wt_abs);
         if let Ok(mut r) = repo.find_reference(&base_ref(&name)) {
             let _ = r.delete();
         }
         return Err(e);
     }
+    drop(lock);
     Ok(WorktreeInfo {
-        path: fs::canonicalize(&wt_abs)?,
+        // already canonical: its parent was canonicalized, and the name is one component
+        path: wt_abs,
         branch: branch.to_owned(),
         base_commit: base.to_string(),
     })

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use git2::{Oid, Repository};
 
-use super::create::{base_ref, create_with, lock_worktrees, worktree_name};
+use super::create::{Checkout, base_ref, create_with, lock_worktrees, worktree_name};
 use super::remove::clean_up;
 use super::{GIT_REDIRECTS, WorktreeError, WorktreeInfo, project_root};
 
@@ -177,7 +177,7 @@ pub fn make_spare(
         &root,
         &worktrees.join(sid),
         &format!("boocoder/{sid}"),
-        true,
+        Checkout::Locked,
     )?;
     fs::write(info.path.join(".git").join(SPARE), b"")?;
     Ok(info.path)
@@ -320,7 +320,8 @@ pub fn take_spare(
         // Between the listing and the claim it may have been moved forward (and not yet
         // prepared again): offered back as it is, markers untouched.
         if ready_base(&path).as_deref() != Some(head.as_str()) {
-            fs::rename(&taken, &token)?;
+            // (a failed rename leaves a spare no token owns: the reaper removes it)
+            let _ = fs::rename(&taken, &token);
             continue;
         }
         let git_dir = path.join(".git");
@@ -421,39 +422,49 @@ pub fn is_pooled(pool_root: &Path, sid: &str) -> bool {
     })
 }
 
+/// What [`bring_forward`] did with a spare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Moved to HEAD: it needs preparing again before anyone takes it.
+    Moved,
+    /// Already at HEAD (another process moved it, and makes it ready): left as it is.
+    AtHead,
+    /// Not moved: taken meanwhile (a session's worktree now), being moved by someone else,
+    /// or its files are in the way. The caller drops it (which finds no token when taken).
+    Gone,
+}
+
 /// Move a spare still on offer forward to the project's current HEAD (it is no longer
 /// ready), touching only the files that changed between the two commits (git's two-tree
-/// `read-tree -m -u`, hooks off). A spare whose files are in the way (an untracked file where
-/// the new commit has one) is not moved: `Ok(false)`, and the caller drops it. A spare taken
-/// meanwhile (its token is gone) is a session's worktree now and is left alone: `Ok(false)`
-/// too, and dropping it finds no token either.
-pub fn bring_forward(project: &Path, spare: &Spare) -> Result<bool, WorktreeError> {
+/// `read-tree -m -u`, hooks off). The spare is claimed first, by renaming its token as a
+/// taker would, so nobody takes it half moved.
+pub fn bring_forward(project: &Path, spare: &Spare) -> Result<Forward, WorktreeError> {
     let root = project_root(project)?;
     let repo = Repository::open(&root)?;
     let head = repo.head()?.peel_to_commit()?.id();
     let _lock = lock_worktrees(&repo)?;
     let Some(sid) = spare.session_id() else {
-        return Ok(false);
+        return Ok(Forward::Gone);
     };
     if spare.legacy || spare.moving {
-        return Ok(false);
+        return Ok(Forward::Gone);
     }
-    // Claimed like a taker claims it, so nobody takes it half moved.
     let moving = spare.token.with_file_name(format!("{MOVING_PREFIX}{sid}"));
     if fs::rename(&spare.token, &moving).is_err() {
-        return Ok(false);
+        return Ok(Forward::Gone);
     }
     let moved = move_spare(&repo, &spare.path, head);
-    // Back on offer, not ready: the caller prepares it again, or drops it.
+    // Back on offer: the caller prepares it again, or drops it.
     fs::rename(&moving, &spare.token)?;
     moved
 }
 
-fn move_spare(repo: &Repository, path: &Path, head: Oid) -> Result<bool, WorktreeError> {
+fn move_spare(repo: &Repository, path: &Path, head: Oid) -> Result<Forward, WorktreeError> {
     let private = Repository::open(path)?;
     let old = private.head()?.peel_to_commit()?.id();
     if old == head {
-        return Ok(true);
+        // what the listing said is stale: another process moved it since
+        return Ok(Forward::AtHead);
     }
     // Moved, it needs preparing again (setup for the new commits) before anyone takes it.
     remove_marker(&path.join(".git").join(READY))?;
@@ -472,7 +483,7 @@ fn move_spare(repo: &Repository, path: &Path, head: Oid) -> Result<bool, Worktre
     }
     let out = cmd.stdin(Stdio::null()).output()?;
     if !out.status.success() {
-        return Ok(false);
+        return Ok(Forward::Gone);
     }
     let branch = private
         .head()?
@@ -487,7 +498,7 @@ fn move_spare(repo: &Repository, path: &Path, head: Oid) -> Result<bool, Worktre
         true,
         "boocoder: spare brought forward",
     )?;
-    Ok(true)
+    Ok(Forward::Moved)
 }
 
 /// Remove a spare on offer (its worktree, the project's base ref, then its token). The token

@@ -2,7 +2,7 @@
 //! one is.
 
 use super::*;
-use crate::worktree::create::create_with;
+use crate::worktree::create::{Checkout, create_with};
 
 #[test]
 fn project_root_reports_repo_problems() {
@@ -122,9 +122,9 @@ fn git_cli_and_libgit2_checkouts_are_identical() {
     symlink("../a.txt", fx.project.join("src/up-link")).unwrap();
     git(&fx.project, &["add", "-A"]);
     git(&fx.project, &["commit", "-q", "-m", "modes and links"]);
-    let cli = create_with(&fx.project, &fx.wt, &fx.branch, true).unwrap();
+    let cli = create_with(&fx.project, &fx.wt, &fx.branch, Checkout::Unlocked).unwrap();
     let lib_wt = fx.project.parent().unwrap().join("wts/task-2");
-    let lib = create_with(&fx.project, &lib_wt, "boocoder/task-2", false).unwrap();
+    let lib = create_with(&fx.project, &lib_wt, "boocoder/task-2", Checkout::Libgit2).unwrap();
     assert_eq!(cli.base_commit, lib.base_commit);
     let a = snapshot(&cli.path);
     assert_eq!(a, snapshot(&lib.path));

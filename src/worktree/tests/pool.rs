@@ -96,7 +96,7 @@ fn a_taken_spare_is_neither_moved_nor_dropped_by_a_stale_listing() {
     fs::write(a.join("work.txt"), "an agent's work\n").unwrap();
     fs::write(fx.project.join("a.txt"), "changed upstream\n").unwrap();
     git(&fx.project, &["commit", "-qam", "move"]);
-    assert!(!bring_forward(&fx.project, &stale).unwrap());
+    assert_eq!(bring_forward(&fx.project, &stale).unwrap(), Forward::Gone);
     drop_spare(&fx.project, &stale).unwrap();
     assert!(a.join("work.txt").exists());
     assert_eq!(
@@ -140,7 +140,10 @@ fn a_spare_behind_head_is_not_taken_until_brought_forward() {
         .unwrap()
         .modified()
         .unwrap();
-    assert!(bring_forward(&fx.project, &offered(&fx, &spare)).unwrap());
+    assert_eq!(
+        bring_forward(&fx.project, &offered(&fx, &spare)).unwrap(),
+        Forward::Moved
+    );
     // moved, it waits to be prepared again
     assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_none());
     mark_ready(&spare).unwrap();
@@ -191,8 +194,9 @@ fn a_spare_being_moved_is_not_taken_and_a_dead_move_is_dropped() {
     let dir = pool_dir(&root, &fx.project);
     fs::rename(dir.join("spare-s-a"), dir.join("moving-s-a")).unwrap();
     assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_none());
-    assert!(
-        !bring_forward(&fx.project, &listed).unwrap(),
+    assert_eq!(
+        bring_forward(&fx.project, &listed).unwrap(),
+        Forward::Gone,
         "claimed by the mover"
     );
     assert!(is_pooled(&root, "s-a"), "the reaper leaves it to the pool");
@@ -212,7 +216,10 @@ fn a_moved_spare_is_back_on_offer_and_taken_once_prepared_while_others_are_made(
     mark_ready(&a).unwrap();
     fs::write(fx.project.join("a.txt"), "changed upstream\n").unwrap();
     git(&fx.project, &["commit", "-qam", "move"]);
-    assert!(bring_forward(&fx.project, &offered(&fx, &a)).unwrap());
+    assert_eq!(
+        bring_forward(&fx.project, &offered(&fx, &a)).unwrap(),
+        Forward::Moved
+    );
     let back = offered(&fx, &a);
     assert!(!back.moving && !back.ready);
     // a taker does not wait for the lock a worktree being made holds
@@ -229,4 +236,26 @@ fn a_moved_spare_is_back_on_offer_and_taken_once_prepared_while_others_are_made(
     drop(held);
     assert_eq!(taken.info.base_commit, fx.head());
     assert_eq!(snapshot(&a), snapshot(&fx.project));
+}
+
+#[test]
+fn a_stale_listing_leaves_a_spare_another_process_moved_as_it_is() {
+    let fx = Fx::new();
+    let (root, w) = (pool(&fx), wts(&fx));
+    let a = make_spare(&fx.project, &root, &w, "s-a").unwrap();
+    mark_ready(&a).unwrap();
+    let stale = offered(&fx, &a);
+    fs::write(fx.project.join("a.txt"), "changed upstream\n").unwrap();
+    git(&fx.project, &["commit", "-qam", "move"]);
+    // one process moves it and makes it ready again (its setup done)...
+    assert_eq!(
+        bring_forward(&fx.project, &offered(&fx, &a)).unwrap(),
+        Forward::Moved
+    );
+    mark_ready(&a).unwrap();
+    // ...another, with its listing from before, finds it at HEAD and leaves it on offer
+    assert_eq!(bring_forward(&fx.project, &stale).unwrap(), Forward::AtHead);
+    let now = offered(&fx, &a);
+    assert!(now.ready && now.base == fx.head() && !now.moving);
+    assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_some());
 }
