@@ -7,7 +7,6 @@
 //! taken by renaming its token (see `worktree/pool.rs`).
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -208,16 +207,9 @@ impl Inner {
             // another process is moving it (dropping waits for its lock and then finds the
             // token back on offer), or one died doing so (dropped)
         } else if !spare.ready {
-            // the token is written before the worktree, so a creation that died counts too
-            // ctime: a token renamed back (a give-back, the end of a move) is young again
-            let age = std::fs::metadata(&spare.token)
-                .ok()
-                .and_then(|m| {
-                    let ctime =
-                        std::time::UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64);
-                    ctime.elapsed().ok()
-                })
-                .unwrap_or_default();
+            // the token is written before the worktree, so a creation that died counts too;
+            // a token renamed back (the end of a move) is young again
+            let age = worktree::token_age(&spare.token).unwrap_or_default();
             if age < ABANDONED {
                 // Another process is preparing it.
                 return true;

@@ -78,10 +78,7 @@ pub(super) fn create_with(
     if let Err(e) = init_private(&repo, &wt_abs, branch, base, use_cli) {
         // Leave nothing behind for an error that is not about debris (permissions, disk
         // full): the next creation of this name would trip over it.
-        let _lock = match lock {
-            Some(l) => Some(l),
-            None => lock_worktrees(&repo).ok(),
-        };
+        let _lock = lock.or_else(|| lock_worktrees(&repo).ok());
         let _ = remove_tree(&wt_abs);
         if let Ok(mut r) = repo.find_reference(&base_ref(&name)) {
             let _ = r.delete();
@@ -140,8 +137,8 @@ fn absolute_worktree_path(wt_path: &Path, name: &str) -> Result<PathBuf, Worktre
 
 /// Serialise claiming a worktree name and removing one on a repository across threads and
 /// processes, so a creation retrying over debris never races a removal of the same name (the
-/// project ref and the directory are checked and changed as one step). The checkout into a
-/// claimed directory runs outside it.
+/// project ref and the directory are checked and changed as one step). A session's checkout
+/// into its claimed directory runs outside it (see [`create`]).
 pub(super) fn lock_worktrees(
     repo: &Repository,
 ) -> Result<nix::fcntl::Flock<fs::File>, WorktreeError> {

@@ -53,7 +53,7 @@ pub use include::{INCLUDE_FILE, Included, copy_included};
 pub use pool::{
     Forward, PoolUse, Spare, Taken, bring_forward, claims, disk_use, drop_pool, drop_spare,
     end_claim, give_back, head_commit, is_pooled, make_spare, mark_ready, pool_dir,
-    pooled_projects, settle_taken, spares, take_spare,
+    pooled_projects, settle_taken, spares, take_spare, token_age,
 };
 pub use reap::{remove_closed, remove_if_clean};
 pub use rebase::{MergeConflict, Rebase, Rebased};

@@ -382,16 +382,21 @@ pub fn claims(
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let sid = token_sid(&name, TAKEN_PREFIX)?.to_string();
-            // the rename that claimed it changed the token's ctime, not its mtime
-            let ctime = e.metadata().ok()?.ctime();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?
-                .as_secs() as i64;
-            let age = Duration::from_secs(now.saturating_sub(ctime).max(0) as u64);
+            let age = token_age(&e.path())?;
             Some((sid.clone(), worktrees.join(&sid), age))
         })
         .collect()
+}
+
+/// How long ago a token was written or last renamed: its ctime, which a rename changes and
+/// its mtime does not (a claim, a give-back, the end of a move).
+pub fn token_age(token: &Path) -> Option<Duration> {
+    let ctime = fs::metadata(token).ok()?.ctime();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(Duration::from_secs(now.saturating_sub(ctime).max(0) as u64))
 }
 
 /// Forget a claim whose session was recorded (`drop` false), or drop the worktree of one
