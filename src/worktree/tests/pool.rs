@@ -259,3 +259,60 @@ fn a_stale_listing_leaves_a_spare_another_process_moved_as_it_is() {
     assert!(now.ready && now.base == fx.head() && !now.moving);
     assert!(take_spare(&fx.project, &root, &w, None).unwrap().is_some());
 }
+
+#[test]
+fn takers_racing_a_move_only_ever_get_a_spare_whole_at_head() {
+    let fx = Fx::new();
+    let (root, w) = (pool(&fx), wts(&fx));
+    for round in 0..4 {
+        let sid = format!("s-{round}");
+        let spare = make_spare(&fx.project, &root, &w, &sid).unwrap();
+        mark_ready(&spare).unwrap();
+        let listed = offered(&fx, &spare);
+        fs::write(fx.project.join("a.txt"), format!("round {round}\n")).unwrap();
+        git(&fx.project, &["commit", "-qam", "move"]);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mover = {
+            let (project, done, spare) = (fx.project.clone(), done.clone(), spare.clone());
+            std::thread::spawn(move || {
+                let moved = bring_forward(&project, &listed).unwrap();
+                if moved == Forward::Moved {
+                    mark_ready(&spare).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let takers: Vec<_> = (0..3)
+            .map(|_| {
+                let (project, root, w, done) =
+                    (fx.project.clone(), root.clone(), w.clone(), done.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                        if let Some(t) = take_spare(&project, &root, &w, None).unwrap() {
+                            return Some(t);
+                        }
+                        if finished {
+                            return None;
+                        }
+                    }
+                })
+            })
+            .collect();
+        mover.join().unwrap();
+        let taken: Vec<Taken> = takers
+            .into_iter()
+            .filter_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(
+            taken.len(),
+            1,
+            "round {round}: one taker gets the moved spare"
+        );
+        let t = &taken[0];
+        assert_eq!(t.info.base_commit, fx.head());
+        assert_eq!(git(&spare, &["rev-parse", "HEAD"]).trim(), fx.head());
+        assert_eq!(snapshot(&spare), snapshot(&fx.project));
+        settle_taken(t).unwrap();
+    }
+}
